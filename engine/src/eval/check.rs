@@ -1,0 +1,278 @@
+//! Check: does one subject have one permission on one entity?
+//!
+//! Walks the compiled expression from the entity towards the subject, with Permify's depth
+//! accounting: every step to another entity (through a subject set or an arrow) costs one level;
+//! running out of levels is an error unless another branch already decided the answer.
+//!
+//! INVARIANT: a cycle in the data (a group inside itself) is cut where it closes: the repeated
+//! node grants nothing on that path. For everything but recursion under `not`, that is the least
+//! fixpoint the lookups compute. A negative answer is memoised only if no cycle was cut below it.
+
+use std::collections::HashMap;
+
+use crate::model::SubjectRef;
+use crate::schema::{Expr, Member, TypeId};
+
+use super::rules::RuleRunner;
+use super::{CheckResult, EvalError, Evaluator};
+
+type Key = (TypeId, Member, u32);
+
+struct Checker<'e, 'a> {
+    ev: &'e Evaluator<'a>,
+    rules: RuleRunner<'e, 'a>,
+    subject_ty: TypeId,
+    subject_num: Option<u32>,
+    /// `Some` when the subject is a subject set and names a member of its type.
+    subject_member: Option<Member>,
+    plain_subject: bool,
+    max_depth: u32,
+    path: Vec<Key>,
+    memo: HashMap<Key, bool>,
+    cuts: u64,
+    rule_errors: Vec<String>,
+}
+
+pub(super) fn run(
+    ev: &Evaluator<'_>,
+    ty: TypeId,
+    id: &str,
+    member: Member,
+    subject: &SubjectRef,
+    subject_ty: TypeId,
+    depth: u32,
+) -> Result<CheckResult, EvalError> {
+    let schema = ev.schema();
+    let subject_member = subject
+        .relation
+        .as_deref()
+        .and_then(|r| schema.entity_at(subject_ty).member(r));
+    // The subject set `e#member` itself has `member` on `e`.
+    if subject_ty == ty && subject_member == Some(member) && subject.id == id {
+        return Ok(CheckResult {
+            allowed: true,
+            rule_errors: Vec::new(),
+        });
+    }
+    let mut checker = Checker {
+        ev,
+        rules: RuleRunner::new(ev),
+        subject_ty,
+        subject_num: ev.snapshot.number(&subject.ty, &subject.id),
+        subject_member,
+        plain_subject: subject.relation.is_none(),
+        max_depth: depth,
+        path: Vec::new(),
+        memo: HashMap::new(),
+        cuts: 0,
+        rule_errors: Vec::new(),
+    };
+    let entity = ev.snapshot.number(&schema.entity_at(ty).name, id);
+    let allowed = checker.member(ty, entity, member, depth)?;
+    Ok(CheckResult {
+        allowed,
+        rule_errors: checker.rule_errors,
+    })
+}
+
+impl Checker<'_, '_> {
+    fn member(
+        &mut self,
+        ty: TypeId,
+        entity: Option<u32>,
+        member: Member,
+        depth: u32,
+    ) -> Result<bool, EvalError> {
+        if let Some(e) = entity {
+            if ty == self.subject_ty
+                && self.subject_member == Some(member)
+                && self.subject_num == Some(e)
+            {
+                return Ok(true);
+            }
+            let key = (ty, member, e);
+            if let Some(known) = self.memo.get(&key) {
+                return Ok(*known);
+            }
+            if self.path.contains(&key) {
+                self.cuts += 1;
+                return Ok(false);
+            }
+            if depth == 0 {
+                return Err(EvalError::DepthExhausted(self.max_depth));
+            }
+            let cuts_before = self.cuts;
+            self.path.push(key);
+            let result = self.member_uncached(ty, entity, member, depth);
+            self.path.pop();
+            if let Ok(allowed) = result
+                && (allowed || self.cuts == cuts_before)
+            {
+                self.memo.insert(key, allowed);
+            }
+            return result;
+        }
+        if depth == 0 {
+            return Err(EvalError::DepthExhausted(self.max_depth));
+        }
+        self.member_uncached(ty, entity, member, depth)
+    }
+
+    fn member_uncached(
+        &mut self,
+        ty: TypeId,
+        entity: Option<u32>,
+        member: Member,
+        depth: u32,
+    ) -> Result<bool, EvalError> {
+        let ev = self.ev;
+        match member {
+            Member::Relation(rel) => self.relation(ty, entity, rel, depth),
+            Member::Permission(p) => {
+                let expr = &ev.schema().entity_at(ty).permissions[p].expr;
+                self.expr(ty, entity, expr, depth)
+            }
+            Member::Attribute(a) => Ok(self.attribute(ty, entity, a)),
+        }
+    }
+
+    fn attribute(&self, ty: TypeId, entity: Option<u32>, attr: usize) -> bool {
+        let (Some(e), Some(key)) = (entity, self.ev.model.plan.attr_key(ty, attr)) else {
+            return false;
+        };
+        self.ev
+            .snapshot
+            .attribute(key)
+            .is_some_and(|c| c.trues().contains(e))
+    }
+
+    fn relation(
+        &mut self,
+        ty: TypeId,
+        entity: Option<u32>,
+        rel: usize,
+        depth: u32,
+    ) -> Result<bool, EvalError> {
+        let Some(e) = entity else {
+            return Ok(false);
+        };
+        let ev = self.ev;
+        let mut error = None;
+        for slot in ev.model.plan.slots(ty, rel) {
+            let Some(subjects) = ev
+                .snapshot
+                .relation(&slot.key)
+                .and_then(|s| s.subjects_of(e))
+            else {
+                continue;
+            };
+            let direct = slot.subject_type == self.subject_ty
+                && match slot.subject_member {
+                    None => self.plain_subject,
+                    Some(m) => self.subject_member == Some(m),
+                };
+            if direct && self.subject_num.is_some_and(|s| subjects.contains(s)) {
+                return Ok(true);
+            }
+            let Some(m) = slot.subject_member else {
+                continue;
+            };
+            for u in subjects.iter() {
+                match self.member(slot.subject_type, Some(u), m, depth - 1) {
+                    Ok(true) => return Ok(true),
+                    Ok(false) => {}
+                    Err(err) => error = Some(err),
+                }
+            }
+        }
+        error.map_or(Ok(false), Err)
+    }
+
+    fn expr(
+        &mut self,
+        ty: TypeId,
+        entity: Option<u32>,
+        expr: &Expr,
+        depth: u32,
+    ) -> Result<bool, EvalError> {
+        match expr {
+            Expr::Union(children) => {
+                let mut error = None;
+                for child in children {
+                    match self.expr(ty, entity, child, depth) {
+                        Ok(true) => return Ok(true),
+                        Ok(false) => {}
+                        Err(e) => error = Some(e),
+                    }
+                }
+                error.map_or(Ok(false), Err)
+            }
+            Expr::Intersect(children) => {
+                let mut error = None;
+                for child in children {
+                    match self.expr(ty, entity, child, depth) {
+                        Ok(false) => return Ok(false),
+                        Ok(true) => {}
+                        Err(e) => error = Some(e),
+                    }
+                }
+                error.map_or(Ok(true), Err)
+            }
+            Expr::Exclude(base, excluded) => {
+                let base = self.expr(ty, entity, base, depth);
+                if let Ok(false) = base {
+                    return Ok(false);
+                }
+                match (base, self.expr(ty, entity, excluded, depth)) {
+                    (_, Ok(true)) => Ok(false),
+                    (Ok(true), Ok(false)) => Ok(true),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                    (Ok(false), Ok(false)) => Ok(false),
+                }
+            }
+            Expr::Relation(r) => self.member(ty, entity, Member::Relation(*r), depth),
+            Expr::Permission(p) => self.member(ty, entity, Member::Permission(*p), depth),
+            Expr::Attribute(a) => Ok(self.attribute(ty, entity, *a)),
+            Expr::Arrow { via, targets } => {
+                let Some(e) = entity else {
+                    return Ok(false);
+                };
+                let Some(next_depth) = depth.checked_sub(1) else {
+                    return Err(EvalError::DepthExhausted(self.max_depth));
+                };
+                let ev = self.ev;
+                let mut hops: Vec<(TypeId, u32, &Expr)> = Vec::new();
+                for slot in ev.model.plan.slots(ty, *via) {
+                    let Some(subjects) = ev
+                        .snapshot
+                        .relation(&slot.key)
+                        .and_then(|s| s.subjects_of(e))
+                    else {
+                        continue;
+                    };
+                    for (target_ty, target) in targets {
+                        if *target_ty == slot.subject_type {
+                            hops.extend(subjects.iter().map(|u| (*target_ty, u, target)));
+                        }
+                    }
+                }
+                let mut error = None;
+                for (t, u, target) in hops {
+                    match self.expr(t, Some(u), target, next_depth) {
+                        Ok(true) => return Ok(true),
+                        Ok(false) => {}
+                        Err(e) => error = Some(e),
+                    }
+                }
+                error.map_or(Ok(false), Err)
+            }
+            Expr::Call { rule, args } => match self.rules.eval(ty, entity, *rule, args) {
+                Ok(b) => Ok(b),
+                Err(message) => {
+                    self.rule_errors.push(message);
+                    Ok(false)
+                }
+            },
+        }
+    }
+}

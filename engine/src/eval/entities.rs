@@ -1,0 +1,413 @@
+//! Lookup entity: every entity of one type on which a subject has a permission, as a bitmap.
+//!
+//! The compiled expression is run as a bitmap plan from the subject outwards: `or` is a union,
+//! `and` an intersection, `not` a difference, a relation reads the subject's reverse bitmap, a
+//! subject set `@group#member` first computes the groups where the subject is a member and then
+//! reads their reverse bitmaps, and an arrow `parent.view` computes the parents with `view` and
+//! reads theirs. Independent branches run in parallel on the rayon pool. Rules run last, only on
+//! the candidates that the other branches of an `and` (or the base of a `not`) left.
+//!
+//! Recursion through data (a group inside a group) is a least fixpoint: a relation that contains
+//! subject sets of itself is closed by a breadth-first walk over the reverse bitmaps; any other
+//! cycle through the schema is iterated, seeding each round with the previous round's sets,
+//! until nothing changes.
+//!
+//! INVARIANT: a member's set in `memo` is final for the round; a set read while still being
+//! computed (a cycle) marks the round as needing another.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+use roaring::RoaringBitmap;
+
+use crate::model::SubjectRef;
+use crate::schema::{Expr, Member, TypeId};
+
+use super::rules::RuleRunner;
+use super::{EntitySet, EvalError, Evaluator};
+
+/// Rounds of fixpoint iteration before giving up (only recursion under `not` can need this many).
+const MAX_ROUNDS: usize = 256;
+
+/// Below this many children an operator's branches run sequentially.
+const PARALLEL_MIN_CHILDREN: usize = 2;
+
+type Key = (TypeId, Member);
+
+enum State {
+    InProgress,
+    Done(Arc<RoaringBitmap>),
+}
+
+pub(super) struct Lookup<'e, 'a> {
+    ev: &'e Evaluator<'a>,
+    subject_ty: TypeId,
+    subject_num: Option<u32>,
+    subject_member: Option<Member>,
+    plain_subject: bool,
+    memo: Mutex<HashMap<Key, State>>,
+    seeds: HashMap<Key, Arc<RoaringBitmap>>,
+    cyclic: AtomicBool,
+    rule_errors: Mutex<Vec<String>>,
+    universes: Mutex<HashMap<TypeId, Arc<RoaringBitmap>>>,
+}
+
+pub(super) fn run(
+    ev: &Evaluator<'_>,
+    ty: TypeId,
+    member: Member,
+    subject: &SubjectRef,
+    subject_ty: TypeId,
+) -> Result<EntitySet, EvalError> {
+    let schema = ev.schema();
+    let subject_member = subject
+        .relation
+        .as_deref()
+        .and_then(|r| schema.entity_at(subject_ty).member(r));
+    // A subject set is its own member: give it a number so the result can hold it.
+    let subject_num = if subject_member.is_some() {
+        ev.snapshot
+            .interner()
+            .intern(&subject.ty, &subject.id)
+            .ok()
+    } else {
+        ev.snapshot.number(&subject.ty, &subject.id)
+    };
+    let mut seeds: HashMap<Key, Arc<RoaringBitmap>> = HashMap::new();
+    for _round in 0..MAX_ROUNDS {
+        let lookup = Lookup {
+            ev,
+            subject_ty,
+            subject_num,
+            subject_member,
+            plain_subject: subject.relation.is_none(),
+            memo: Mutex::new(HashMap::new()),
+            seeds,
+            cyclic: AtomicBool::new(false),
+            rule_errors: Mutex::new(Vec::new()),
+            universes: Mutex::new(HashMap::new()),
+        };
+        let result = lookup.member(ty, member)?;
+        let rule_errors = lookup
+            .rule_errors
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        let done = EntitySet {
+            entity_type: schema.entity_at(ty).name.clone(),
+            numbers: (*result).clone(),
+            rule_errors,
+        };
+        if !lookup.cyclic.load(Ordering::Relaxed) {
+            return Ok(done);
+        }
+        let memo = lookup.memo.into_inner().unwrap_or_else(|e| e.into_inner());
+        let next: HashMap<Key, Arc<RoaringBitmap>> = memo
+            .into_iter()
+            .filter_map(|(k, state)| match state {
+                State::Done(b) => Some((k, b)),
+                State::InProgress => None,
+            })
+            .collect();
+        let unchanged = next.len() == lookup.seeds.len()
+            && next
+                .iter()
+                .all(|(k, b)| lookup.seeds.get(k).is_some_and(|s| s == b));
+        if unchanged {
+            return Ok(done);
+        }
+        seeds = next;
+    }
+    Err(EvalError::NoConvergence(MAX_ROUNDS))
+}
+
+impl Lookup<'_, '_> {
+    fn lock_memo(&self) -> std::sync::MutexGuard<'_, HashMap<Key, State>> {
+        self.memo.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn universe(&self, ty: TypeId) -> Arc<RoaringBitmap> {
+        let mut universes = self.universes.lock().unwrap_or_else(|e| e.into_inner());
+        universes
+            .entry(ty)
+            .or_insert_with(|| {
+                Arc::new(
+                    self.ev
+                        .snapshot
+                        .universe(&self.ev.schema().entity_at(ty).name),
+                )
+            })
+            .clone()
+    }
+
+    /// The set of entities of `ty` on which the subject has `member`.
+    fn member(&self, ty: TypeId, member: Member) -> Result<Arc<RoaringBitmap>, EvalError> {
+        let key = (ty, member);
+        {
+            let mut memo = self.lock_memo();
+            match memo.get(&key) {
+                Some(State::Done(b)) => return Ok(b.clone()),
+                Some(State::InProgress) => {
+                    self.cyclic.store(true, Ordering::Relaxed);
+                    return Ok(self.seeds.get(&key).cloned().unwrap_or_default());
+                }
+                None => {
+                    memo.insert(key, State::InProgress);
+                }
+            }
+        }
+        let computed = self.member_uncached(ty, member);
+        let mut memo = self.lock_memo();
+        match computed {
+            Ok(mut set) => {
+                if ty == self.subject_ty
+                    && self.subject_member == Some(member)
+                    && let Some(s) = self.subject_num
+                {
+                    set.insert(s);
+                }
+                let set = Arc::new(set);
+                memo.insert(key, State::Done(set.clone()));
+                Ok(set)
+            }
+            Err(e) => {
+                memo.remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    fn member_uncached(&self, ty: TypeId, member: Member) -> Result<RoaringBitmap, EvalError> {
+        match member {
+            Member::Relation(rel) => self.relation(ty, rel),
+            Member::Permission(p) => {
+                let expr = &self.ev.schema().entity_at(ty).permissions[p].expr;
+                self.expr(ty, expr, None)
+            }
+            Member::Attribute(a) => Ok(self.attribute_trues(ty, a)),
+        }
+    }
+
+    fn attribute_trues(&self, ty: TypeId, attr: usize) -> RoaringBitmap {
+        self.ev
+            .model
+            .plan
+            .attr_key(ty, attr)
+            .and_then(|k| self.ev.snapshot.attribute(k))
+            .map(|c| c.trues().clone())
+            .unwrap_or_default()
+    }
+
+    fn relation(&self, ty: TypeId, rel: usize) -> Result<RoaringBitmap, EvalError> {
+        let ev = self.ev;
+        let mut set = RoaringBitmap::new();
+        let mut recursive_slots = Vec::new();
+        for slot in ev.model.plan.slots(ty, rel) {
+            let Some(store) = ev.snapshot.relation(&slot.key) else {
+                continue;
+            };
+            match slot.subject_member {
+                None => {
+                    if slot.subject_type == self.subject_ty
+                        && self.plain_subject
+                        && let Some(entities) = self.subject_num.and_then(|s| store.entities_of(s))
+                    {
+                        set |= entities;
+                    }
+                }
+                Some(m) if slot.subject_type == ty && m == Member::Relation(rel) => {
+                    // `relation member @group#member`: closed below by a breadth-first walk.
+                    recursive_slots.push(store);
+                }
+                Some(m) => {
+                    let holders = self.member(slot.subject_type, m)?;
+                    union_reverse(&mut set, store, &holders);
+                }
+            }
+        }
+        if recursive_slots.is_empty() {
+            return Ok(set);
+        }
+        // Entities whose subject sets `ty:x#rel` hold the subject: start from the direct ones
+        // (and the subject itself, when it is such a subject set) and walk outwards.
+        let mut frontier = set.clone();
+        if ty == self.subject_ty
+            && self.subject_member == Some(Member::Relation(rel))
+            && let Some(s) = self.subject_num
+        {
+            frontier.insert(s);
+        }
+        while !frontier.is_empty() {
+            let mut reached = RoaringBitmap::new();
+            for store in &recursive_slots {
+                union_reverse(&mut reached, store, &frontier);
+            }
+            reached -= &set;
+            set |= &reached;
+            frontier = reached;
+        }
+        Ok(set)
+    }
+
+    fn children(
+        &self,
+        ty: TypeId,
+        children: &[&Expr],
+        candidates: Option<&RoaringBitmap>,
+    ) -> Result<Vec<RoaringBitmap>, EvalError> {
+        if children.len() >= PARALLEL_MIN_CHILDREN {
+            children
+                .par_iter()
+                .map(|c| self.expr(ty, c, candidates))
+                .collect()
+        } else {
+            children
+                .iter()
+                .map(|c| self.expr(ty, c, candidates))
+                .collect()
+        }
+    }
+
+    /// The entities of `ty` satisfying `expr`. With `candidates`, the result may be limited to
+    /// them (the caller intersects with them anyway); rules then run only on candidates.
+    fn expr(
+        &self,
+        ty: TypeId,
+        expr: &Expr,
+        candidates: Option<&RoaringBitmap>,
+    ) -> Result<RoaringBitmap, EvalError> {
+        match expr {
+            Expr::Union(children) => {
+                let children: Vec<&Expr> = children.iter().collect();
+                let mut sets = self.children(ty, &children, candidates)?.into_iter();
+                let mut acc = sets.next().unwrap_or_default();
+                for s in sets {
+                    acc |= s;
+                }
+                Ok(acc)
+            }
+            Expr::Intersect(children) => {
+                let (plain, ruled): (Vec<&Expr>, Vec<&Expr>) =
+                    children.iter().partition(|c| !has_call(c));
+                let mut acc: Option<RoaringBitmap> = None;
+                if !plain.is_empty() {
+                    let mut sets = self.children(ty, &plain, candidates)?.into_iter();
+                    let mut first = sets.next().unwrap_or_default();
+                    for s in sets {
+                        first &= s;
+                    }
+                    acc = Some(first);
+                }
+                for child in ruled {
+                    let narrowed = match (&acc, candidates) {
+                        (Some(a), _) => Some(a),
+                        (None, c) => c,
+                    };
+                    let set = self.expr(ty, child, narrowed)?;
+                    acc = Some(match acc {
+                        Some(mut a) => {
+                            a &= set;
+                            a
+                        }
+                        None => set,
+                    });
+                    if acc.as_ref().is_some_and(|a| a.is_empty()) {
+                        break;
+                    }
+                }
+                Ok(acc.unwrap_or_default())
+            }
+            Expr::Exclude(base, excluded) => {
+                let mut set = self.expr(ty, base, candidates)?;
+                if set.is_empty() {
+                    return Ok(set);
+                }
+                let removed = self.expr(ty, excluded, Some(&set))?;
+                set -= removed;
+                Ok(set)
+            }
+            Expr::Relation(r) => Ok((*self.member(ty, Member::Relation(*r))?).clone()),
+            Expr::Permission(p) => Ok((*self.member(ty, Member::Permission(*p))?).clone()),
+            Expr::Attribute(a) => Ok((*self.member(ty, Member::Attribute(*a))?).clone()),
+            Expr::Arrow { via, targets } => {
+                let ev = self.ev;
+                let mut set = RoaringBitmap::new();
+                for (target_ty, target) in targets {
+                    let holders = match target {
+                        Expr::Relation(r) => self.member(*target_ty, Member::Relation(*r))?,
+                        Expr::Permission(p) => self.member(*target_ty, Member::Permission(*p))?,
+                        other => Arc::new(self.expr(*target_ty, other, None)?),
+                    };
+                    if holders.is_empty() {
+                        continue;
+                    }
+                    for slot in ev.model.plan.slots(ty, *via) {
+                        if slot.subject_type != *target_ty {
+                            continue;
+                        }
+                        if let Some(store) = ev.snapshot.relation(&slot.key) {
+                            union_reverse(&mut set, store, &holders);
+                        }
+                    }
+                }
+                Ok(set)
+            }
+            Expr::Call { rule, args } => {
+                let universe;
+                let pool = match candidates {
+                    Some(c) => c,
+                    None => {
+                        universe = self.universe(ty);
+                        universe.as_ref()
+                    }
+                };
+                let runner = RuleRunner::new(self.ev);
+                let mut set = RoaringBitmap::new();
+                let mut errors = Vec::new();
+                for e in pool.iter() {
+                    match runner.eval(ty, Some(e), *rule, args) {
+                        Ok(true) => {
+                            set.insert(e);
+                        }
+                        Ok(false) => {}
+                        Err(message) => errors.push(message),
+                    }
+                }
+                if !errors.is_empty() {
+                    self.rule_errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(errors);
+                }
+                Ok(set)
+            }
+        }
+    }
+}
+
+/// `set |= rev[x]` for every `x` in `holders` that has entities in `store`.
+fn union_reverse(set: &mut RoaringBitmap, store: &crate::index::RelStore, holders: &RoaringBitmap) {
+    let (small, large) = if holders.len() <= store.subjects().len() {
+        (holders, store.subjects())
+    } else {
+        (store.subjects(), holders)
+    };
+    for x in small.iter() {
+        if large.contains(x)
+            && let Some(entities) = store.entities_of(x)
+        {
+            *set |= entities;
+        }
+    }
+}
+
+/// Whether an expression calls a rule anywhere outside a named member.
+fn has_call(expr: &Expr) -> bool {
+    match expr {
+        Expr::Call { .. } => true,
+        Expr::Union(c) | Expr::Intersect(c) => c.iter().any(has_call),
+        Expr::Exclude(a, b) => has_call(a) || has_call(b),
+        Expr::Relation(_) | Expr::Permission(_) | Expr::Attribute(_) | Expr::Arrow { .. } => false,
+    }
+}

@@ -1,0 +1,271 @@
+//! Evaluation of permissions on a snapshot: check, lookup entity, lookup subject, subject
+//! permission and expand.
+//!
+//! An [`Evaluator`] binds a compiled [`Model`] to one snapshot (with the request's contextual
+//! tuples and attributes applied) and the request's `context.data`. It is the fast path; the
+//! reference evaluator in [`crate::reference`] answers the same questions by plain recursion and
+//! the property tests hold the two to the same answers.
+//!
+//! Semantics shared by every operation:
+//! - a relation holds for subject `S` on entity `e` when the tuple `e#rel@S` is stored, or a
+//!   tuple `e#rel@U:u#r` is stored and `S` has `r` on `U:u`, or `S` is the subject set `e#rel`
+//!   itself;
+//! - recursion through data (nested groups, folder trees) is resolved as a least fixpoint: a
+//!   cycle in the data grants nothing by itself;
+//! - a missing attribute takes its type's empty value; a rule that fails to evaluate denies.
+
+mod check;
+mod entities;
+mod expand;
+mod plan;
+mod rules;
+mod subjects;
+
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use crate::index::{Snapshot, WriteError};
+use crate::model::{Attribute, EntityRef, SubjectRef, Tuple};
+use crate::schema::{Member, Schema, SchemaError, TypeId};
+
+pub use expand::{ExpandNode, ExpandOp};
+pub use plan::Plan;
+
+/// The smallest depth a check accepts, as in Permify.
+pub const MIN_DEPTH: u32 = 3;
+
+/// A compiled schema with its evaluation plan. Build once per schema version and share.
+#[derive(Debug)]
+pub struct Model {
+    pub schema: Arc<Schema>,
+    pub plan: Plan,
+}
+
+impl Model {
+    /// Compiles schema source text.
+    pub fn compile(source: &str) -> Result<Model, SchemaError> {
+        let schema = crate::schema::compile(source)?;
+        Ok(Model::new(Arc::new(schema)))
+    }
+
+    /// Wraps an already compiled schema.
+    pub fn new(schema: Arc<Schema>) -> Model {
+        let plan = Plan::new(&schema);
+        Model { schema, plan }
+    }
+}
+
+/// A request's context: contextual tuples and attributes, and `context.data` for rules.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub tuples: Vec<Tuple>,
+    pub attributes: Vec<Attribute>,
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Why an evaluation could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    #[error("entity type `{0}` is not defined in the schema")]
+    UnknownEntityType(String),
+    #[error("entity type `{entity_type}` has no permission, relation or attribute `{name}`")]
+    UnknownMember { entity_type: String, name: String },
+    #[error("`{entity_type}#{name}` is an attribute of a non-boolean type and cannot be checked")]
+    NotCheckable { entity_type: String, name: String },
+    #[error("depth must be at least {MIN_DEPTH}, got {0}")]
+    DepthTooSmall(u32),
+    #[error("check depth exhausted: the permission needs more than {0} levels of resolution")]
+    DepthExhausted(u32),
+    #[error("invalid context: {0}")]
+    Context(Box<WriteError>),
+    #[error("invalid subject reference: {0}")]
+    Subject(String),
+    #[error("evaluation did not converge after {0} rounds (recursion through `not`)")]
+    NoConvergence(usize),
+}
+
+impl From<WriteError> for EvalError {
+    fn from(e: WriteError) -> Self {
+        EvalError::Context(Box::new(e))
+    }
+}
+
+/// The answer of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    pub allowed: bool,
+    /// Rule evaluation failures met on the way (each denied its branch).
+    pub rule_errors: Vec<String>,
+}
+
+/// The entities found by a lookup, in ascending number order (the stream order).
+#[derive(Debug, Clone)]
+pub struct EntitySet {
+    pub entity_type: String,
+    pub numbers: RoaringBitmap,
+    /// Rule evaluation failures met on the way (each denied its candidate).
+    pub rule_errors: Vec<String>,
+}
+
+/// Binds a model to one snapshot and one request context.
+pub struct Evaluator<'a> {
+    model: &'a Model,
+    snapshot: Snapshot,
+    data: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'a> Evaluator<'a> {
+    /// Applies the context's tuples and attributes to `snapshot` (for this request only).
+    pub fn new(
+        model: &'a Model,
+        snapshot: &Snapshot,
+        context: &'a Context,
+    ) -> Result<Evaluator<'a>, EvalError> {
+        let snapshot =
+            snapshot.with_context(&model.schema, &context.tuples, &context.attributes)?;
+        Ok(Evaluator {
+            model,
+            snapshot,
+            data: &context.data,
+        })
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.model.schema
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    fn entity_type(&self, name: &str) -> Result<TypeId, EvalError> {
+        self.model
+            .schema
+            .entity(name)
+            .map(|(id, _)| id)
+            .ok_or_else(|| EvalError::UnknownEntityType(name.to_string()))
+    }
+
+    /// A checkable member (relation, permission or boolean attribute) of an entity type.
+    fn member(&self, ty: TypeId, name: &str) -> Result<Member, EvalError> {
+        let def = self.model.schema.entity_at(ty);
+        let member = def.member(name).ok_or_else(|| EvalError::UnknownMember {
+            entity_type: def.name.clone(),
+            name: name.to_string(),
+        })?;
+        if let Member::Attribute(a) = member
+            && def.attributes[a].ty != crate::schema::AttrType::Boolean
+        {
+            return Err(EvalError::NotCheckable {
+                entity_type: def.name.clone(),
+                name: name.to_string(),
+            });
+        }
+        Ok(member)
+    }
+
+    fn check_subject(&self, subject: &SubjectRef) -> Result<TypeId, EvalError> {
+        let ty = self.entity_type(&subject.ty)?;
+        if let Some(rel) = &subject.relation {
+            let def = self.model.schema.entity_at(ty);
+            if def.member(rel).is_none() {
+                return Err(EvalError::Subject(format!(
+                    "entity type `{}` has no relation or permission `{rel}`",
+                    subject.ty
+                )));
+            }
+        }
+        Ok(ty)
+    }
+
+    /// Whether `subject` has `permission` (a permission, relation or boolean attribute) on
+    /// `entity`. `depth` bounds the levels of resolution, as Permify's depth does.
+    pub fn check(
+        &self,
+        entity: &EntityRef,
+        permission: &str,
+        subject: &SubjectRef,
+        depth: u32,
+    ) -> Result<CheckResult, EvalError> {
+        if depth < MIN_DEPTH {
+            return Err(EvalError::DepthTooSmall(depth));
+        }
+        let ty = self.entity_type(&entity.ty)?;
+        let member = self.member(ty, permission)?;
+        let subject_ty = self.check_subject(subject)?;
+        check::run(self, ty, &entity.id, member, subject, subject_ty, depth)
+    }
+
+    /// Every entity of `entity_type` on which `subject` has `permission`.
+    pub fn lookup_entity(
+        &self,
+        entity_type: &str,
+        permission: &str,
+        subject: &SubjectRef,
+    ) -> Result<EntitySet, EvalError> {
+        let ty = self.entity_type(entity_type)?;
+        let member = self.member(ty, permission)?;
+        let subject_ty = self.check_subject(subject)?;
+        entities::run(self, ty, member, subject, subject_ty)
+    }
+
+    /// Every subject of type `subject_type` (subject sets `subject_type#relation` when
+    /// `subject_relation` is given) that has `permission` on `entity`, in ascending number order.
+    pub fn lookup_subject(
+        &self,
+        entity: &EntityRef,
+        permission: &str,
+        subject_type: &str,
+        subject_relation: Option<&str>,
+    ) -> Result<EntitySet, EvalError> {
+        let ty = self.entity_type(&entity.ty)?;
+        let member = self.member(ty, permission)?;
+        let probe = SubjectRef::new(subject_type, "", subject_relation.map(str::to_string));
+        let subject_ty = self.check_subject(&probe)?;
+        subjects::run(self, ty, &entity.id, member, subject_ty, subject_relation)
+    }
+
+    /// For every permission (and, unless `only_permissions`, every relation) of `entity`'s type,
+    /// whether `subject` has it. In declaration order: relations first, then permissions.
+    pub fn subject_permission(
+        &self,
+        entity: &EntityRef,
+        subject: &SubjectRef,
+        only_permissions: bool,
+        depth: u32,
+    ) -> Result<Vec<(String, CheckResult)>, EvalError> {
+        if depth < MIN_DEPTH {
+            return Err(EvalError::DepthTooSmall(depth));
+        }
+        let ty = self.entity_type(&entity.ty)?;
+        let subject_ty = self.check_subject(subject)?;
+        let def = self.model.schema.entity_at(ty);
+        let mut members: Vec<Member> = Vec::new();
+        if !only_permissions {
+            members.extend((0..def.relations.len()).map(Member::Relation));
+        }
+        members.extend((0..def.permissions.len()).map(Member::Permission));
+        members
+            .into_iter()
+            .map(|m| {
+                let result = check::run(self, ty, &entity.id, m, subject, subject_ty, depth)?;
+                Ok((def.member_name(m).to_string(), result))
+            })
+            .collect()
+    }
+
+    /// The userset tree of `permission` on `entity`, one level of data deep per relation.
+    pub fn expand(&self, entity: &EntityRef, permission: &str) -> Result<ExpandNode, EvalError> {
+        let ty = self.entity_type(&entity.ty)?;
+        let member = self.member(ty, permission)?;
+        expand::run(self, ty, &entity.id, member)
+    }
+
+    /// The IDs for entity numbers of one type, in the given order.
+    pub fn names(&self, entity_type: &str, numbers: &RoaringBitmap) -> Vec<Arc<str>> {
+        self.snapshot
+            .interner()
+            .names(entity_type, numbers.iter())
+    }
+}

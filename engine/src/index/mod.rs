@@ -1,0 +1,516 @@
+//! The in-memory index: immutable snapshots of one tenant's tuples and attributes.
+//!
+//! Every relation key (entity type, relation, subject type, subject relation) keeps roaring
+//! bitmaps both ways: entity → subjects (`fwd`) and subject → entities (`rev`). Boolean
+//! attributes are bitmaps of the entities where they are true; other attributes are columns.
+//!
+//! A [`Snapshot`] never changes. [`Store::write`] clones the head snapshot (cheap: chunks are
+//! shared copy-on-write), applies a whole batch to the clone and publishes it, so readers are
+//! never blocked by writers and never see half a batch. Writes are serialised by a mutex.
+
+mod cow;
+mod interner;
+mod write;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use roaring::RoaringBitmap;
+
+use crate::model::{AttrValue, Attribute, EntityRef, SubjectRef, Tuple};
+
+pub use cow::CowVec;
+pub use interner::{Interner, InternerFull};
+pub use write::{Change, ChangeOp, WriteBatch, WriteError, WriteOutcome};
+
+/// Identifies the bitmaps of one relation from one kind of subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelKey {
+    pub entity_type: Arc<str>,
+    pub relation: Arc<str>,
+    pub subject_type: Arc<str>,
+    /// `Some` for subject sets (`@group#member`).
+    pub subject_relation: Option<Arc<str>>,
+}
+
+impl RelKey {
+    pub fn new(
+        entity_type: &str,
+        relation: &str,
+        subject_type: &str,
+        subject_relation: Option<&str>,
+    ) -> Self {
+        RelKey {
+            entity_type: Arc::from(entity_type),
+            relation: Arc::from(relation),
+            subject_type: Arc::from(subject_type),
+            subject_relation: subject_relation.map(Arc::from),
+        }
+    }
+}
+
+/// The tuples of one [`RelKey`], indexed both ways.
+#[derive(Debug, Clone, Default)]
+pub struct RelStore {
+    /// entity number → subject numbers.
+    fwd: CowVec<Arc<RoaringBitmap>>,
+    /// subject number → entity numbers.
+    rev: CowVec<Arc<RoaringBitmap>>,
+    /// Entities with at least one subject.
+    entities: RoaringBitmap,
+    /// Subjects with at least one entity.
+    subjects: RoaringBitmap,
+    /// Number of tuples.
+    len: u64,
+}
+
+impl RelStore {
+    /// Subjects of `entity`.
+    #[inline]
+    pub fn subjects_of(&self, entity: u32) -> Option<&RoaringBitmap> {
+        self.fwd.get(entity).map(|b| b.as_ref())
+    }
+
+    /// Entities that have `subject`.
+    #[inline]
+    pub fn entities_of(&self, subject: u32) -> Option<&RoaringBitmap> {
+        self.rev.get(subject).map(|b| b.as_ref())
+    }
+
+    /// Entities with at least one subject.
+    pub fn entities(&self) -> &RoaringBitmap {
+        &self.entities
+    }
+
+    /// Subjects with at least one entity.
+    pub fn subjects(&self) -> &RoaringBitmap {
+        &self.subjects
+    }
+
+    /// Number of tuples stored.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn contains(&self, entity: u32, subject: u32) -> bool {
+        self.subjects_of(entity).is_some_and(|b| b.contains(subject))
+    }
+
+    fn insert(&mut self, entity: u32, subject: u32) -> bool {
+        if self.contains(entity, subject) {
+            return false;
+        }
+        Arc::make_mut(self.fwd.get_mut(entity)).insert(subject);
+        Arc::make_mut(self.rev.get_mut(subject)).insert(entity);
+        self.entities.insert(entity);
+        self.subjects.insert(subject);
+        self.len += 1;
+        true
+    }
+
+    fn remove(&mut self, entity: u32, subject: u32) -> bool {
+        if !self.contains(entity, subject) {
+            return false;
+        }
+        let fwd = Arc::make_mut(self.fwd.get_mut(entity));
+        fwd.remove(subject);
+        if fwd.is_empty() {
+            self.entities.remove(entity);
+        }
+        let rev = Arc::make_mut(self.rev.get_mut(subject));
+        rev.remove(entity);
+        if rev.is_empty() {
+            self.subjects.remove(subject);
+        }
+        self.len -= 1;
+        true
+    }
+}
+
+/// Identifies the values of one attribute of one entity type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AttrKey {
+    pub entity_type: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl AttrKey {
+    pub fn new(entity_type: &str, name: &str) -> Self {
+        AttrKey {
+            entity_type: Arc::from(entity_type),
+            name: Arc::from(name),
+        }
+    }
+}
+
+/// The values of one attribute of one entity type.
+#[derive(Debug, Clone, Default)]
+pub struct AttrColumn {
+    /// Entities with a value.
+    present: RoaringBitmap,
+    /// Entities whose value is the boolean `true`.
+    trues: RoaringBitmap,
+    values: CowVec<Option<Arc<AttrValue>>>,
+}
+
+impl AttrColumn {
+    /// The value stored for `entity`.
+    #[inline]
+    pub fn get(&self, entity: u32) -> Option<&AttrValue> {
+        self.values.get(entity).and_then(|v| v.as_deref())
+    }
+
+    /// Entities whose value is boolean `true`.
+    pub fn trues(&self) -> &RoaringBitmap {
+        &self.trues
+    }
+
+    /// Entities with a value.
+    pub fn present(&self) -> &RoaringBitmap {
+        &self.present
+    }
+
+    fn set(&mut self, entity: u32, value: AttrValue) -> Option<Arc<AttrValue>> {
+        if value == AttrValue::Boolean(true) {
+            self.trues.insert(entity);
+        } else {
+            self.trues.remove(entity);
+        }
+        self.present.insert(entity);
+        self.values.get_mut(entity).replace(Arc::new(value))
+    }
+
+    fn remove(&mut self, entity: u32) -> Option<Arc<AttrValue>> {
+        self.trues.remove(entity);
+        self.present.remove(entity);
+        if self.values.get(entity).is_none_or(|v| v.is_none()) {
+            return None;
+        }
+        self.values.get_mut(entity).take()
+    }
+}
+
+/// One tenant's data at one revision. Immutable; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    revision: u64,
+    interner: Arc<Interner>,
+    relations: Arc<HashMap<RelKey, Arc<RelStore>>>,
+    attributes: Arc<HashMap<AttrKey, Arc<AttrColumn>>>,
+    /// Whether this snapshot carries a request's contextual tuples or attributes.
+    contextual: bool,
+}
+
+impl Snapshot {
+    /// An empty snapshot at revision 0.
+    pub fn empty(interner: Arc<Interner>) -> Self {
+        Snapshot {
+            revision: 0,
+            interner,
+            relations: Arc::new(HashMap::new()),
+            attributes: Arc::new(HashMap::new()),
+            contextual: false,
+        }
+    }
+
+    /// The revision of the write that produced this snapshot.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Whether this snapshot carries a request's contextual data.
+    pub fn is_contextual(&self) -> bool {
+        self.contextual
+    }
+
+    pub fn interner(&self) -> &Arc<Interner> {
+        &self.interner
+    }
+
+    /// The tuples of one relation key.
+    #[inline]
+    pub fn relation(&self, key: &RelKey) -> Option<&RelStore> {
+        self.relations.get(key).map(|s| s.as_ref())
+    }
+
+    /// Every relation key with at least one tuple.
+    pub fn relation_keys(&self) -> impl Iterator<Item = (&RelKey, &RelStore)> {
+        self.relations
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(k, s)| (k, s.as_ref()))
+    }
+
+    /// The values of one attribute.
+    #[inline]
+    pub fn attribute(&self, key: &AttrKey) -> Option<&AttrColumn> {
+        self.attributes.get(key).map(|c| c.as_ref())
+    }
+
+    /// Every attribute key with a column.
+    pub fn attribute_keys(&self) -> impl Iterator<Item = (&AttrKey, &AttrColumn)> {
+        self.attributes.iter().map(|(k, c)| (k, c.as_ref()))
+    }
+
+    /// The number of `id` of type `ty`, if it was ever interned.
+    pub fn number(&self, ty: &str, id: &str) -> Option<u32> {
+        self.interner.get(ty, id)
+    }
+
+    /// Total number of tuples.
+    pub fn tuple_count(&self) -> u64 {
+        self.relations.values().map(|s| s.len()).sum()
+    }
+
+    /// Whether the exact tuple is stored.
+    pub fn contains_tuple(&self, tuple: &Tuple) -> bool {
+        let key = RelKey::new(
+            &tuple.entity.ty,
+            &tuple.relation,
+            &tuple.subject.ty,
+            tuple.subject.relation.as_deref(),
+        );
+        let (Some(store), Some(e), Some(s)) = (
+            self.relation(&key),
+            self.number(&tuple.entity.ty, &tuple.entity.id),
+            self.number(&tuple.subject.ty, &tuple.subject.id),
+        ) else {
+            return false;
+        };
+        store.contains(e, s)
+    }
+
+    /// Every entity number of type `ty` that appears anywhere in this snapshot: as an entity or
+    /// a subject of a tuple, or with an attribute. Scans; used only where a plan needs the
+    /// universe of a type (a rule with no relation to narrow it).
+    pub fn universe(&self, ty: &str) -> RoaringBitmap {
+        let mut all = RoaringBitmap::new();
+        for (key, store) in self.relations.iter() {
+            if &*key.entity_type == ty {
+                all |= store.entities();
+            }
+            if &*key.subject_type == ty {
+                all |= store.subjects();
+            }
+        }
+        for (key, column) in self.attributes.iter() {
+            if &*key.entity_type == ty {
+                all |= column.present();
+            }
+        }
+        all
+    }
+
+    /// All tuples matching `filter`, sorted by relation key then entity and subject number.
+    pub fn read_tuples(&self, filter: &TupleFilter) -> Vec<Tuple> {
+        let mut keys: Vec<(&RelKey, &RelStore)> = self
+            .relation_keys()
+            .filter(|(k, _)| filter.matches_key(k))
+            .collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = Vec::new();
+        for (key, store) in keys {
+            let entity_numbers: RoaringBitmap = if filter.entity_ids.is_empty() {
+                store.entities().clone()
+            } else {
+                filter
+                    .entity_ids
+                    .iter()
+                    .filter_map(|id| self.number(&key.entity_type, id))
+                    .collect()
+            };
+            let subject_filter: Option<RoaringBitmap> = if filter.subject_ids.is_empty() {
+                None
+            } else {
+                Some(
+                    filter
+                        .subject_ids
+                        .iter()
+                        .filter_map(|id| self.number(&key.subject_type, id))
+                        .collect(),
+                )
+            };
+            for e in entity_numbers.iter() {
+                let Some(subjects) = store.subjects_of(e) else {
+                    continue;
+                };
+                let Some(entity_id) = self.interner.name(&key.entity_type, e) else {
+                    continue;
+                };
+                let subjects = match &subject_filter {
+                    Some(f) => subjects & f,
+                    None => subjects.clone(),
+                };
+                let names = self.interner.names(&key.subject_type, subjects.iter());
+                for subject_id in names {
+                    out.push(Tuple {
+                        entity: EntityRef::new(&*key.entity_type, &*entity_id),
+                        relation: key.relation.to_string(),
+                        subject: SubjectRef::new(
+                            &*key.subject_type,
+                            &*subject_id,
+                            key.subject_relation.as_deref().map(str::to_string),
+                        ),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// All attributes matching `filter`, sorted by key then entity number.
+    pub fn read_attributes(&self, filter: &AttributeFilter) -> Vec<Attribute> {
+        let mut keys: Vec<(&AttrKey, &AttrColumn)> = self
+            .attribute_keys()
+            .filter(|(k, _)| {
+                filter
+                    .entity_type
+                    .as_deref()
+                    .is_none_or(|t| t == &*k.entity_type)
+                    && (filter.names.is_empty() || filter.names.iter().any(|n| n == &*k.name))
+            })
+            .collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = Vec::new();
+        for (key, column) in keys {
+            let numbers: RoaringBitmap = if filter.entity_ids.is_empty() {
+                column.present().clone()
+            } else {
+                filter
+                    .entity_ids
+                    .iter()
+                    .filter_map(|id| self.number(&key.entity_type, id))
+                    .collect()
+            };
+            for e in numbers.iter() {
+                let (Some(value), Some(id)) =
+                    (column.get(e), self.interner.name(&key.entity_type, e))
+                else {
+                    continue;
+                };
+                out.push(Attribute {
+                    entity: EntityRef::new(&*key.entity_type, &*id),
+                    name: key.name.to_string(),
+                    value: value.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The stored value of one attribute of one entity.
+    pub fn attribute_value(&self, entity: &EntityRef, name: &str) -> Option<&AttrValue> {
+        let column = self.attribute(&AttrKey::new(&entity.ty, name))?;
+        column.get(self.number(&entity.ty, &entity.id)?)
+    }
+}
+
+/// Selects tuples, as Permify's `TupleFilter`: empty lists and `None` match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TupleFilter {
+    pub entity_type: Option<String>,
+    pub entity_ids: Vec<String>,
+    pub relation: Option<String>,
+    pub subject_type: Option<String>,
+    pub subject_ids: Vec<String>,
+    /// `Some("")` selects plain subjects only; `None` any.
+    pub subject_relation: Option<String>,
+}
+
+impl TupleFilter {
+    fn matches_key(&self, key: &RelKey) -> bool {
+        self.entity_type
+            .as_deref()
+            .is_none_or(|t| t == &*key.entity_type)
+            && self.relation.as_deref().is_none_or(|r| r == &*key.relation)
+            && self
+                .subject_type
+                .as_deref()
+                .is_none_or(|t| t == &*key.subject_type)
+            && match self.subject_relation.as_deref() {
+                None => true,
+                Some("") | Some("...") => key.subject_relation.is_none(),
+                Some(r) => key.subject_relation.as_deref() == Some(r),
+            }
+    }
+
+    /// Whether a tuple matches this filter.
+    pub fn matches(&self, tuple: &Tuple) -> bool {
+        let key = RelKey::new(
+            &tuple.entity.ty,
+            &tuple.relation,
+            &tuple.subject.ty,
+            tuple.subject.relation.as_deref(),
+        );
+        self.matches_key(&key)
+            && (self.entity_ids.is_empty() || self.entity_ids.contains(&tuple.entity.id))
+            && (self.subject_ids.is_empty() || self.subject_ids.contains(&tuple.subject.id))
+    }
+}
+
+/// Selects attributes, as Permify's `AttributeFilter`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttributeFilter {
+    pub entity_type: Option<String>,
+    pub entity_ids: Vec<String>,
+    pub names: Vec<String>,
+}
+
+/// One tenant's store: the head snapshot and the write path.
+#[derive(Debug)]
+pub struct Store {
+    interner: Arc<Interner>,
+    head: RwLock<Arc<Snapshot>>,
+    writer: Mutex<()>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    pub fn new() -> Self {
+        let interner = Arc::new(Interner::default());
+        Store {
+            head: RwLock::new(Arc::new(Snapshot::empty(interner.clone()))),
+            interner,
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The latest snapshot.
+    pub fn head(&self) -> Arc<Snapshot> {
+        self.head.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn interner(&self) -> &Arc<Interner> {
+        &self.interner
+    }
+
+    /// Applies a batch atomically against `schema` and publishes a new snapshot at the next
+    /// revision. Nothing of a rejected batch is applied. A batch that changes nothing still gets
+    /// a new revision, as every acknowledged write does.
+    pub fn write(
+        &self,
+        schema: &crate::schema::Schema,
+        batch: &WriteBatch,
+    ) -> Result<WriteOutcome, WriteError> {
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let head = self.head();
+        let (mut next, changes) = write::apply(schema, &head, batch)?;
+        next.revision = head.revision + 1;
+        next.contextual = false;
+        let next = Arc::new(next);
+        *self.head.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+        Ok(WriteOutcome {
+            snapshot: next,
+            changes,
+        })
+    }
+}

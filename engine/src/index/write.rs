@@ -1,0 +1,407 @@
+//! Validating and applying a batch of tuple and attribute changes to a snapshot.
+//!
+//! A batch is validated completely before anything is applied, so a rejected batch changes
+//! nothing. Validation follows the schema: the entity type and relation (or attribute) must
+//! exist, the subject must be of a type (and subject relation) the relation allows, an
+//! attribute value must have the declared type.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{AttrColumn, AttrKey, RelKey, RelStore, Snapshot};
+use crate::model::{self, AttrValue, Attribute, EntityRef, ModelError, Tuple};
+use crate::schema::Schema;
+
+/// One batch of changes, applied atomically in this order: tuple deletes, tuple writes,
+/// attribute deletes, attribute writes.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    pub tuple_writes: Vec<Tuple>,
+    pub tuple_deletes: Vec<Tuple>,
+    pub attribute_writes: Vec<Attribute>,
+    /// `(entity, attribute name)`.
+    pub attribute_deletes: Vec<(EntityRef, String)>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.tuple_writes.is_empty()
+            && self.tuple_deletes.is_empty()
+            && self.attribute_writes.is_empty()
+            && self.attribute_deletes.is_empty()
+    }
+
+    /// Number of changes in the batch.
+    pub fn len(&self) -> usize {
+        self.tuple_writes.len()
+            + self.tuple_deletes.len()
+            + self.attribute_writes.len()
+            + self.attribute_deletes.len()
+    }
+}
+
+/// Whether a change created or deleted something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    Create,
+    Delete,
+}
+
+/// One effective change of a committed batch, as Watch reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Tuple(ChangeOp, Tuple),
+    Attribute(ChangeOp, Attribute),
+}
+
+/// The result of a committed write.
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    pub snapshot: Arc<Snapshot>,
+    /// What actually changed: writing an existing tuple or deleting a missing one is not listed.
+    pub changes: Vec<Change>,
+}
+
+/// Why a batch was rejected. `index` is the position of the offending item in its list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("{what} {index}: {source}")]
+    Model {
+        what: &'static str,
+        index: usize,
+        source: ModelError,
+    },
+    #[error("{what} {index} (`{item}`): entity type `{entity_type}` is not defined in the schema")]
+    UnknownEntityType {
+        what: &'static str,
+        index: usize,
+        item: String,
+        entity_type: String,
+    },
+    #[error("{what} {index} (`{item}`): entity type `{entity_type}` has no relation `{relation}`")]
+    UnknownRelation {
+        what: &'static str,
+        index: usize,
+        item: String,
+        entity_type: String,
+        relation: String,
+    },
+    #[error(
+        "{what} {index} (`{item}`): relation `{entity_type}#{relation}` does not allow subjects of type `{subject}` (allowed: {allowed})"
+    )]
+    SubjectNotAllowed {
+        what: &'static str,
+        index: usize,
+        item: String,
+        entity_type: String,
+        relation: String,
+        subject: String,
+        allowed: String,
+    },
+    #[error("{what} {index} (`{item}`): entity type `{entity_type}` has no attribute `{name}`")]
+    UnknownAttribute {
+        what: &'static str,
+        index: usize,
+        item: String,
+        entity_type: String,
+        name: String,
+    },
+    #[error(
+        "{what} {index} (`{item}`): attribute `{entity_type}${name}` is of type `{expected}`, got `{got}`"
+    )]
+    AttributeType {
+        what: &'static str,
+        index: usize,
+        item: String,
+        entity_type: String,
+        name: String,
+        expected: String,
+        got: String,
+    },
+    #[error("{0}")]
+    Capacity(String),
+}
+
+/// Checks one tuple against the schema. `what` names the list for the error ("tuple", ...).
+pub fn validate_tuple(
+    schema: &Schema,
+    tuple: &Tuple,
+    what: &'static str,
+    index: usize,
+) -> Result<(), WriteError> {
+    let model_err = |source| WriteError::Model {
+        what,
+        index,
+        source,
+    };
+    model::check_entity_type(&tuple.entity.ty).map_err(model_err)?;
+    model::check_id(&tuple.entity.id).map_err(model_err)?;
+    model::check_name("relation", &tuple.relation).map_err(model_err)?;
+    model::check_entity_type(&tuple.subject.ty).map_err(model_err)?;
+    model::check_id(&tuple.subject.id).map_err(model_err)?;
+    if let Some(rel) = &tuple.subject.relation {
+        model::check_name("subject relation", rel).map_err(model_err)?;
+    }
+    let item = || tuple.to_string();
+    let Some((_, entity)) = schema.entity(&tuple.entity.ty) else {
+        return Err(WriteError::UnknownEntityType {
+            what,
+            index,
+            item: item(),
+            entity_type: tuple.entity.ty.clone(),
+        });
+    };
+    let Some((_, relation)) = entity.relation(&tuple.relation) else {
+        return Err(WriteError::UnknownRelation {
+            what,
+            index,
+            item: item(),
+            entity_type: tuple.entity.ty.clone(),
+            relation: tuple.relation.clone(),
+        });
+    };
+    let allowed = relation.allowed.iter().any(|a| {
+        schema.entity_at(a.entity).name == tuple.subject.ty
+            && a.relation.as_deref() == tuple.subject.relation.as_deref()
+    });
+    if !allowed {
+        let subject = match &tuple.subject.relation {
+            Some(r) => format!("{}#{}", tuple.subject.ty, r),
+            None => tuple.subject.ty.clone(),
+        };
+        let allowed = relation
+            .allowed
+            .iter()
+            .map(|a| {
+                let ty = &schema.entity_at(a.entity).name;
+                match &a.relation {
+                    Some(r) => format!("`@{ty}#{r}`"),
+                    None => format!("`@{ty}`"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(WriteError::SubjectNotAllowed {
+            what,
+            index,
+            item: item(),
+            entity_type: tuple.entity.ty.clone(),
+            relation: tuple.relation.clone(),
+            subject,
+            allowed,
+        });
+    }
+    Ok(())
+}
+
+/// Checks one attribute against the schema.
+pub fn validate_attribute(
+    schema: &Schema,
+    attribute: &Attribute,
+    what: &'static str,
+    index: usize,
+) -> Result<(), WriteError> {
+    validate_attribute_name(schema, &attribute.entity, &attribute.name, what, index)?;
+    let expected = schema
+        .entity(&attribute.entity.ty)
+        .and_then(|(_, e)| e.attribute(&attribute.name))
+        .map(|(_, a)| a.ty);
+    if let Some(expected) = expected
+        && expected != attribute.value.ty()
+    {
+        return Err(WriteError::AttributeType {
+            what,
+            index,
+            item: attribute.to_string(),
+            entity_type: attribute.entity.ty.clone(),
+            name: attribute.name.clone(),
+            expected: expected.to_string(),
+            got: attribute.value.ty().to_string(),
+        });
+    }
+    if let AttrValue::Double(v) = attribute.value
+        && !v.is_finite()
+    {
+        return Err(WriteError::Model {
+            what,
+            index,
+            source: ModelError::Attribute {
+                text: attribute.to_string(),
+                reason: "a double must be finite".to_string(),
+            },
+        });
+    }
+    Ok(())
+}
+
+fn validate_attribute_name(
+    schema: &Schema,
+    entity: &EntityRef,
+    name: &str,
+    what: &'static str,
+    index: usize,
+) -> Result<(), WriteError> {
+    let model_err = |source| WriteError::Model {
+        what,
+        index,
+        source,
+    };
+    model::check_entity_type(&entity.ty).map_err(model_err)?;
+    model::check_id(&entity.id).map_err(model_err)?;
+    model::check_name("attribute", name).map_err(model_err)?;
+    let item = || format!("{entity}${name}");
+    let Some((_, def)) = schema.entity(&entity.ty) else {
+        return Err(WriteError::UnknownEntityType {
+            what,
+            index,
+            item: item(),
+            entity_type: entity.ty.clone(),
+        });
+    };
+    if def.attribute(name).is_none() {
+        return Err(WriteError::UnknownAttribute {
+            what,
+            index,
+            item: item(),
+            entity_type: entity.ty.clone(),
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Validates the whole batch, then applies it to a copy of `base`. Returns the new snapshot
+/// (revision not yet set) and the effective changes.
+pub(super) fn apply(
+    schema: &Schema,
+    base: &Snapshot,
+    batch: &WriteBatch,
+) -> Result<(Snapshot, Vec<super::Change>), WriteError> {
+    for (i, t) in batch.tuple_deletes.iter().enumerate() {
+        validate_tuple(schema, t, "tuple delete", i)?;
+    }
+    for (i, t) in batch.tuple_writes.iter().enumerate() {
+        validate_tuple(schema, t, "tuple", i)?;
+    }
+    for (i, (entity, name)) in batch.attribute_deletes.iter().enumerate() {
+        validate_attribute_name(schema, entity, name, "attribute delete", i)?;
+    }
+    for (i, a) in batch.attribute_writes.iter().enumerate() {
+        validate_attribute(schema, a, "attribute", i)?;
+    }
+    apply_unchecked(base, batch)
+}
+
+/// Applies an already validated batch to a copy of `base`.
+pub(super) fn apply_unchecked(
+    base: &Snapshot,
+    batch: &WriteBatch,
+) -> Result<(Snapshot, Vec<super::Change>), WriteError> {
+    let interner = base.interner.clone();
+    let capacity = |e: super::InternerFull| WriteError::Capacity(e.to_string());
+    let mut relations: HashMap<RelKey, Arc<RelStore>> = (*base.relations).clone();
+    let mut attributes: HashMap<AttrKey, Arc<AttrColumn>> = (*base.attributes).clone();
+    let mut changes = Vec::new();
+
+    let key_of = |t: &Tuple| {
+        RelKey::new(
+            &t.entity.ty,
+            &t.relation,
+            &t.subject.ty,
+            t.subject.relation.as_deref(),
+        )
+    };
+    for t in &batch.tuple_deletes {
+        let (Some(e), Some(s)) = (
+            interner.get(&t.entity.ty, &t.entity.id),
+            interner.get(&t.subject.ty, &t.subject.id),
+        ) else {
+            continue;
+        };
+        if let Some(store) = relations.get_mut(&key_of(t))
+            && Arc::make_mut(store).remove(e, s)
+        {
+            changes.push(super::Change::Tuple(super::ChangeOp::Delete, t.clone()));
+        }
+    }
+    for t in &batch.tuple_writes {
+        let e = interner
+            .intern(&t.entity.ty, &t.entity.id)
+            .map_err(capacity)?;
+        let s = interner
+            .intern(&t.subject.ty, &t.subject.id)
+            .map_err(capacity)?;
+        let store = relations.entry(key_of(t)).or_default();
+        if Arc::make_mut(store).insert(e, s) {
+            changes.push(super::Change::Tuple(super::ChangeOp::Create, t.clone()));
+        }
+    }
+    for (entity, name) in &batch.attribute_deletes {
+        let Some(e) = interner.get(&entity.ty, &entity.id) else {
+            continue;
+        };
+        if let Some(column) = attributes.get_mut(&AttrKey::new(&entity.ty, name))
+            && let Some(old) = Arc::make_mut(column).remove(e)
+        {
+            changes.push(super::Change::Attribute(
+                super::ChangeOp::Delete,
+                Attribute {
+                    entity: entity.clone(),
+                    name: name.clone(),
+                    value: (*old).clone(),
+                },
+            ));
+        }
+    }
+    for a in &batch.attribute_writes {
+        let e = interner
+            .intern(&a.entity.ty, &a.entity.id)
+            .map_err(capacity)?;
+        let column = attributes
+            .entry(AttrKey::new(&a.entity.ty, &a.name))
+            .or_default();
+        let old = Arc::make_mut(column).set(e, a.value.clone());
+        if old.as_deref() != Some(&a.value) {
+            changes.push(super::Change::Attribute(super::ChangeOp::Create, a.clone()));
+        }
+    }
+    Ok((
+        Snapshot {
+            revision: base.revision,
+            interner,
+            relations: Arc::new(relations),
+            attributes: Arc::new(attributes),
+            contextual: base.contextual,
+        },
+        changes,
+    ))
+}
+
+impl Snapshot {
+    /// This snapshot with a request's contextual tuples and attributes added, validated against
+    /// `schema`. The result is private to the request: nothing is published.
+    pub fn with_context(
+        &self,
+        schema: &Schema,
+        tuples: &[Tuple],
+        attributes: &[Attribute],
+    ) -> Result<Snapshot, WriteError> {
+        if tuples.is_empty() && attributes.is_empty() {
+            return Ok(self.clone());
+        }
+        for (i, t) in tuples.iter().enumerate() {
+            validate_tuple(schema, t, "contextual tuple", i)?;
+        }
+        for (i, a) in attributes.iter().enumerate() {
+            validate_attribute(schema, a, "contextual attribute", i)?;
+        }
+        let batch = WriteBatch {
+            tuple_writes: tuples.to_vec(),
+            attribute_writes: attributes.to_vec(),
+            ..WriteBatch::default()
+        };
+        let (mut snap, _) = apply_unchecked(self, &batch)?;
+        snap.contextual = true;
+        Ok(snap)
+    }
+}

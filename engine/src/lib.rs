@@ -4,7 +4,10 @@
 pub mod eval;
 pub mod index;
 pub mod model;
+pub mod reference;
 pub mod schema;
+pub mod tokens;
+pub mod validation;
 
 pub use eval::{CheckResult, Context, EntitySet, EvalError, Evaluator, Model};
 pub use index::{Snapshot, Store, WriteBatch};

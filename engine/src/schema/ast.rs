@@ -1,6 +1,6 @@
 //! The syntax tree of a schema source, as written: names are unresolved strings with spans.
 //!
-//! [`crate::schema::parser`] builds it and [`crate::schema::compile`] lowers it to the
+//! [`crate::schema::parser`] builds it and [`crate::schema::compile_ast`] lowers it to the
 //! [`ir`](super::ir). Expressions keep the source's flat shape: `and`, `or` and `not` share one
 //! precedence and associate to the left, so an [`Expr`] is a first operand followed by
 //! `(operator, operand)` pairs. Only parentheses nest, and the parser bounds that nesting, so

@@ -12,7 +12,7 @@
 //! schemas (long alternating operator chains, arrow chains fanning out over many types) get a
 //! [`SchemaErrorKind::TooDeep`] error instead of exhausting the stack or memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::ast;
@@ -32,7 +32,7 @@ struct RuleSig {
     params: Vec<(String, AttrType)>,
 }
 
-/// Compiles a parsed schema. See [`crate::schema::compile`] for the checks.
+/// Compiles a parsed schema. See [`crate::schema::compile()`] for the checks.
 pub fn compile_ast(source: &ast::Schema) -> Result<Schema, SchemaError> {
     // Pass 1: names and ids.
     let mut entities: Vec<EntityDef> = Vec::new();
@@ -61,17 +61,15 @@ pub fn compile_ast(source: &ast::Schema) -> Result<Schema, SchemaError> {
                     return Err(duplicate(&decl.name, "rule", prev_span));
                 }
                 let mut params: Vec<(String, AttrType)> = Vec::new();
-                for (i, param) in decl.params.iter().enumerate() {
-                    if let Some(prev) = decl.params[..i]
-                        .iter()
-                        .find(|p| p.name.name == param.name.name)
-                    {
+                let mut seen: HashMap<&str, Span> = HashMap::new();
+                for param in &decl.params {
+                    if let Some(prev) = seen.insert(&param.name.name, param.name.span) {
                         return Err(SchemaError::new(
                             SchemaErrorKind::DuplicateName,
                             param.name.span,
                             format!(
-                                "duplicate parameter `{}` in rule `{}` (first declared at {})",
-                                param.name.name, decl.name.name, prev.name.span
+                                "duplicate parameter `{}` in rule `{}` (first declared at {prev})",
+                                param.name.name, decl.name.name
                             ),
                         ));
                     }
@@ -107,7 +105,8 @@ pub fn compile_ast(source: &ast::Schema) -> Result<Schema, SchemaError> {
 
     // Pass 3: expressions and rule bodies, in source order.
     let mut permissions: Vec<Vec<PermissionDef>> = Vec::with_capacity(entities.len());
-    let mut programs: Vec<Arc<cel::Program>> = Vec::with_capacity(rule_decls.len());
+    let mut programs = compile_rules(&rule_decls)?.into_iter();
+    let mut compiled_rules: Vec<Arc<cel::Program>> = Vec::with_capacity(rule_decls.len());
     let mut compiler = ExprCompiler {
         entities: &entities,
         rule_index: &rule_index,
@@ -135,7 +134,16 @@ pub fn compile_ast(source: &ast::Schema) -> Result<Schema, SchemaError> {
                 check_self_references(&perms)?;
                 permissions.push(perms);
             }
-            ast::Decl::Rule(decl) => programs.push(compile_rule(decl)?),
+            ast::Decl::Rule(decl) => match programs.next() {
+                Some(program) => compiled_rules.push(program?),
+                None => {
+                    return Err(SchemaError::new(
+                        SchemaErrorKind::InvalidRule,
+                        decl.body_span,
+                        format!("internal error: rule `{}` was not compiled", decl.name.name),
+                    ));
+                }
+            },
         }
     }
 
@@ -145,7 +153,7 @@ pub fn compile_ast(source: &ast::Schema) -> Result<Schema, SchemaError> {
     let rules = rule_decls
         .iter()
         .zip(rule_sigs)
-        .zip(programs)
+        .zip(compiled_rules)
         .map(|((decl, sig), program)| RuleDef {
             name: sig.name,
             span: decl.name.span,
@@ -407,9 +415,10 @@ impl<'c> ExprCompiler<'c> {
             .map(|r| r.allowed.as_slice())
             .unwrap_or_default();
         let mut targets: Vec<(TypeId, Expr)> = Vec::new();
+        let mut seen: HashSet<TypeId> = HashSet::new();
         let mut depth = 0;
-        for (i, subject) in allowed.iter().enumerate() {
-            if allowed[..i].iter().any(|s| s.entity == subject.entity) {
+        for subject in allowed {
+            if !seen.insert(subject.entity) {
                 continue;
             }
             let target = self.entity(subject.entity, next.span)?;
@@ -685,47 +694,173 @@ fn check_self_references(perms: &[PermissionDef]) -> Result<(), SchemaError> {
     Ok(())
 }
 
-/// Parses a rule body as CEL.
+/// Stack size of the thread that parses rule bodies. The ANTLR-generated CEL parser uses about
+/// 100 KiB of stack per nesting level and a few KiB per operator of a chain in debug builds,
+/// far more than a worker thread's default 2 MiB; with [`MAX_RULE_BODY_NESTING`] and
+/// [`MAX_RULE_BODY_LEN`] this leaves a wide margin. The memory is reserved, not committed.
+///
+/// [`MAX_RULE_BODY_NESTING`]: super::lexer::MAX_RULE_BODY_NESTING
+/// [`MAX_RULE_BODY_LEN`]: super::lexer::MAX_RULE_BODY_LEN
+const CEL_PARSER_STACK: usize = 64 << 20;
+
+/// How deep the parsed CEL tree of a rule body may be. Executing a program recurses once per
+/// level, about 30 KiB a level in debug builds, so this keeps rule evaluation well within a
+/// 2 MiB thread stack.
+pub const MAX_RULE_DEPTH: usize = 32;
+
+/// Parses every rule body as CEL, on one helper thread with a large stack (see
+/// [`CEL_PARSER_STACK`]); a panic in the CEL parser becomes an error of that rule. The result
+/// has one entry per rule, in order.
+fn compile_rules(
+    decls: &[&ast::RuleDecl],
+) -> Result<Vec<Result<Arc<cel::Program>, SchemaError>>, SchemaError> {
+    if decls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let failed = |what: &str| {
+        let span = decls.first().map(|d| d.keyword).unwrap_or_default();
+        SchemaError::new(
+            SchemaErrorKind::InvalidRule,
+            span,
+            format!("cannot compile rule bodies: {what}"),
+        )
+    };
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("lookout-cel-parser".to_string())
+            .stack_size(CEL_PARSER_STACK)
+            .spawn_scoped(scope, || {
+                decls
+                    .iter()
+                    .map(|decl| compile_rule(decl))
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|e| failed(&format!("cannot start the parser thread: {e}")))?;
+        handle
+            .join()
+            .map_err(|_| failed("the cel parser thread failed"))
+    })
+}
+
+/// Parses one rule body as CEL; runs on the thread of [`compile_rules`].
 fn compile_rule(decl: &ast::RuleDecl) -> Result<Arc<cel::Program>, SchemaError> {
-    match cel::Program::compile(&decl.body) {
-        Ok(program) => Ok(Arc::new(program)),
-        Err(errors) => {
+    let invalid = |detail: String| {
+        SchemaError::new(
+            SchemaErrorKind::InvalidRule,
+            decl.body_span,
+            format!("invalid cel in rule `{}`: {detail}", decl.name.name),
+        )
+    };
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cel::Program::compile(&decl.body)
+    }));
+    let program = match parsed {
+        Ok(Ok(program)) => program,
+        Ok(Err(errors)) => {
             let detail = errors
                 .errors
                 .first()
                 .map(|e| {
-                    let at = cel_position(decl.body_start, e.pos);
-                    match at {
-                        Some(at) => format!("{} at {at}", e.msg),
-                        None => e.msg.clone(),
+                    let message = lowercase_first(&e.msg).replace('\n', "\\n");
+                    match cel_position(decl.body_start, e.pos) {
+                        Some(at) => format!("{message} at {at}"),
+                        None => message,
                     }
                 })
                 .unwrap_or_else(|| "parse error".to_string());
-            Err(SchemaError::new(
-                SchemaErrorKind::InvalidRule,
-                decl.body_span,
-                format!("invalid cel in rule `{}`: {detail}", decl.name.name),
-            ))
+            return Err(invalid(detail));
         }
+        Err(_) => return Err(invalid("the cel parser panicked".to_string())),
+    };
+    if cel_depth(program.expression()) > MAX_RULE_DEPTH {
+        return Err(SchemaError::new(
+            SchemaErrorKind::TooDeep,
+            decl.body_span,
+            format!(
+                "body of rule `{}` nests deeper than {MAX_RULE_DEPTH} levels",
+                decl.name.name
+            ),
+        ));
+    }
+    Ok(Arc::new(program))
+}
+
+/// The depth of a parsed CEL expression (a leaf is 1), computed without recursion.
+fn cel_depth(root: &cel::IdedExpr) -> usize {
+    use cel::common::ast::{EntryExpr, Expr as CelExpr};
+    let mut max = 0;
+    let mut stack = vec![(root, 1usize)];
+    while let Some((node, depth)) = stack.pop() {
+        max = max.max(depth);
+        let below = depth + 1;
+        match &node.expr {
+            CelExpr::Call(call) => {
+                stack.extend(call.target.iter().map(|t| (&**t, below)));
+                stack.extend(call.args.iter().map(|a| (a, below)));
+            }
+            CelExpr::Comprehension(c) => {
+                for child in [
+                    &c.iter_range,
+                    &c.accu_init,
+                    &c.loop_cond,
+                    &c.loop_step,
+                    &c.result,
+                ] {
+                    stack.push((child, below));
+                }
+            }
+            CelExpr::List(list) => stack.extend(list.elements.iter().map(|e| (e, below))),
+            CelExpr::Map(map) => {
+                for entry in &map.entries {
+                    match &entry.expr {
+                        EntryExpr::MapEntry(e) => {
+                            stack.push((&e.key, below));
+                            stack.push((&e.value, below));
+                        }
+                        EntryExpr::StructField(f) => stack.push((&f.value, below)),
+                    }
+                }
+            }
+            CelExpr::Struct(s) => {
+                for entry in &s.entries {
+                    match &entry.expr {
+                        EntryExpr::MapEntry(e) => {
+                            stack.push((&e.key, below));
+                            stack.push((&e.value, below));
+                        }
+                        EntryExpr::StructField(f) => stack.push((&f.value, below)),
+                    }
+                }
+            }
+            CelExpr::Select(select) => stack.push((&select.operand, below)),
+            CelExpr::Unspecified | CelExpr::Ident(_) | CelExpr::Literal(_) => {}
+        }
+    }
+    max
+}
+
+/// `s` with its first character in lowercase (CEL's messages start with a capital).
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
-/// Maps a CEL error position (1-based line, 0-based column within the body) to the schema
-/// source, given where the body starts.
+/// Maps a CEL error position (1-based line and column within the body) to the schema source,
+/// given where the body starts.
 fn cel_position(body_start: Span, (line, column): (isize, isize)) -> Option<Span> {
-    let line = u32::try_from(line).ok()?;
-    let column = u32::try_from(column).ok()?;
-    if line == 0 {
-        return None;
-    }
+    let line = u32::try_from(line).ok().filter(|&l| l >= 1)?;
+    let column = u32::try_from(column).ok().filter(|&c| c >= 1)?;
     if line == 1 {
         return Some(Span {
             line: body_start.line,
-            column: body_start.column.saturating_add(column),
+            column: body_start.column.saturating_add(column - 1),
         });
     }
     Some(Span {
         line: body_start.line.saturating_add(line - 1),
-        column: column.saturating_add(1),
+        column,
     })
 }

@@ -1,6 +1,6 @@
 //! The compiled schema: what the evaluators read.
 //!
-//! A [`Schema`] is produced only by [`crate::schema::compile`], which guarantees its invariants:
+//! A [`Schema`] is produced only by [`crate::schema::compile()`], which guarantees its invariants:
 //! - every name referenced by an expression resolves (indices are in bounds);
 //! - no permission depends on itself without passing through a relation (an arrow or a subject
 //!   set), so evaluating an expression for one entity terminates without data;

@@ -17,9 +17,13 @@
 use super::error::{SchemaError, SchemaErrorKind};
 use super::ir::Span;
 
-/// How deeply brackets (`(`, `[`, `{`) may nest inside a rule body. The CEL parser recurses
-/// several frames per level, so this is kept well below its own limit to protect the stack.
-pub const MAX_RULE_BODY_NESTING: usize = 48;
+/// How deeply brackets (`(`, `[`, `{`) may nest inside a rule body. The CEL parser uses about
+/// 100 KiB of stack per level in debug builds, so this is kept well below its own limit (96).
+pub const MAX_RULE_BODY_NESTING: usize = 32;
+
+/// How long a rule body may be, in bytes. Long operator chains make the CEL parser recurse once
+/// per operator, so the length bounds its stack use.
+pub const MAX_RULE_BODY_LEN: usize = 32 * 1024;
 
 /// What a token is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,11 +137,16 @@ pub struct Lexer<'a> {
 }
 
 impl<'a> Lexer<'a> {
-    /// A lexer at the start of `src`.
+    /// A lexer at the start of `src`. A leading byte-order mark is skipped.
     pub fn new(src: &'a str) -> Lexer<'a> {
+        let pos = if src.starts_with('\u{feff}') {
+            '\u{feff}'.len_utf8()
+        } else {
+            0
+        };
         Lexer {
             src,
-            pos: 0,
+            pos,
             line: 1,
             column: 1,
         }
@@ -276,7 +285,8 @@ impl<'a> Lexer<'a> {
         let start_pos = self.pos;
         let start = self.position();
         let mut braces = 1usize;
-        let mut nesting = 1usize;
+        // Brackets open inside the body (the rule's own braces excluded).
+        let mut nesting = 0usize;
         loop {
             let Some(c) = self.peek_char() else {
                 return Err(SchemaError::syntax(
@@ -291,6 +301,13 @@ impl<'a> Lexer<'a> {
                     if braces == 0 {
                         let close = self.position();
                         let text = self.src.get(start_pos..self.pos).unwrap_or_default();
+                        if text.len() > MAX_RULE_BODY_LEN {
+                            return Err(SchemaError::new(
+                                SchemaErrorKind::TooDeep,
+                                start,
+                                format!("rule body longer than {MAX_RULE_BODY_LEN} bytes"),
+                            ));
+                        }
                         self.bump();
                         return Ok(RawBody {
                             text: text.to_string(),
@@ -516,7 +533,7 @@ mod tests {
             b.close,
             Span {
                 line: 1,
-                column: 36
+                column: 35
             }
         );
     }

@@ -2,7 +2,7 @@
 //! `action` / `rule` declarations, compiled to the [`Schema`] the evaluators read.
 //!
 //! The front end is [`lexer`] → [`parser`] (an [`ast::Schema`]) → compilation
-//! ([`compile_ast`]); [`compile`] runs all three. Every failure is a [`SchemaError`] with a
+//! ([`compile_ast`]); [`compile()`] runs all three. Every failure is a [`SchemaError`] with a
 //! 1-based line and column; no input makes the front end panic or overflow its stack.
 //!
 //! Beyond Permify, arrows may have several hops (`parent.owner.member`).
@@ -17,7 +17,7 @@ pub mod parser;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{MAX_EXPR_NODES, compile_ast};
+pub use compile::{MAX_EXPR_NODES, MAX_RULE_DEPTH, compile_ast};
 pub use error::{SchemaError, SchemaErrorKind};
 pub use ir::*;
 pub use parser::{MAX_NESTING, parse};

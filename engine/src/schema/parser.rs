@@ -1,4 +1,4 @@
-//! A recursive-descent parser for the schema language, producing an [`ast::Schema`].
+//! A recursive-descent parser for the schema language, producing an [`ast::Schema`](super::ast::Schema).
 //!
 //! Grammar (Permify's, plus multi-hop arrows):
 //!
@@ -80,7 +80,7 @@ impl<'a> Parser<'a> {
         Ok(None)
     }
 
-    /// Consumes a `kind` token or fails with "expected `x` <context>, found ...".
+    /// Consumes a `kind` token or fails with "expected `x` CONTEXT, found ...".
     fn expect(&mut self, kind: &TokenKind, context: &str) -> Result<Span, SchemaError> {
         let token = self.next()?;
         if &token.kind == kind {
@@ -624,7 +624,7 @@ mod tests {
         assert_eq!(e.kind, SchemaErrorKind::TooDeep);
         assert_eq!(
             e.to_string(),
-            "1:284: expression nests parentheses deeper than 256 levels"
+            "1:283: expression nests parentheses deeper than 256 levels"
         );
         // Exactly at the limit is fine.
         let ok = format!(

@@ -1,0 +1,96 @@
+//! Engine benches on the generated document model (about 1M tuples at 300k documents):
+//! check and lookup entity, straight on a snapshot (no server, no cache).
+//!
+//! Run: `cargo bench -p lookout-bench --bench engine` (`LOOKOUT_BENCH_DOCS=N` to resize).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use lookout_bench::docs;
+use lookout_engine::eval::{Context, Evaluator, Model};
+use lookout_engine::index::{Store, WriteBatch};
+use lookout_engine::model::{EntityRef, SubjectRef};
+
+fn documents() -> u64 {
+    std::env::var("LOOKOUT_BENCH_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000)
+}
+
+fn load(model: &Model, documents: u64) -> Store {
+    let store = Store::new();
+    let started = Instant::now();
+    let mut count = 0usize;
+    docs::generate(documents, 7, 100_000, |tuples| {
+        count += tuples.len();
+        let batch = WriteBatch {
+            tuple_writes: tuples,
+            ..WriteBatch::default()
+        };
+        if let Err(e) = store.write(&model.schema, &batch) {
+            panic!("dataset write failed: {e}");
+        }
+    });
+    eprintln!(
+        "loaded {count} tuples for {documents} documents in {:.2?}",
+        started.elapsed()
+    );
+    store
+}
+
+fn benches(c: &mut Criterion) {
+    let model = Model::compile(docs::SCHEMA).unwrap_or_else(|e| panic!("schema: {e}"));
+    let n = documents();
+    let store = load(&model, n);
+    let snapshot = store.head();
+    let ctx = Context::default();
+    let ev = Evaluator::new(&model, &snapshot, &ctx).unwrap_or_else(|e| panic!("{e}"));
+    let everyone = SubjectRef::user("user", "0");
+    let someone = SubjectRef::user("user", (n / 20).to_string());
+
+    let seen = ev
+        .lookup_entity("document", "view", &everyone)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .numbers
+        .len();
+    eprintln!("user:0 sees {seen} of {n} documents");
+
+    let mut group = c.benchmark_group("check");
+    let mut d = 0u64;
+    group.bench_function("document.view via nested groups and folders", |b| {
+        b.iter(|| {
+            d = (d + 7919) % n;
+            let doc = EntityRef::new("document", d.to_string());
+            black_box(ev.check(&doc, "view", &everyone, 50).map(|r| r.allowed))
+        })
+    });
+    group.bench_function("document.view for a user with few grants", |b| {
+        b.iter(|| {
+            d = (d + 7919) % n;
+            let doc = EntityRef::new("document", d.to_string());
+            black_box(ev.check(&doc, "view", &someone, 50).map(|r| r.allowed))
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("lookup_entity");
+    group.sample_size(20);
+    group.bench_function("document.view, user who sees almost all", |b| {
+        b.iter(|| black_box(ev.lookup_entity("document", "view", &everyone).map(|s| s.numbers.len())))
+    });
+    group.bench_function("document.view, user with few grants", |b| {
+        b.iter(|| black_box(ev.lookup_entity("document", "view", &someone).map(|s| s.numbers.len())))
+    });
+    group.bench_function("ids of all visible documents, resolved to strings", |b| {
+        b.iter(|| {
+            let set = ev.lookup_entity("document", "view", &everyone);
+            black_box(set.map(|s| ev.names("document", &s.numbers).len()))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(engine, benches);
+criterion_main!(engine);

@@ -1,0 +1,212 @@
+//! Snap tokens and continuous tokens: opaque, versioned and checked.
+//!
+//! A **snap token** names a revision of one tenant and means *at least as fresh as*. A
+//! **continuous token** pins a revision and a position in one query's result stream, so the
+//! pages of one lookup come from one snapshot and resuming after message k yields exactly
+//! messages k+1..n.
+//!
+//! Both are URL-safe base64 (no padding) of: a kind byte, a format version byte, the fields,
+//! and a 32-bit check over everything before it. The check is not a secret: it catches
+//! truncated, edited and mistyped tokens, and the tenant and query fingerprints catch tokens
+//! used on the wrong tenant or the wrong query. Decoding never panics; every failure is a
+//! [`TokenError`] naming what is wrong.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+const VERSION: u8 = 1;
+const KIND_SNAP: u8 = b'S';
+const KIND_CONTINUOUS: u8 = b'C';
+/// Longest encoded token accepted, so decoding garbage is cheap.
+const MAX_TOKEN_LEN: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("invalid {kind} token: {reason}")]
+    Malformed { kind: &'static str, reason: String },
+    #[error("{kind} token belongs to another tenant")]
+    ForeignTenant { kind: &'static str },
+    #[error("continuous token belongs to another query")]
+    ForeignQuery,
+}
+
+/// A decoded snap token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapToken {
+    pub revision: u64,
+}
+
+/// A decoded continuous token: resume after entity number `after` at `revision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContinuousToken {
+    pub revision: u64,
+    /// The number of the last item already returned; the next page starts after it.
+    pub after: u64,
+}
+
+/// FNV-1a, 64 bit, over raw bytes.
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// A stable fingerprint of tenant names and queries (not a secret). Parts are separated so
+/// that `["ab", "c"]` and `["a", "bc"]` differ.
+pub fn fingerprint(parts: &[&str]) -> u64 {
+    fnv1a(
+        parts
+            .iter()
+            .flat_map(|p| p.bytes().chain(std::iter::once(0xff))),
+    )
+}
+
+fn check32(bytes: &[u8]) -> u32 {
+    let h = fnv1a(bytes.iter().copied());
+    // Folding keeps every input bit's influence in the 32 bits kept.
+    (h ^ (h >> 32)) as u32
+}
+
+fn encode(kind: u8, fields: &[u64]) -> String {
+    let mut bytes = Vec::with_capacity(2 + fields.len() * 8 + 4);
+    bytes.push(kind);
+    bytes.push(VERSION);
+    for f in fields {
+        bytes.extend_from_slice(&f.to_be_bytes());
+    }
+    let check = check32(&bytes);
+    bytes.extend_from_slice(&check.to_be_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn decode<const N: usize>(
+    token: &str,
+    kind: u8,
+    kind_name: &'static str,
+) -> Result<[u64; N], TokenError> {
+    let malformed = |reason: &str| TokenError::Malformed {
+        kind: kind_name,
+        reason: reason.to_string(),
+    };
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(malformed("too long"));
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token.trim())
+        .map_err(|_| malformed("not base64url"))?;
+    if bytes.len() != 2 + N * 8 + 4 {
+        return Err(malformed("wrong length"));
+    }
+    let (body, check) = bytes.split_at(bytes.len() - 4);
+    let mut check_bytes = [0u8; 4];
+    check_bytes.copy_from_slice(check);
+    if check32(body) != u32::from_be_bytes(check_bytes) {
+        return Err(malformed("checksum mismatch"));
+    }
+    if body.first() != Some(&kind) {
+        return Err(malformed("not this kind of token"));
+    }
+    if body.get(1) != Some(&VERSION) {
+        return Err(malformed("unsupported version"));
+    }
+    let mut out = [0u64; N];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let start = 2 + i * 8;
+        let mut field = [0u8; 8];
+        field.copy_from_slice(&body[start..start + 8]);
+        *slot = u64::from_be_bytes(field);
+    }
+    Ok(out)
+}
+
+impl SnapToken {
+    pub fn encode(&self, tenant: &str) -> String {
+        encode(KIND_SNAP, &[fingerprint(&[tenant]), self.revision])
+    }
+
+    /// Decodes a snap token issued for `tenant`.
+    pub fn decode(token: &str, tenant: &str) -> Result<SnapToken, TokenError> {
+        let [tenant_fp, revision] = decode::<2>(token, KIND_SNAP, "snap")?;
+        if tenant_fp != fingerprint(&[tenant]) {
+            return Err(TokenError::ForeignTenant { kind: "snap" });
+        }
+        Ok(SnapToken { revision })
+    }
+}
+
+impl ContinuousToken {
+    /// `query` fingerprints the request (see [`fingerprint`]) so a token cannot resume another.
+    pub fn encode(&self, tenant: &str, query: u64) -> String {
+        encode(
+            KIND_CONTINUOUS,
+            &[fingerprint(&[tenant]), query, self.revision, self.after],
+        )
+    }
+
+    /// Decodes a continuous token issued for `tenant` and the query fingerprinted `query`.
+    pub fn decode(token: &str, tenant: &str, query: u64) -> Result<ContinuousToken, TokenError> {
+        let [tenant_fp, query_fp, revision, after] =
+            decode::<4>(token, KIND_CONTINUOUS, "continuous")?;
+        if tenant_fp != fingerprint(&[tenant]) {
+            return Err(TokenError::ForeignTenant {
+                kind: "continuous",
+            });
+        }
+        if query_fp != query {
+            return Err(TokenError::ForeignQuery);
+        }
+        Ok(ContinuousToken { revision, after })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snap_round_trip_and_tenant_check() {
+        let t = SnapToken { revision: 42 }.encode("t1");
+        assert_eq!(SnapToken::decode(&t, "t1"), Ok(SnapToken { revision: 42 }));
+        assert_eq!(
+            SnapToken::decode(&t, "t2"),
+            Err(TokenError::ForeignTenant { kind: "snap" })
+        );
+    }
+
+    #[test]
+    fn continuous_round_trip_and_query_check() {
+        let q = fingerprint(&["doc", "view", "user:1"]);
+        let token = ContinuousToken {
+            revision: 7,
+            after: 99,
+        };
+        let t = token.encode("t1", q);
+        assert_eq!(ContinuousToken::decode(&t, "t1", q), Ok(token));
+        let other = fingerprint(&["doc", "edit", "user:1"]);
+        assert_eq!(
+            ContinuousToken::decode(&t, "t1", other),
+            Err(TokenError::ForeignQuery)
+        );
+        assert!(SnapToken::decode(&t, "t1").is_err());
+    }
+
+    #[test]
+    fn forged_tokens_are_rejected_without_panicking() {
+        let t = SnapToken { revision: 42 }.encode("t1");
+        let mut chars: Vec<char> = t.chars().collect();
+        for i in 0..chars.len() {
+            let original = chars[i];
+            chars[i] = if original == 'A' { 'B' } else { 'A' };
+            let forged: String = chars.iter().collect();
+            assert!(SnapToken::decode(&forged, "t1").is_err(), "{forged}");
+            chars[i] = original;
+        }
+        for garbage in ["", "!!!", "AAAA", &"A".repeat(10_000), "é"] {
+            assert!(SnapToken::decode(garbage, "t1").is_err());
+            assert!(ContinuousToken::decode(garbage, "t1", 0).is_err());
+        }
+    }
+}

@@ -64,6 +64,11 @@ pub fn fingerprint(parts: &[&str]) -> u64 {
     )
 }
 
+/// A stable fingerprint of raw bytes, such as an encoded request (not a secret).
+pub fn fingerprint_bytes(bytes: &[u8]) -> u64 {
+    fnv1a(bytes.iter().copied())
+}
+
 fn check32(bytes: &[u8]) -> u32 {
     let h = fnv1a(bytes.iter().copied());
     // Folding keeps every input bit's influence in the 32 bits kept.

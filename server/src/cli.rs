@@ -1,0 +1,67 @@
+//! The `lookout` command line: one subcommand per variant of [`Command`], each with its own
+//! arguments struct and a `run` in its own module.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::validate_cmd;
+
+/// Lookout: a Permify-compatible authorization service.
+#[derive(Debug, Parser)]
+#[command(name = "lookout", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run Permify validation files and report every failing assertion.
+    ///
+    /// Exits with status 1 if an assertion fails or a file cannot be read or run.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Validation files (YAML: schema, relationships, attributes, scenarios).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Also list the assertions that pass.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Validate(args) => validate_cmd::run(&args),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn validate_takes_files_and_verbose() {
+        let cli = Cli::try_parse_from(["lookout", "validate", "-v", "a.yaml", "b.yaml"]).unwrap();
+        let Command::Validate(args) = cli.command;
+        assert!(args.verbose);
+        assert_eq!(
+            args.files,
+            [PathBuf::from("a.yaml"), PathBuf::from("b.yaml")]
+        );
+        assert!(Cli::try_parse_from(["lookout", "validate"]).is_err());
+    }
+}

@@ -1,0 +1,187 @@
+//! The service layer: every RPC of Permify's API as one async method taking the request
+//! message and returning the response message (or a stream of them). The gRPC and HTTP
+//! transports are thin adapters over these methods.
+//!
+//! CPU-heavy work (evaluation) runs on the rayon pool, never on a tokio worker, and is skipped
+//! when the caller has already gone.
+
+pub mod convert;
+mod data;
+mod permission;
+mod schema;
+mod tenancy;
+mod watch;
+
+use std::sync::Arc;
+
+use lookout_engine::index::Snapshot;
+use lookout_engine::tokens::{self, SnapToken};
+use tokio::sync::oneshot;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::tenants::{Retention, SchemaVersion, Tenant, Tenants};
+
+/// Defaults and limits of the service layer.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Depth used when a request leaves `metadata.depth` at 0.
+    pub default_depth: u32,
+    /// Page size of reads (relationships, attributes, schema list) when a request sends 0.
+    pub default_page_size: u32,
+    /// Largest page size accepted.
+    pub max_page_size: u32,
+    /// Most tuples plus attributes in one write, delete or bundle run.
+    pub max_batch: usize,
+    /// Most items in one bulk check.
+    pub max_bulk_check: usize,
+    /// Messages buffered per open stream (lookup entity stream, watch) before backpressure.
+    pub stream_buffer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            default_depth: 50,
+            default_page_size: 100,
+            max_page_size: 100,
+            max_batch: 100_000,
+            max_bulk_check: 100,
+            stream_buffer: 1024,
+        }
+    }
+}
+
+/// The shared state behind both transports.
+#[derive(Debug)]
+pub struct Service {
+    pub tenants: Tenants,
+    pub limits: Limits,
+}
+
+impl Service {
+    pub fn new(limits: Limits, retention: Retention) -> Arc<Service> {
+        Arc::new(Service {
+            tenants: Tenants::new(retention),
+            limits,
+        })
+    }
+
+    fn tenant(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
+        if id.is_empty() {
+            return Err(ApiError::invalid("tenant_id is required"));
+        }
+        check_tenant_id(id)?;
+        self.tenants.get(id)
+    }
+
+    /// The depth to use: 0 means the default; below 3 is an error.
+    fn depth(&self, depth: i32) -> Result<u32, ApiError> {
+        match depth {
+            0 => Ok(self.limits.default_depth),
+            d if d >= lookout_engine::eval::MIN_DEPTH as i32 => Ok(d as u32),
+            d => Err(ApiError::invalid(format!(
+                "metadata.depth must be at least {}, got {d}",
+                lookout_engine::eval::MIN_DEPTH
+            ))),
+        }
+    }
+
+    /// The page size to use: 0 means `default`; otherwise 1 to the maximum.
+    fn page_size(&self, page_size: u32, default: Option<u32>) -> Result<Option<u32>, ApiError> {
+        if page_size == 0 {
+            return Ok(default);
+        }
+        if page_size > self.limits.max_page_size {
+            return Err(ApiError::invalid(format!(
+                "page_size must be between 1 and {}, got {page_size}",
+                self.limits.max_page_size
+            )));
+        }
+        Ok(Some(page_size))
+    }
+}
+
+/// Tenant IDs as Permify accepts them: 1 to 64 of `[a-zA-Z0-9_-]`.
+pub fn check_tenant_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "tenant_id `{}` must be 1 to 64 characters of letters, digits, `_` and `-`",
+            id.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// The snapshot a read must use: the head, after checking that it is at least as fresh as the
+/// request's snap token.
+fn read_snapshot(tenant: &Tenant, snap_token: &str) -> Result<Arc<Snapshot>, ApiError> {
+    let head = tenant.head();
+    if snap_token.is_empty() {
+        return Ok(head);
+    }
+    let token = SnapToken::decode(snap_token, &tenant.id).map_err(|e| {
+        ApiError::invalid(format!("metadata.snap_token: {e}"))
+    })?;
+    if token.revision > head.revision() {
+        return Err(ApiError::invalid(format!(
+            "metadata.snap_token names revision {}, which this tenant has not reached (head is {})",
+            token.revision,
+            head.revision()
+        )));
+    }
+    Ok(head)
+}
+
+/// The snapshot a continuous token pins.
+fn pinned_snapshot(tenant: &Tenant, revision: u64) -> Result<Arc<Snapshot>, ApiError> {
+    tenant.snapshot_at(revision).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::FailedPrecondition,
+            format!(
+                "continuous_token: the snapshot at revision {revision} is no longer retained; start the listing again"
+            ),
+        )
+    })
+}
+
+pub fn snap_token(tenant: &Tenant, snapshot: &Snapshot) -> String {
+    SnapToken {
+        revision: snapshot.revision(),
+    }
+    .encode(&tenant.id)
+}
+
+/// Fingerprints a request for its continuous tokens: the request with its paging fields (and
+/// snap token) cleared, so a token cannot continue a different query.
+fn query_fingerprint<M: prost::Message>(request: &M) -> u64 {
+    tokens::fingerprint_bytes(&request.encode_to_vec())
+}
+
+/// Runs CPU-heavy work on the rayon pool and waits for it without blocking a tokio worker.
+/// The work is skipped if the caller has gone by the time it starts.
+pub async fn run_cpu<T, F>(work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    rayon::spawn(move || {
+        if tx.is_closed() {
+            return;
+        }
+        let _ = tx.send(work());
+    });
+    rx.await
+        .map_err(|_| ApiError::internal("evaluation worker stopped unexpectedly"))?
+}
+
+/// The schema version a request names (or the head).
+fn schema_of(tenant: &Tenant, version: &str) -> Result<Arc<SchemaVersion>, ApiError> {
+    tenant.schema(version)
+}

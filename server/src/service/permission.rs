@@ -1,0 +1,480 @@
+//! The Permission service: check, bulk check, expand, lookup entity (paged and streamed),
+//! lookup subject and subject permission.
+//!
+//! Lookups compute the whole result bitmap on one snapshot, then page or stream it in
+//! ascending entity-number order; a continuous token records the snapshot's revision and the
+//! last number returned, so the next page resumes exactly after it on the same snapshot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use lookout_engine::eval::{Context as EvalContext, EntitySet, Evaluator, ExpandNode, ExpandOp};
+use lookout_engine::index::Snapshot;
+use lookout_engine::model;
+use lookout_engine::tokens::ContinuousToken;
+use lookout_proto::v1;
+use roaring::RoaringBitmap;
+use tokio::sync::mpsc;
+
+use super::convert::{self, required};
+use super::{Service, pinned_snapshot, query_fingerprint, read_snapshot, run_cpu, schema_of};
+use crate::error::ApiError;
+use crate::tenants::{SchemaVersion, Tenant};
+
+/// What every permission request resolves first.
+struct Prepared {
+    tenant: Arc<Tenant>,
+    schema: Arc<SchemaVersion>,
+    snapshot: Arc<Snapshot>,
+    context: EvalContext,
+}
+
+fn permission_name(name: &str) -> Result<(), ApiError> {
+    model::check_name("permission", name).map_err(|e| ApiError::invalid(format!("permission: {e}")))
+}
+
+impl Service {
+    fn prepare(
+        &self,
+        tenant_id: &str,
+        schema_version: &str,
+        snap_token: &str,
+        context: &Option<v1::Context>,
+    ) -> Result<Prepared, ApiError> {
+        let tenant = self.tenant(tenant_id)?;
+        let schema = schema_of(&tenant, schema_version)?;
+        let snapshot = read_snapshot(&tenant, snap_token)?;
+        let context = convert::context(context)?;
+        Ok(Prepared {
+            tenant,
+            schema,
+            snapshot,
+            context,
+        })
+    }
+
+    pub async fn check(
+        &self,
+        req: v1::PermissionCheckRequest,
+    ) -> Result<v1::PermissionCheckResponse, ApiError> {
+        let meta = req.metadata.clone().unwrap_or_default();
+        let depth = self.depth(meta.depth)?;
+        let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
+        let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
+        permission_name(&req.permission)?;
+        let p = self.prepare(&req.tenant_id, &meta.schema_version, &meta.snap_token, &req.context)?;
+        let permission = req.permission;
+        let allowed = run_cpu(move || {
+            let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
+                .map_err(ApiError::from_eval)?;
+            let result = ev
+                .check(&entity, &permission, &subject, depth)
+                .map_err(ApiError::from_eval)?;
+            log_rule_errors(&result.rule_errors);
+            Ok(result.allowed)
+        })
+        .await?;
+        Ok(v1::PermissionCheckResponse {
+            can: convert::check_result(allowed),
+            metadata: Some(v1::PermissionCheckResponseMetadata { check_count: 0 }),
+        })
+    }
+
+    pub async fn bulk_check(
+        &self,
+        req: v1::PermissionBulkCheckRequest,
+    ) -> Result<v1::PermissionBulkCheckResponse, ApiError> {
+        if req.items.is_empty() {
+            return Err(ApiError::invalid("items: at least one item is required"));
+        }
+        if req.items.len() > self.limits.max_bulk_check {
+            return Err(ApiError::invalid(format!(
+                "items: at most {} items per bulk check, got {}",
+                self.limits.max_bulk_check,
+                req.items.len()
+            )));
+        }
+        let meta = req.metadata.clone().unwrap_or_default();
+        let depth = self.depth(meta.depth)?;
+        let mut items = Vec::with_capacity(req.items.len());
+        for (i, item) in req.items.iter().enumerate() {
+            let field = format!("items[{i}]");
+            let entity = convert::entity(
+                required(&item.entity, &format!("{field}.entity"))?,
+                &format!("{field}.entity"),
+            )?;
+            let subject = convert::subject(
+                required(&item.subject, &format!("{field}.subject"))?,
+                &format!("{field}.subject"),
+            )?;
+            permission_name(&item.permission)
+                .map_err(|e| ApiError::invalid(format!("{field}.{}", e.message)))?;
+            items.push((entity, item.permission.clone(), subject));
+        }
+        let p = self.prepare(&req.tenant_id, &meta.schema_version, &meta.snap_token, &req.context)?;
+        let results = run_cpu(move || {
+            let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
+                .map_err(ApiError::from_eval)?;
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, (entity, permission, subject))| {
+                    let result = ev.check(entity, permission, subject, depth).map_err(|e| {
+                        let e = ApiError::from_eval(e);
+                        ApiError::new(e.code, format!("items[{i}]: {}", e.message))
+                    })?;
+                    log_rule_errors(&result.rule_errors);
+                    Ok(result.allowed)
+                })
+                .collect::<Result<Vec<bool>, ApiError>>()
+        })
+        .await?;
+        Ok(v1::PermissionBulkCheckResponse {
+            results: results
+                .into_iter()
+                .map(|allowed| v1::PermissionCheckResponse {
+                    can: convert::check_result(allowed),
+                    metadata: Some(v1::PermissionCheckResponseMetadata { check_count: 0 }),
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn expand(
+        &self,
+        req: v1::PermissionExpandRequest,
+    ) -> Result<v1::PermissionExpandResponse, ApiError> {
+        let meta = req.metadata.clone().unwrap_or_default();
+        let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
+        permission_name(&req.permission)?;
+        let p = self.prepare(&req.tenant_id, &meta.schema_version, &meta.snap_token, &req.context)?;
+        let permission = req.permission;
+        let tree = run_cpu(move || {
+            let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
+                .map_err(ApiError::from_eval)?;
+            ev.expand(&entity, &permission).map_err(ApiError::from_eval)
+        })
+        .await?;
+        Ok(v1::PermissionExpandResponse {
+            tree: Some(expand_out(&tree)),
+        })
+    }
+
+    /// Resolves the snapshot and the starting position of a lookup: from the continuous token
+    /// when there is one (pinned), else from the snap token.
+    fn lookup_start<M: prost::Message>(
+        &self,
+        p: &mut Prepared,
+        fingerprint_of: &M,
+        continuous_token: &str,
+    ) -> Result<(u64, Option<u32>), ApiError> {
+        let query = query_fingerprint(fingerprint_of);
+        if continuous_token.is_empty() {
+            return Ok((query, None));
+        }
+        let token = ContinuousToken::decode(continuous_token, &p.tenant.id, query)
+            .map_err(|e| ApiError::invalid(format!("continuous_token: {e}")))?;
+        p.snapshot = pinned_snapshot(&p.tenant, token.revision)?;
+        let after = u32::try_from(token.after)
+            .map_err(|_| ApiError::invalid("continuous_token: position out of range"))?;
+        Ok((query, Some(after)))
+    }
+
+    async fn lookup_entity_set(
+        &self,
+        req: &v1::PermissionLookupEntityRequest,
+    ) -> Result<(Prepared, u64, Option<u32>, EntitySet), ApiError> {
+        let meta = req.metadata.clone().unwrap_or_default();
+        if meta.depth != 0 {
+            self.depth(meta.depth)?;
+        }
+        model::check_entity_type(&req.entity_type)
+            .map_err(|e| ApiError::invalid(format!("entity_type: {e}")))?;
+        permission_name(&req.permission)?;
+        let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
+        let mut p = self.prepare(&req.tenant_id, &meta.schema_version, &meta.snap_token, &req.context)?;
+        let mut fingerprint_of = req.clone();
+        fingerprint_of.page_size = 0;
+        fingerprint_of.continuous_token.clear();
+        if let Some(m) = fingerprint_of.metadata.as_mut() {
+            m.snap_token.clear();
+        }
+        let (query, after) = self.lookup_start(&mut p, &fingerprint_of, &req.continuous_token)?;
+        let scope = scope_ids(&req.scope, &req.entity_type);
+        let model = p.schema.model.clone();
+        let snapshot = p.snapshot.clone();
+        let context = p.context.clone();
+        let entity_type = req.entity_type.clone();
+        let permission = req.permission.clone();
+        let set = run_cpu(move || {
+            let ev = Evaluator::new(&model, &snapshot, &context).map_err(ApiError::from_eval)?;
+            let mut set = ev
+                .lookup_entity(&entity_type, &permission, &subject)
+                .map_err(ApiError::from_eval)?;
+            log_rule_errors(&set.rule_errors);
+            if let Some(ids) = scope {
+                let allowed: RoaringBitmap = ids
+                    .iter()
+                    .filter_map(|id| snapshot.number(&entity_type, id))
+                    .collect();
+                set.numbers &= allowed;
+            }
+            Ok(set)
+        })
+        .await?;
+        Ok((p, query, after, set))
+    }
+
+    pub async fn lookup_entity(
+        &self,
+        req: v1::PermissionLookupEntityRequest,
+    ) -> Result<v1::PermissionLookupEntityResponse, ApiError> {
+        let page_size = self.page_size(req.page_size, None)?;
+        let (p, query, after, set) = self.lookup_entity_set(&req).await?;
+        let (numbers, next) = page(&set.numbers, after, page_size);
+        let entity_ids = p
+            .snapshot
+            .interner()
+            .names(&req.entity_type, numbers.iter().copied())
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let continuous_token = next
+            .map(|last| {
+                ContinuousToken {
+                    revision: p.snapshot.revision(),
+                    after: u64::from(last),
+                }
+                .encode(&p.tenant.id, query)
+            })
+            .unwrap_or_default();
+        Ok(v1::PermissionLookupEntityResponse {
+            entity_ids,
+            continuous_token,
+        })
+    }
+
+    /// Streams the entities one message each, every message with the continuous token that
+    /// resumes after it. The stream ends early (and the work stops) when the receiver is dropped.
+    pub async fn lookup_entity_stream(
+        &self,
+        req: v1::PermissionLookupEntityRequest,
+    ) -> Result<mpsc::Receiver<Result<v1::PermissionLookupEntityStreamResponse, ApiError>>, ApiError>
+    {
+        let limit = self.page_size(req.page_size, None)?;
+        let (p, query, after, set) = self.lookup_entity_set(&req).await?;
+        let (tx, rx) = mpsc::channel(self.limits.stream_buffer.max(1));
+        let entity_type = req.entity_type.clone();
+        tokio::spawn(async move {
+            let revision = p.snapshot.revision();
+            let interner = p.snapshot.interner().clone();
+            let start = after.map_or(0, |a| u64::from(a) + 1);
+            let mut numbers = set.numbers;
+            if start > 0 {
+                numbers.remove_range(..start.min(u64::from(u32::MAX) + 1) as u32);
+                if start > u64::from(u32::MAX) {
+                    numbers.clear();
+                }
+            }
+            let mut sent = 0u32;
+            let mut pending: Vec<u32> = Vec::with_capacity(256);
+            let mut iter = numbers.iter();
+            loop {
+                pending.clear();
+                pending.extend(iter.by_ref().take(256));
+                if pending.is_empty() {
+                    break;
+                }
+                let names = interner.names(&entity_type, pending.iter().copied());
+                for (number, name) in pending.iter().zip(names) {
+                    if limit.is_some_and(|l| sent >= l) {
+                        return;
+                    }
+                    let message = v1::PermissionLookupEntityStreamResponse {
+                        entity_id: name.to_string(),
+                        continuous_token: ContinuousToken {
+                            revision,
+                            after: u64::from(*number),
+                        }
+                        .encode(&p.tenant.id, query),
+                    };
+                    if tx.send(Ok(message)).await.is_err() {
+                        return;
+                    }
+                    sent += 1;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    pub async fn lookup_subject(
+        &self,
+        req: v1::PermissionLookupSubjectRequest,
+    ) -> Result<v1::PermissionLookupSubjectResponse, ApiError> {
+        let meta = req.metadata.clone().unwrap_or_default();
+        if meta.depth != 0 {
+            self.depth(meta.depth)?;
+        }
+        let page_size = self.page_size(req.page_size, None)?;
+        let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
+        permission_name(&req.permission)?;
+        let reference = required(&req.subject_reference, "subject_reference")?;
+        model::check_entity_type(&reference.r#type)
+            .map_err(|e| ApiError::invalid(format!("subject_reference.type: {e}")))?;
+        let subject_relation = model::normalize_subject_relation(&reference.relation);
+        let subject_type = reference.r#type.clone();
+        let mut p = self.prepare(&req.tenant_id, &meta.schema_version, &meta.snap_token, &req.context)?;
+        let mut fingerprint_of = req.clone();
+        fingerprint_of.page_size = 0;
+        fingerprint_of.continuous_token.clear();
+        if let Some(m) = fingerprint_of.metadata.as_mut() {
+            m.snap_token.clear();
+        }
+        let (query, after) = self.lookup_start(&mut p, &fingerprint_of, &req.continuous_token)?;
+        let model = p.schema.model.clone();
+        let snapshot = p.snapshot.clone();
+        let context = p.context.clone();
+        let permission = req.permission.clone();
+        let lookup_type = subject_type.clone();
+        let set = run_cpu(move || {
+            let ev = Evaluator::new(&model, &snapshot, &context).map_err(ApiError::from_eval)?;
+            let set = ev
+                .lookup_subject(&entity, &permission, &lookup_type, subject_relation.as_deref())
+                .map_err(ApiError::from_eval)?;
+            log_rule_errors(&set.rule_errors);
+            Ok(set)
+        })
+        .await?;
+        let (numbers, next) = page(&set.numbers, after, page_size);
+        let subject_ids = p
+            .snapshot
+            .interner()
+            .names(&subject_type, numbers.iter().copied())
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let continuous_token = next
+            .map(|last| {
+                ContinuousToken {
+                    revision: p.snapshot.revision(),
+                    after: u64::from(last),
+                }
+                .encode(&p.tenant.id, query)
+            })
+            .unwrap_or_default();
+        Ok(v1::PermissionLookupSubjectResponse {
+            subject_ids,
+            continuous_token,
+        })
+    }
+
+    pub async fn subject_permission(
+        &self,
+        req: v1::PermissionSubjectPermissionRequest,
+    ) -> Result<v1::PermissionSubjectPermissionResponse, ApiError> {
+        let meta = req.metadata.clone().unwrap_or_default();
+        let depth = self.depth(meta.depth)?;
+        let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
+        let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
+        let p = self.prepare(&req.tenant_id, &meta.schema_version, &meta.snap_token, &req.context)?;
+        let only_permission = meta.only_permission;
+        let results = run_cpu(move || {
+            let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
+                .map_err(ApiError::from_eval)?;
+            ev.subject_permission(&entity, &subject, only_permission, depth)
+                .map_err(ApiError::from_eval)
+        })
+        .await?;
+        Ok(v1::PermissionSubjectPermissionResponse {
+            results: results
+                .into_iter()
+                .map(|(name, r)| {
+                    log_rule_errors(&r.rule_errors);
+                    (name, convert::check_result(r.allowed))
+                })
+                .collect::<HashMap<_, _>>(),
+        })
+    }
+}
+
+/// The IDs `scope` allows for `entity_type`, if it restricts that type.
+fn scope_ids(scope: &HashMap<String, v1::StringArrayValue>, entity_type: &str) -> Option<Vec<String>> {
+    scope.get(entity_type).map(|v| v.data.clone())
+}
+
+/// One page of `set` after position `after`: the numbers, and the last one if more follow.
+fn page(set: &RoaringBitmap, after: Option<u32>, page_size: Option<u32>) -> (Vec<u32>, Option<u32>) {
+    let mut iter: Box<dyn Iterator<Item = u32>> = match after {
+        Some(a) => Box::new(set.iter().skip_while(move |n| *n <= a)),
+        None => Box::new(set.iter()),
+    };
+    let Some(size) = page_size else {
+        return (iter.collect(), None);
+    };
+    let numbers: Vec<u32> = iter.by_ref().take(size as usize).collect();
+    let more = iter.next().is_some();
+    let next = if more { numbers.last().copied() } else { None };
+    (numbers, next)
+}
+
+fn log_rule_errors(errors: &[String]) {
+    for e in errors.iter().take(5) {
+        tracing::warn!(error = %e, "rule failed to evaluate and denied");
+    }
+}
+
+fn expand_out(node: &ExpandNode) -> v1::Expand {
+    use v1::expand::Node;
+    use v1::expand_leaf::Type as LeafType;
+    use v1::expand_tree_node::Operation;
+    match node {
+        ExpandNode::Operation {
+            entity,
+            permission,
+            op,
+            children,
+        } => v1::Expand {
+            entity: Some(convert::entity_out(entity)),
+            permission: permission.clone(),
+            arguments: Vec::new(),
+            node: Some(Node::Expand(v1::ExpandTreeNode {
+                operation: match op {
+                    ExpandOp::Union => Operation::Union as i32,
+                    ExpandOp::Intersection => Operation::Intersection as i32,
+                    ExpandOp::Exclusion => Operation::Exclusion as i32,
+                },
+                children: children.iter().map(expand_out).collect(),
+            })),
+        },
+        ExpandNode::Subjects {
+            entity,
+            permission,
+            subjects,
+        } => v1::Expand {
+            entity: Some(convert::entity_out(entity)),
+            permission: permission.clone(),
+            arguments: Vec::new(),
+            node: Some(Node::Leaf(v1::ExpandLeaf {
+                r#type: Some(LeafType::Subjects(v1::Subjects {
+                    subjects: subjects.iter().map(convert::subject_out).collect(),
+                })),
+            })),
+        },
+        ExpandNode::Value {
+            entity,
+            permission,
+            value,
+        } => v1::Expand {
+            entity: Some(convert::entity_out(entity)),
+            permission: permission.clone(),
+            arguments: Vec::new(),
+            node: Some(Node::Leaf(v1::ExpandLeaf {
+                r#type: Some(LeafType::Value(convert::attr_value_any(
+                    &lookout_engine::model::AttrValue::Boolean(*value),
+                ))),
+            })),
+        },
+    }
+}
+

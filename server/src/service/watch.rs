@@ -1,0 +1,89 @@
+//! The Watch service: every committed tuple and attribute change of one tenant, grouped per
+//! write with that write's snap token, in commit order, resumable from a snap token.
+
+use lookout_engine::tokens::SnapToken;
+use lookout_proto::v1;
+use tokio::sync::{broadcast, mpsc};
+
+use super::{Service, convert};
+use crate::error::{ApiError, ErrorCode};
+use crate::tenants::Commit;
+
+fn message(tenant: &str, commit: &Commit) -> v1::WatchResponse {
+    v1::WatchResponse {
+        changes: Some(v1::DataChanges {
+            snap_token: SnapToken {
+                revision: commit.revision,
+            }
+            .encode(tenant),
+            data_changes: commit.changes.iter().map(convert::change_out).collect(),
+        }),
+    }
+}
+
+impl Service {
+    /// Subscribes to a tenant's changes after the request's snap token (or from now on).
+    /// Writes that changed nothing are not sent. The stream ends with an error if the
+    /// subscriber falls so far behind that changes it has not received are no longer retained.
+    pub async fn watch(
+        &self,
+        req: v1::WatchRequest,
+    ) -> Result<mpsc::Receiver<Result<v1::WatchResponse, ApiError>>, ApiError> {
+        let tenant = self.tenant(&req.tenant_id)?;
+        let after = if req.snap_token.is_empty() {
+            tenant.head().revision()
+        } else {
+            SnapToken::decode(&req.snap_token, &tenant.id)
+                .map_err(|e| ApiError::invalid(format!("snap_token: {e}")))?
+                .revision
+        };
+        let (replay, mut live) = tenant.subscribe_after(after)?;
+        let (tx, rx) = mpsc::channel(self.limits.stream_buffer.max(1));
+        let tenant_id = tenant.id.clone();
+        tokio::spawn(async move {
+            let mut last = after;
+            for commit in replay {
+                if commit.changes.is_empty() {
+                    last = commit.revision;
+                    continue;
+                }
+                if tx.send(Ok(message(&tenant_id, &commit))).await.is_err() {
+                    return;
+                }
+                last = commit.revision;
+            }
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    received = live.recv() => match received {
+                        Ok(commit) => {
+                            if commit.revision <= last {
+                                continue;
+                            }
+                            last = commit.revision;
+                            if commit.changes.is_empty() {
+                                continue;
+                            }
+                            if tx.send(Ok(message(&tenant_id, &commit))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            let _ = tx
+                                .send(Err(ApiError::new(
+                                    ErrorCode::ResourceExhausted,
+                                    format!(
+                                        "watch fell {missed} commits behind; resume with the last snap token received"
+                                    ),
+                                )))
+                                .await;
+                            return;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        });
+        Ok(rx)
+    }
+}

@@ -1,0 +1,134 @@
+//! Runs the built `lookout` binary's `validate` subcommand on fixture and conformance files.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn lookout(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(args)
+        .output()
+        .expect("the lookout binary runs")
+}
+
+fn repo_path(relative: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative);
+    assert!(path.exists(), "{}", path.display());
+    path.to_string_lossy().into_owned()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const RBAC: &str = "../../shared/conformance/permify-shapes/rbac.yaml";
+
+#[test]
+fn passing_files_exit_zero() {
+    let rbac = repo_path(RBAC);
+    let groups = repo_path("../fixtures/features/nested-groups.yaml");
+    let output = lookout(&["validate", &rbac, &groups]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains(&format!("{rbac}: 1 passed, 0 failed\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with(" failed\n") && stdout.contains("total: "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("ok, got"), "{stdout}");
+
+    let output = lookout(&["validate", "--verbose", &rbac]);
+    assert!(output.status.success());
+    assert!(
+        text(&output.stdout).contains(
+            "scenario \"scenario 1\": check organization:1#view_files@user:1: ok, got true"
+        ),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
+fn a_flipped_assertion_fails_and_is_named() {
+    let original = fs::read_to_string(repo_path(RBAC)).unwrap();
+    let flipped = original.replace("view_files: true", "view_files: false");
+    assert_ne!(flipped, original);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("validate-cli");
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rbac-flipped.yaml");
+    fs::write(&path, flipped).unwrap();
+    let name = path.to_string_lossy();
+
+    let output = lookout(&["validate", &name]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{name}: scenario \"scenario 1\": check organization:1#view_files@user:1: want false, got true\n"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{name}: 0 passed, 1 failed\n")),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("total: 0 passed, 1 failed\n"), "{stdout}");
+}
+
+#[test]
+fn a_missing_file_is_reported_and_fails() {
+    let rbac = repo_path(RBAC);
+    let output = lookout(&["validate", "no/such/file.yaml", &rbac]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no/such/file.yaml: error: cannot read the file: no such file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The other file still runs.
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(&format!("{rbac}: 1 passed, 0 failed")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("total: 1 passed, 0 failed, 1 file invalid\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_schema_error_gives_its_position() {
+    let path = repo_path("../fixtures/errors/undefined-member.yaml");
+    let output = lookout(&["validate", &path]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{path}: error: invalid schema at 7:36 (schema 5:32): undefined relation or permission `editor`"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_two() {
+    let output = lookout(&["validate"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("Usage"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use lookout_engine::eval::Model;
+use lookout_engine::eval::deps::DataKey;
 use lookout_engine::index::{Change, Snapshot, Store, WriteBatch};
 use lookout_engine::schema::SchemaError;
 use tokio::sync::broadcast;
@@ -57,6 +58,10 @@ pub struct Commit {
 #[derive(Debug)]
 pub struct Tenant {
     pub id: String,
+    /// Unique per tenant object: a deleted and re-created tenant never shares cache entries.
+    pub incarnation: u64,
+    /// The last revision that changed each (entity type, relation or attribute).
+    changed: DashMap<DataKey, u64>,
     pub name: String,
     pub created_at: SystemTime,
     store: Store,
@@ -93,8 +98,11 @@ impl Tenant {
         let store = Store::new();
         let head = store.head();
         let (feed, _) = broadcast::channel(4096);
+        static INCARNATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Tenant {
             id: id.to_string(),
+            incarnation: INCARNATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            changed: DashMap::new(),
             name: name.to_string(),
             created_at: SystemTime::now(),
             store,
@@ -157,7 +165,10 @@ impl Tenant {
             .ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::NotFound,
-                    format!("schema version `{version}` not found in tenant `{}`", self.id),
+                    format!(
+                        "schema version `{version}` not found in tenant `{}`",
+                        self.id
+                    ),
                 )
             })
     }
@@ -180,7 +191,22 @@ impl Tenant {
         let batch = build(&self.store.head())?;
         let outcome = self
             .store
-            .write(&model.schema, &batch)
+            .write_then(&model.schema, &batch, |revision, changes| {
+                // Before the snapshot is visible: a cache entry must never outlive its data.
+                for change in changes {
+                    let key = match change {
+                        Change::Tuple(_, t) => DataKey {
+                            entity_type: t.entity.ty.clone(),
+                            name: t.relation.clone(),
+                        },
+                        Change::Attribute(_, a) => DataKey {
+                            entity_type: a.entity.ty.clone(),
+                            name: a.name.clone(),
+                        },
+                    };
+                    self.changed.insert(key, revision);
+                }
+            })
             .map_err(ApiError::from_write)?;
         let snapshot = outcome.snapshot;
         let changes = Arc::new(outcome.changes);
@@ -247,6 +273,12 @@ impl Tenant {
     }
 }
 
+impl crate::cache::ChangeClock for Tenant {
+    fn last_changed(&self, key: &DataKey) -> u64 {
+        self.changed.get(key).map_or(0, |r| *r)
+    }
+}
+
 /// Every tenant of the server.
 #[derive(Debug)]
 pub struct Tenants {
@@ -266,9 +298,10 @@ impl Tenants {
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
-        self.map.get(id).map(|t| t.clone()).ok_or_else(|| {
-            ApiError::new(ErrorCode::NotFound, format!("tenant `{id}` not found"))
-        })
+        self.map
+            .get(id)
+            .map(|t| t.clone())
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("tenant `{id}` not found")))
     }
 
     pub fn create(&self, id: &str, name: &str) -> Result<Arc<Tenant>, ApiError> {

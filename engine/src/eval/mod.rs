@@ -15,13 +15,15 @@
 //! - a missing attribute takes its type's empty value; a rule that fails to evaluate denies.
 
 mod check;
+pub mod deps;
 mod entities;
 mod expand;
 mod plan;
 mod rules;
 mod subjects;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use roaring::RoaringBitmap;
 
@@ -40,6 +42,7 @@ pub const MIN_DEPTH: u32 = 3;
 pub struct Model {
     pub schema: Arc<Schema>,
     pub plan: Plan,
+    dependencies: Mutex<HashMap<(TypeId, Member), Arc<[deps::DataKey]>>>,
 }
 
 impl Model {
@@ -52,7 +55,30 @@ impl Model {
     /// Wraps an already compiled schema.
     pub fn new(schema: Arc<Schema>) -> Model {
         let plan = Plan::new(&schema);
-        Model { schema, plan }
+        Model {
+            schema,
+            plan,
+            dependencies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The stored data that `member` of `ty` can depend on (see [`deps::dependencies`]),
+    /// computed once per member.
+    pub fn dependencies(&self, ty: TypeId, member: Member) -> Arc<[deps::DataKey]> {
+        let mut memo = self.dependencies.lock().unwrap_or_else(|e| e.into_inner());
+        memo.entry((ty, member))
+            .or_insert_with(|| {
+                deps::dependencies(&self.schema, ty, member)
+                    .into_iter()
+                    .collect()
+            })
+            .clone()
+    }
+
+    /// The type and member named `entity_type` and `name`, if the schema has them.
+    pub fn resolve(&self, entity_type: &str, name: &str) -> Option<(TypeId, Member)> {
+        let (ty, def) = self.schema.entity(entity_type)?;
+        Some((ty, def.member(name)?))
     }
 }
 
@@ -264,8 +290,6 @@ impl<'a> Evaluator<'a> {
 
     /// The IDs for entity numbers of one type, in the given order.
     pub fn names(&self, entity_type: &str, numbers: &RoaringBitmap) -> Vec<Arc<str>> {
-        self.snapshot
-            .interner()
-            .names(entity_type, numbers.iter())
+        self.snapshot.interner().names(entity_type, numbers.iter())
     }
 }

@@ -97,7 +97,8 @@ impl RelStore {
     }
 
     fn contains(&self, entity: u32, subject: u32) -> bool {
-        self.subjects_of(entity).is_some_and(|b| b.contains(subject))
+        self.subjects_of(entity)
+            .is_some_and(|b| b.contains(subject))
     }
 
     fn insert(&mut self, entity: u32, subject: u32) -> bool {
@@ -501,11 +502,24 @@ impl Store {
         schema: &crate::schema::Schema,
         batch: &WriteBatch,
     ) -> Result<WriteOutcome, WriteError> {
+        self.write_then(schema, batch, |_, _| {})
+    }
+
+    /// As [`Store::write`], calling `before_publish(revision, changes)` after the batch is
+    /// applied and before the new snapshot becomes visible to readers (for cache invalidation
+    /// that must never lag behind the data).
+    pub fn write_then(
+        &self,
+        schema: &crate::schema::Schema,
+        batch: &WriteBatch,
+        before_publish: impl FnOnce(u64, &[Change]),
+    ) -> Result<WriteOutcome, WriteError> {
         let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let head = self.head();
         let (mut next, changes) = write::apply(schema, &head, batch)?;
         next.revision = head.revision + 1;
         next.contextual = false;
+        before_publish(next.revision, &changes);
         let next = Arc::new(next);
         *self.head.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
         Ok(WriteOutcome {

@@ -18,6 +18,7 @@ use lookout_engine::index::Snapshot;
 use lookout_engine::tokens::{self, SnapToken};
 use tokio::sync::oneshot;
 
+use crate::cache::ResultCache;
 use crate::error::{ApiError, ErrorCode};
 use crate::tenants::{Retention, SchemaVersion, Tenant, Tenants};
 
@@ -56,13 +57,22 @@ impl Default for Limits {
 pub struct Service {
     pub tenants: Tenants,
     pub limits: Limits,
+    pub cache: ResultCache,
 }
+
+/// Default weight capacity of the result cache (see [`ResultCache::new`]).
+pub const DEFAULT_CACHE_CAPACITY: u64 = 1_000_000;
 
 impl Service {
     pub fn new(limits: Limits, retention: Retention) -> Arc<Service> {
+        Service::with_cache(limits, retention, DEFAULT_CACHE_CAPACITY)
+    }
+
+    pub fn with_cache(limits: Limits, retention: Retention, cache_capacity: u64) -> Arc<Service> {
         Arc::new(Service {
             tenants: Tenants::new(retention),
             limits,
+            cache: ResultCache::new(cache_capacity),
         })
     }
 
@@ -125,9 +135,8 @@ fn read_snapshot(tenant: &Tenant, snap_token: &str) -> Result<Arc<Snapshot>, Api
     if snap_token.is_empty() {
         return Ok(head);
     }
-    let token = SnapToken::decode(snap_token, &tenant.id).map_err(|e| {
-        ApiError::invalid(format!("metadata.snap_token: {e}"))
-    })?;
+    let token = SnapToken::decode(snap_token, &tenant.id)
+        .map_err(|e| ApiError::invalid(format!("metadata.snap_token: {e}")))?;
     if token.revision > head.revision() {
         return Err(ApiError::invalid(format!(
             "metadata.snap_token names revision {}, which this tenant has not reached (head is {})",

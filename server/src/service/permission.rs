@@ -18,8 +18,10 @@ use tokio::sync::mpsc;
 
 use super::convert::{self, required};
 use super::{Service, pinned_snapshot, query_fingerprint, read_snapshot, run_cpu, schema_of};
+use crate::cache::{CacheKey, Cached};
 use crate::error::ApiError;
 use crate::tenants::{SchemaVersion, Tenant};
+use lookout_engine::eval::deps::DataKey;
 
 /// What every permission request resolves first.
 struct Prepared {
@@ -62,7 +64,27 @@ impl Service {
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
         permission_name(&req.permission)?;
-        let p = self.prepare(&req.tenant_id, &meta.schema_version, &meta.snap_token, &req.context)?;
+        let p = self.prepare(
+            &req.tenant_id,
+            &meta.schema_version,
+            &meta.snap_token,
+            &req.context,
+        )?;
+        let cache = self.cache_slot(&p, &entity.ty, &req.permission, || {
+            let mut key = req.clone();
+            if let Some(m) = key.metadata.as_mut() {
+                m.snap_token.clear();
+            }
+            key
+        });
+        if let Some((key, _)) = &cache
+            && let Some(Cached::Check(allowed)) =
+                self.cache
+                    .get(key, p.snapshot.revision(), p.tenant.as_ref())
+        {
+            return Ok(check_response(allowed));
+        }
+        let revision = p.snapshot.revision();
         let permission = req.permission;
         let allowed = run_cpu(move || {
             let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
@@ -74,10 +96,33 @@ impl Service {
             Ok(result.allowed)
         })
         .await?;
-        Ok(v1::PermissionCheckResponse {
-            can: convert::check_result(allowed),
-            metadata: Some(v1::PermissionCheckResponseMetadata { check_count: 0 }),
-        })
+        if let Some((key, deps)) = cache {
+            self.cache
+                .insert(key, revision, deps, Cached::Check(allowed));
+        }
+        Ok(check_response(allowed))
+    }
+
+    /// The cache key and dependencies for a question, when its answer may be cached: no
+    /// contextual tuples or attributes, and a permission the schema knows.
+    fn cache_slot<M: prost::Message>(
+        &self,
+        p: &Prepared,
+        entity_type: &str,
+        permission: &str,
+        key_request: impl FnOnce() -> M,
+    ) -> Option<(CacheKey, Arc<[DataKey]>)> {
+        if !p.context.tuples.is_empty() || !p.context.attributes.is_empty() {
+            return None;
+        }
+        let (ty, member) = p.schema.model.resolve(entity_type, permission)?;
+        let deps = p.schema.model.dependencies(ty, member);
+        let key = CacheKey {
+            tenant: p.tenant.incarnation,
+            schema_version: Arc::from(p.schema.version.as_str()),
+            query: query_fingerprint(&key_request()),
+        };
+        Some((key, deps))
     }
 
     pub async fn bulk_check(
@@ -111,7 +156,12 @@ impl Service {
                 .map_err(|e| ApiError::invalid(format!("{field}.{}", e.message)))?;
             items.push((entity, item.permission.clone(), subject));
         }
-        let p = self.prepare(&req.tenant_id, &meta.schema_version, &meta.snap_token, &req.context)?;
+        let p = self.prepare(
+            &req.tenant_id,
+            &meta.schema_version,
+            &meta.snap_token,
+            &req.context,
+        )?;
         let results = run_cpu(move || {
             let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
                 .map_err(ApiError::from_eval)?;
@@ -130,13 +180,7 @@ impl Service {
         })
         .await?;
         Ok(v1::PermissionBulkCheckResponse {
-            results: results
-                .into_iter()
-                .map(|allowed| v1::PermissionCheckResponse {
-                    can: convert::check_result(allowed),
-                    metadata: Some(v1::PermissionCheckResponseMetadata { check_count: 0 }),
-                })
-                .collect(),
+            results: results.into_iter().map(check_response).collect(),
         })
     }
 
@@ -147,7 +191,12 @@ impl Service {
         let meta = req.metadata.clone().unwrap_or_default();
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
         permission_name(&req.permission)?;
-        let p = self.prepare(&req.tenant_id, &meta.schema_version, &meta.snap_token, &req.context)?;
+        let p = self.prepare(
+            &req.tenant_id,
+            &meta.schema_version,
+            &meta.snap_token,
+            &req.context,
+        )?;
         let permission = req.permission;
         let tree = run_cpu(move || {
             let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
@@ -192,7 +241,12 @@ impl Service {
             .map_err(|e| ApiError::invalid(format!("entity_type: {e}")))?;
         permission_name(&req.permission)?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
-        let mut p = self.prepare(&req.tenant_id, &meta.schema_version, &meta.snap_token, &req.context)?;
+        let mut p = self.prepare(
+            &req.tenant_id,
+            &meta.schema_version,
+            &meta.snap_token,
+            &req.context,
+        )?;
         let mut fingerprint_of = req.clone();
         fingerprint_of.page_size = 0;
         fingerprint_of.continuous_token.clear();
@@ -200,6 +254,23 @@ impl Service {
             m.snap_token.clear();
         }
         let (query, after) = self.lookup_start(&mut p, &fingerprint_of, &req.continuous_token)?;
+        let cache = self.cache_slot(&p, &req.entity_type, &req.permission, || {
+            let mut key = fingerprint_of.clone();
+            key.tenant_id = String::from("lookup_entity");
+            key
+        });
+        if let Some((key, _)) = &cache
+            && let Some(Cached::Set(numbers)) =
+                self.cache
+                    .get(key, p.snapshot.revision(), p.tenant.as_ref())
+        {
+            let set = EntitySet {
+                entity_type: req.entity_type.clone(),
+                numbers: (*numbers).clone(),
+                rule_errors: Vec::new(),
+            };
+            return Ok((p, query, after, set));
+        }
         let scope = scope_ids(&req.scope, &req.entity_type);
         let model = p.schema.model.clone();
         let snapshot = p.snapshot.clone();
@@ -222,6 +293,13 @@ impl Service {
             Ok(set)
         })
         .await?;
+        if let Some((key, deps)) = cache
+            && set.rule_errors.is_empty()
+        {
+            let numbers = Arc::new(set.numbers.clone());
+            self.cache
+                .insert(key, p.snapshot.revision(), deps, Cached::Set(numbers));
+        }
         Ok((p, query, after, set))
     }
 
@@ -324,7 +402,12 @@ impl Service {
             .map_err(|e| ApiError::invalid(format!("subject_reference.type: {e}")))?;
         let subject_relation = model::normalize_subject_relation(&reference.relation);
         let subject_type = reference.r#type.clone();
-        let mut p = self.prepare(&req.tenant_id, &meta.schema_version, &meta.snap_token, &req.context)?;
+        let mut p = self.prepare(
+            &req.tenant_id,
+            &meta.schema_version,
+            &meta.snap_token,
+            &req.context,
+        )?;
         let mut fingerprint_of = req.clone();
         fingerprint_of.page_size = 0;
         fingerprint_of.continuous_token.clear();
@@ -340,7 +423,12 @@ impl Service {
         let set = run_cpu(move || {
             let ev = Evaluator::new(&model, &snapshot, &context).map_err(ApiError::from_eval)?;
             let set = ev
-                .lookup_subject(&entity, &permission, &lookup_type, subject_relation.as_deref())
+                .lookup_subject(
+                    &entity,
+                    &permission,
+                    &lookup_type,
+                    subject_relation.as_deref(),
+                )
                 .map_err(ApiError::from_eval)?;
             log_rule_errors(&set.rule_errors);
             Ok(set)
@@ -377,7 +465,12 @@ impl Service {
         let depth = self.depth(meta.depth)?;
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
-        let p = self.prepare(&req.tenant_id, &meta.schema_version, &meta.snap_token, &req.context)?;
+        let p = self.prepare(
+            &req.tenant_id,
+            &meta.schema_version,
+            &meta.snap_token,
+            &req.context,
+        )?;
         let only_permission = meta.only_permission;
         let results = run_cpu(move || {
             let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
@@ -399,12 +492,19 @@ impl Service {
 }
 
 /// The IDs `scope` allows for `entity_type`, if it restricts that type.
-fn scope_ids(scope: &HashMap<String, v1::StringArrayValue>, entity_type: &str) -> Option<Vec<String>> {
+fn scope_ids(
+    scope: &HashMap<String, v1::StringArrayValue>,
+    entity_type: &str,
+) -> Option<Vec<String>> {
     scope.get(entity_type).map(|v| v.data.clone())
 }
 
 /// One page of `set` after position `after`: the numbers, and the last one if more follow.
-fn page(set: &RoaringBitmap, after: Option<u32>, page_size: Option<u32>) -> (Vec<u32>, Option<u32>) {
+fn page(
+    set: &RoaringBitmap,
+    after: Option<u32>,
+    page_size: Option<u32>,
+) -> (Vec<u32>, Option<u32>) {
     let mut iter: Box<dyn Iterator<Item = u32>> = match after {
         Some(a) => Box::new(set.iter().skip_while(move |n| *n <= a)),
         None => Box::new(set.iter()),
@@ -416,6 +516,13 @@ fn page(set: &RoaringBitmap, after: Option<u32>, page_size: Option<u32>) -> (Vec
     let more = iter.next().is_some();
     let next = if more { numbers.last().copied() } else { None };
     (numbers, next)
+}
+
+fn check_response(allowed: bool) -> v1::PermissionCheckResponse {
+    v1::PermissionCheckResponse {
+        can: convert::check_result(allowed),
+        metadata: Some(v1::PermissionCheckResponseMetadata { check_count: 0 }),
+    }
 }
 
 fn log_rule_errors(errors: &[String]) {
@@ -477,4 +584,3 @@ fn expand_out(node: &ExpandNode) -> v1::Expand {
         },
     }
 }
-

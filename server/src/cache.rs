@@ -1,0 +1,176 @@
+//! The result cache: check answers and lookup result sets, keyed by the question and valid
+//! across writes that cannot change them.
+//!
+//! Every entry records the revision it was computed at and the stored data its permission can
+//! depend on (from the schema). Each tenant records, per (entity type, relation or attribute),
+//! the last revision that changed it, and does so before a new snapshot becomes visible. An
+//! entry computed at revision `R` answers a read at snapshot `S` only if none of its
+//! dependencies changed after `min(R, S)`: a newer snap token never gets a stale answer, and a
+//! write to unrelated relations keeps entries warm.
+//!
+//! Requests with contextual tuples or attributes bypass the cache: their answers are private.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lookout_engine::eval::deps::DataKey;
+use roaring::RoaringBitmap;
+
+/// What a cache entry holds.
+#[derive(Debug, Clone)]
+pub enum Cached {
+    Check(bool),
+    Set(Arc<RoaringBitmap>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    revision: u64,
+    deps: Arc<[DataKey]>,
+    value: Cached,
+}
+
+/// Identifies one question: the tenant incarnation, the schema version and a fingerprint of
+/// the request's content (without tokens or paging).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub tenant: u64,
+    pub schema_version: Arc<str>,
+    pub query: u64,
+}
+
+#[derive(Debug)]
+pub struct ResultCache {
+    entries: moka::sync::Cache<CacheKey, Arc<Entry>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Hit and miss counts since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl CacheStats {
+    pub fn hit_ratio(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+/// How a tenant answers "when did this data last change?".
+pub trait ChangeClock {
+    fn last_changed(&self, key: &DataKey) -> u64;
+}
+
+impl ResultCache {
+    /// A cache holding at most `capacity` weight units (a check counts 1, a set its bytes / 64).
+    pub fn new(capacity: u64) -> ResultCache {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(capacity.max(1))
+            .weigher(|_k: &CacheKey, e: &Arc<Entry>| -> u32 {
+                match &e.value {
+                    Cached::Check(_) => 1,
+                    Cached::Set(set) => {
+                        u32::try_from(set.serialized_size() / 64 + 1).unwrap_or(u32::MAX)
+                    }
+                }
+            })
+            .build();
+        ResultCache {
+            entries,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The cached answer for `key` if it is valid at snapshot revision `at`.
+    pub fn get(&self, key: &CacheKey, at: u64, clock: &dyn ChangeClock) -> Option<Cached> {
+        let found = self.entries.get(key).and_then(|entry| {
+            let floor = entry.revision.min(at);
+            let fresh = entry.deps.iter().all(|d| clock.last_changed(d) <= floor);
+            if fresh {
+                Some(entry.value.clone())
+            } else {
+                self.entries.invalidate(key);
+                None
+            }
+        });
+        match found {
+            Some(_) => self.hits.fetch_add(1, Ordering::Relaxed),
+            None => self.misses.fetch_add(1, Ordering::Relaxed),
+        };
+        found
+    }
+
+    /// Stores an answer computed at snapshot revision `revision`.
+    pub fn insert(&self, key: CacheKey, revision: u64, deps: Arc<[DataKey]>, value: Cached) {
+        self.entries.insert(
+            key,
+            Arc::new(Entry {
+                revision,
+                deps,
+                value,
+            }),
+        );
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    struct Clock(HashMap<DataKey, u64>);
+    impl ChangeClock for Clock {
+        fn last_changed(&self, key: &DataKey) -> u64 {
+            self.0.get(key).copied().unwrap_or(0)
+        }
+    }
+
+    fn key(name: &str) -> DataKey {
+        DataKey {
+            entity_type: "doc".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn entries_survive_unrelated_writes_and_die_on_related_ones() {
+        let cache = ResultCache::new(1000);
+        let k = CacheKey {
+            tenant: 1,
+            schema_version: Arc::from("v1"),
+            query: 42,
+        };
+        let deps: Arc<[DataKey]> = Arc::from(vec![key("viewer")]);
+        cache.insert(k.clone(), 5, deps, Cached::Check(true));
+        let mut clock = Clock(HashMap::from([(key("viewer"), 3), (key("owner"), 9)]));
+        assert!(matches!(
+            cache.get(&k, 9, &clock),
+            Some(Cached::Check(true))
+        ));
+        // An older snapshot than the entry, with no change in between: still valid.
+        assert!(cache.get(&k, 4, &clock).is_some());
+        // A related write after the entry: invalid for every reader.
+        clock.0.insert(key("viewer"), 7);
+        assert!(cache.get(&k, 9, &clock).is_none());
+        assert!(cache.get(&k, 9, &clock).is_none());
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses), (2, 2));
+    }
+}

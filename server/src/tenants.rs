@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use lookout_engine::eval::Model;
 use lookout_engine::eval::deps::DataKey;
-use lookout_engine::index::{Change, Snapshot, Store, WriteBatch};
+use lookout_engine::index::{Change, Snapshot, Store, WriteBatch, WriteError};
 use lookout_engine::schema::SchemaError;
 use tokio::sync::broadcast;
 
@@ -187,6 +187,17 @@ impl Tenant {
         model: &Model,
         build: impl FnOnce(&Snapshot) -> Result<WriteBatch, ApiError>,
     ) -> Result<(Arc<Snapshot>, Arc<Vec<Change>>), ApiError> {
+        self.commit_with(model, build, ApiError::from_write)
+    }
+
+    /// [`Tenant::commit`], with `rejected` turning the store's rejection of the batch into the
+    /// client's error (so that it can name the request field of the offending item).
+    pub fn commit_with(
+        &self,
+        model: &Model,
+        build: impl FnOnce(&Snapshot) -> Result<WriteBatch, ApiError>,
+        rejected: impl FnOnce(WriteError) -> ApiError,
+    ) -> Result<(Arc<Snapshot>, Arc<Vec<Change>>), ApiError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let batch = build(&self.store.head())?;
         let outcome = self
@@ -207,7 +218,7 @@ impl Tenant {
                     self.changed.insert(key, revision);
                 }
             })
-            .map_err(ApiError::from_write)?;
+            .map_err(rejected)?;
         let snapshot = outcome.snapshot;
         let changes = Arc::new(outcome.changes);
         {

@@ -122,9 +122,8 @@ pub enum WriteError {
     Capacity(String),
 }
 
-/// Checks one tuple against the schema. `what` names the list for the error ("tuple", ...).
-pub fn validate_tuple(
-    schema: &Schema,
+/// Checks the names and IDs of one tuple, without a schema.
+pub fn validate_tuple_shape(
     tuple: &Tuple,
     what: &'static str,
     index: usize,
@@ -142,6 +141,17 @@ pub fn validate_tuple(
     if let Some(rel) = &tuple.subject.relation {
         model::check_name("subject relation", rel).map_err(model_err)?;
     }
+    Ok(())
+}
+
+/// Checks one tuple against the schema. `what` names the list for the error ("tuple", ...).
+pub fn validate_tuple(
+    schema: &Schema,
+    tuple: &Tuple,
+    what: &'static str,
+    index: usize,
+) -> Result<(), WriteError> {
+    validate_tuple_shape(tuple, what, index)?;
     let item = || tuple.to_string();
     let Some((_, entity)) = schema.entity(&tuple.entity.ty) else {
         return Err(WriteError::UnknownEntityType {
@@ -277,14 +287,23 @@ pub(super) fn apply(
     base: &Snapshot,
     batch: &WriteBatch,
 ) -> Result<(Snapshot, Vec<super::Change>), WriteError> {
+    // Deletes are checked for shape only: data written under an older schema version must
+    // stay deletable after the schema dropped its relation or attribute.
     for (i, t) in batch.tuple_deletes.iter().enumerate() {
-        validate_tuple(schema, t, "tuple delete", i)?;
+        validate_tuple_shape(t, "tuple delete", i)?;
     }
     for (i, t) in batch.tuple_writes.iter().enumerate() {
         validate_tuple(schema, t, "tuple", i)?;
     }
     for (i, (entity, name)) in batch.attribute_deletes.iter().enumerate() {
-        validate_attribute_name(schema, entity, name, "attribute delete", i)?;
+        let model_err = |source| WriteError::Model {
+            what: "attribute delete",
+            index: i,
+            source,
+        };
+        model::check_entity_type(&entity.ty).map_err(model_err)?;
+        model::check_id(&entity.id).map_err(model_err)?;
+        model::check_name("attribute", name).map_err(model_err)?;
     }
     for (i, a) in batch.attribute_writes.iter().enumerate() {
         validate_attribute(schema, a, "attribute", i)?;

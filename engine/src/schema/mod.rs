@@ -13,6 +13,7 @@ mod error;
 pub mod ir;
 pub mod lexer;
 pub mod parser;
+pub mod print;
 
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ pub use compile::{MAX_EXPR_NODES, MAX_RULE_DEPTH, compile_ast};
 pub use error::{SchemaError, SchemaErrorKind};
 pub use ir::*;
 pub use parser::{MAX_NESTING, parse};
+pub use print::print;
 
 /// Compiles a schema source.
 ///

@@ -3,13 +3,17 @@
 //! Every decoder names the field it rejects (`entity.id`, `tuples[3].subject.type`, ...) so a
 //! client can find its mistake; nothing here panics on any input.
 
+use std::time::SystemTime;
+
 use lookout_engine::eval::Context as EvalContext;
-use lookout_engine::index::{Change, ChangeOp, TupleFilter};
+use lookout_engine::index::{AttributeFilter, Change, ChangeOp, TupleFilter};
 use lookout_engine::model::{self, AttrValue, Attribute, EntityRef, SubjectRef, Tuple};
+use lookout_engine::schema::{AttrId, AttrType, CallArg, Expr, Schema, TypeId, print};
 use lookout_proto::v1;
 use prost::Name;
 
 use crate::error::ApiError;
+use crate::tenants::Tenant;
 
 fn field_error(field: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(format!("{field}: {e}"))
@@ -23,13 +27,15 @@ pub fn required<'a, T>(value: &'a Option<T>, field: &str) -> Result<&'a T, ApiEr
 }
 
 pub fn entity(e: &v1::Entity, field: &str) -> Result<EntityRef, ApiError> {
-    model::check_entity_type(&e.r#type).map_err(|err| field_error(&format!("{field}.type"), err))?;
+    model::check_entity_type(&e.r#type)
+        .map_err(|err| field_error(&format!("{field}.type"), err))?;
     model::check_id(&e.id).map_err(|err| field_error(&format!("{field}.id"), err))?;
     Ok(EntityRef::new(e.r#type.clone(), e.id.clone()))
 }
 
 pub fn subject(s: &v1::Subject, field: &str) -> Result<SubjectRef, ApiError> {
-    model::check_entity_type(&s.r#type).map_err(|err| field_error(&format!("{field}.type"), err))?;
+    model::check_entity_type(&s.r#type)
+        .map_err(|err| field_error(&format!("{field}.type"), err))?;
     model::check_id(&s.id).map_err(|err| field_error(&format!("{field}.id"), err))?;
     let relation = model::normalize_subject_relation(&s.relation);
     if let Some(rel) = &relation {
@@ -40,7 +46,10 @@ pub fn subject(s: &v1::Subject, field: &str) -> Result<SubjectRef, ApiError> {
 }
 
 pub fn tuple(t: &v1::Tuple, field: &str) -> Result<Tuple, ApiError> {
-    let e = entity(required(&t.entity, &format!("{field}.entity"))?, &format!("{field}.entity"))?;
+    let e = entity(
+        required(&t.entity, &format!("{field}.entity"))?,
+        &format!("{field}.entity"),
+    )?;
     model::check_name("relation", &t.relation)
         .map_err(|err| field_error(&format!("{field}.relation"), err))?;
     let s = subject(
@@ -59,8 +68,12 @@ pub fn tuples(list: &[v1::Tuple], field: &str) -> Result<Vec<Tuple>, ApiError> {
 
 /// Decodes an attribute value from its `Any`.
 pub fn attr_value(any: &prost_types::Any, field: &str) -> Result<AttrValue, ApiError> {
-    fn decode<M: prost::Message + Default>(any: &prost_types::Any, field: &str) -> Result<M, ApiError> {
-        M::decode(any.value.as_slice()).map_err(|e| field_error(field, format!("undecodable value: {e}")))
+    fn decode<M: prost::Message + Default>(
+        any: &prost_types::Any,
+        field: &str,
+    ) -> Result<M, ApiError> {
+        M::decode(any.value.as_slice())
+            .map_err(|e| field_error(field, format!("undecodable value: {e}")))
     }
     let name = any.type_url.rsplit('/').next().unwrap_or_default();
     let value = if name == v1::BooleanValue::full_name() {
@@ -121,7 +134,10 @@ pub fn attr_value_any(value: &AttrValue) -> prost_types::Any {
 }
 
 pub fn attribute(a: &v1::Attribute, field: &str) -> Result<Attribute, ApiError> {
-    let e = entity(required(&a.entity, &format!("{field}.entity"))?, &format!("{field}.entity"))?;
+    let e = entity(
+        required(&a.entity, &format!("{field}.entity"))?,
+        &format!("{field}.entity"),
+    )?;
     model::check_name("attribute", &a.attribute)
         .map_err(|err| field_error(&format!("{field}.attribute"), err))?;
     let value = attr_value(
@@ -160,7 +176,8 @@ fn value_to_json(v: &prost_types::Value) -> serde_json::Value {
             if n.fract() == 0.0 && n.abs() < 9.0e15 {
                 serde_json::Value::from(*n as i64)
             } else {
-                serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, serde_json::Value::Number)
+                serde_json::Number::from_f64(*n)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number)
             }
         }
         Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
@@ -260,5 +277,222 @@ pub fn check_result(allowed: bool) -> i32 {
         v1::CheckResult::Allowed as i32
     } else {
         v1::CheckResult::Denied as i32
+    }
+}
+
+pub fn attribute_filter(f: &v1::AttributeFilter, field: &str) -> Result<AttributeFilter, ApiError> {
+    let mut out = AttributeFilter::default();
+    if let Some(e) = &f.entity {
+        if !e.r#type.is_empty() {
+            model::check_entity_type(&e.r#type)
+                .map_err(|err| field_error(&format!("{field}.entity.type"), err))?;
+            out.entity_type = Some(e.r#type.clone());
+        }
+        out.entity_ids = e.ids.clone();
+    }
+    out.names = f.attributes.clone();
+    Ok(out)
+}
+
+/// A point in time as a protobuf `Timestamp`.
+pub fn timestamp_out(at: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(at)
+}
+
+/// A point in time as RFC 3339 in UTC with whole seconds (`2024-05-01T09:30:00Z`), as Permify
+/// formats schema versions' `created_at`.
+pub fn rfc3339(at: SystemTime) -> String {
+    let mut ts = timestamp_out(at);
+    ts.nanos = 0;
+    ts.to_string()
+}
+
+pub fn tenant_out(t: &Tenant) -> v1::Tenant {
+    v1::Tenant {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        created_at: Some(timestamp_out(t.created_at)),
+    }
+}
+
+fn attribute_type_out(ty: AttrType) -> i32 {
+    use v1::AttributeType as T;
+    (match ty {
+        AttrType::Boolean => T::Boolean,
+        AttrType::BooleanArray => T::BooleanArray,
+        AttrType::String => T::String,
+        AttrType::StringArray => T::StringArray,
+        AttrType::Integer => T::Integer,
+        AttrType::IntegerArray => T::IntegerArray,
+        AttrType::Double => T::Double,
+        AttrType::DoubleArray => T::DoubleArray,
+    }) as i32
+}
+
+/// A compiled schema in Permify's `SchemaDefinition` shape.
+///
+/// - Relations and permissions of the same entity are `ComputedUserSet` leaves, bare boolean
+///   attributes `ComputedAttribute` leaves, rule calls `Call` leaves (a `request.NAME`
+///   argument, Permify's older form, is a `ComputedAttribute` named `request.NAME`).
+/// - An arrow `a.b` is a `TupleToUserSet` with tuple set `a` and computed `b`; a multi-hop
+///   arrow (a Lookout extension) `a.b.c` keeps the rest of its path in `computed`: `b.c`.
+/// - `not` is an `EXCLUSION` rewrite with the base first and the excluded second.
+/// - A rule's `expression` (Permify's type-checked CEL) is left unset; its parameters are in
+///   `arguments`.
+pub fn schema_definition_out(schema: &Schema) -> v1::SchemaDefinition {
+    use v1::entity_definition::Reference as MemberRef;
+    use v1::schema_definition::Reference as TopRef;
+    let mut out = v1::SchemaDefinition::default();
+    for (ty, entity) in schema.entities.iter().enumerate() {
+        let mut def = v1::EntityDefinition {
+            name: entity.name.clone(),
+            ..Default::default()
+        };
+        for relation in &entity.relations {
+            let relation_references = relation
+                .allowed
+                .iter()
+                .map(|a| v1::RelationReference {
+                    r#type: schema
+                        .entities
+                        .get(a.entity)
+                        .map(|e| e.name.clone())
+                        .unwrap_or_default(),
+                    relation: a.relation.clone().unwrap_or_default(),
+                })
+                .collect();
+            def.relations.insert(
+                relation.name.clone(),
+                v1::RelationDefinition {
+                    name: relation.name.clone(),
+                    relation_references,
+                },
+            );
+            def.references
+                .insert(relation.name.clone(), MemberRef::Relation as i32);
+        }
+        for permission in &entity.permissions {
+            def.permissions.insert(
+                permission.name.clone(),
+                v1::PermissionDefinition {
+                    name: permission.name.clone(),
+                    child: Some(child_out(schema, ty, &permission.expr)),
+                },
+            );
+            def.references
+                .insert(permission.name.clone(), MemberRef::Permission as i32);
+        }
+        for attribute in &entity.attributes {
+            def.attributes.insert(
+                attribute.name.clone(),
+                v1::AttributeDefinition {
+                    name: attribute.name.clone(),
+                    r#type: attribute_type_out(attribute.ty),
+                },
+            );
+            def.references
+                .insert(attribute.name.clone(), MemberRef::Attribute as i32);
+        }
+        out.references
+            .insert(entity.name.clone(), TopRef::Entity as i32);
+        out.entity_definitions.insert(entity.name.clone(), def);
+    }
+    for rule in &schema.rules {
+        out.rule_definitions.insert(
+            rule.name.clone(),
+            v1::RuleDefinition {
+                name: rule.name.clone(),
+                arguments: rule
+                    .params
+                    .iter()
+                    .map(|(name, ty)| (name.clone(), attribute_type_out(*ty)))
+                    .collect(),
+                expression: None,
+            },
+        );
+        out.references
+            .insert(rule.name.clone(), TopRef::Rule as i32);
+    }
+    out
+}
+
+/// One node of a permission expression of entity `ty`.
+fn child_out(schema: &Schema, ty: TypeId, e: &Expr) -> v1::Child {
+    use v1::child::Type as ChildType;
+    use v1::leaf::Type as LeafType;
+    use v1::rewrite::Operation;
+    let rewrite = |op: Operation, children: Vec<v1::Child>| v1::Child {
+        r#type: Some(ChildType::Rewrite(v1::Rewrite {
+            rewrite_operation: op as i32,
+            children,
+        })),
+    };
+    let leaf = |leaf: LeafType| v1::Child {
+        r#type: Some(ChildType::Leaf(v1::Leaf { r#type: Some(leaf) })),
+    };
+    let entity = schema.entities.get(ty);
+    let attribute_name = |id: AttrId| {
+        entity
+            .and_then(|e| e.attributes.get(id))
+            .map(|a| a.name.clone())
+            .unwrap_or_default()
+    };
+    match e {
+        Expr::Union(children) => rewrite(
+            Operation::Union,
+            children.iter().map(|c| child_out(schema, ty, c)).collect(),
+        ),
+        Expr::Intersect(children) => rewrite(
+            Operation::Intersection,
+            children.iter().map(|c| child_out(schema, ty, c)).collect(),
+        ),
+        Expr::Exclude(base, excluded) => rewrite(
+            Operation::Exclusion,
+            vec![child_out(schema, ty, base), child_out(schema, ty, excluded)],
+        ),
+        Expr::Relation(_) | Expr::Permission(_) => {
+            leaf(LeafType::ComputedUserSet(v1::ComputedUserSet {
+                relation: print::path(schema, ty, e),
+            }))
+        }
+        Expr::Attribute(id) => leaf(LeafType::ComputedAttribute(v1::ComputedAttribute {
+            name: attribute_name(*id),
+        })),
+        Expr::Arrow { via, targets } => {
+            let tuple_set = entity
+                .and_then(|e| e.relations.get(*via))
+                .map(|r| r.name.clone())
+                .unwrap_or_default();
+            let computed = targets
+                .first()
+                .map(|(target, rest)| print::path(schema, *target, rest))
+                .unwrap_or_default();
+            leaf(LeafType::TupleToUserSet(v1::TupleToUserSet {
+                tuple_set: Some(v1::TupleSet {
+                    relation: tuple_set,
+                }),
+                computed: Some(v1::ComputedUserSet { relation: computed }),
+            }))
+        }
+        Expr::Call { rule, args } => leaf(LeafType::Call(v1::Call {
+            rule_name: schema
+                .rules
+                .get(*rule)
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+            arguments: args
+                .iter()
+                .map(|arg| v1::Argument {
+                    r#type: Some(v1::argument::Type::ComputedAttribute(
+                        v1::ComputedAttribute {
+                            name: match arg {
+                                CallArg::Attribute(id) => attribute_name(*id),
+                                CallArg::Context(key) => format!("request.{key}"),
+                            },
+                        },
+                    )),
+                })
+                .collect(),
+        })),
     }
 }

@@ -5,11 +5,14 @@
 //! CPU-heavy work (evaluation) runs on the rayon pool, never on a tokio worker, and is skipped
 //! when the caller has already gone.
 
+mod bundle;
 pub mod convert;
 mod data;
 mod permission;
 mod schema;
 mod tenancy;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 use std::sync::Arc;
@@ -94,6 +97,15 @@ impl Service {
                 lookout_engine::eval::MIN_DEPTH
             ))),
         }
+    }
+
+    /// The page size of a listing (relationships, attributes, schemas, tenants): 0 means
+    /// `limits.default_page_size`; otherwise 1 to the maximum.
+    fn list_page_size(&self, page_size: u32) -> Result<usize, ApiError> {
+        let size = self
+            .page_size(page_size, Some(self.limits.default_page_size))?
+            .unwrap_or(self.limits.default_page_size);
+        Ok(size.max(1) as usize)
     }
 
     /// The page size to use: 0 means `default`; otherwise 1 to the maximum.
@@ -188,6 +200,18 @@ where
     });
     rx.await
         .map_err(|_| ApiError::internal("evaluation worker stopped unexpectedly"))?
+}
+
+/// Runs blocking work (a commit, which waits for the tenant's write lock and applies the
+/// batch) on tokio's blocking pool, so neither a tokio worker nor the evaluation pool waits.
+pub async fn run_blocking<T, F>(work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::internal("write worker stopped unexpectedly"))?
 }
 
 /// The schema version a request names (or the head).

@@ -1,0 +1,1249 @@
+//! Tests of the data, schema and tenancy services, calling the service methods directly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use lookout_engine::model::{Attribute, Tuple};
+use lookout_proto::v1;
+
+use super::{Limits, Service, convert};
+use crate::error::{ApiError, ErrorCode};
+use crate::tenants::Retention;
+
+const SCHEMA: &str = "entity user {}
+
+entity team {
+    relation member @user
+}
+
+entity organization {
+    relation admin @user
+    relation member @user @team#member
+}
+
+entity doc {
+    relation org @organization
+    relation owner @user
+    relation viewer @user @team#member
+    relation banned @user
+    attribute public boolean
+    attribute level integer
+    permission view = (owner or viewer or org.admin or public) not banned
+    permission edit = owner and senior(level)
+    action deep = org.member
+}
+
+rule senior(level integer) {
+    level > 3
+}
+";
+
+fn service() -> Arc<Service> {
+    Service::new(Limits::default(), Retention::default())
+}
+
+async fn with_schema() -> Arc<Service> {
+    let s = service();
+    s.schema_write(v1::SchemaWriteRequest {
+        tenant_id: "t1".into(),
+        schema: SCHEMA.into(),
+    })
+    .await
+    .unwrap();
+    s
+}
+
+fn t(text: &str) -> v1::Tuple {
+    convert::tuple_out(&Tuple::parse(text).unwrap())
+}
+
+fn a(text: &str) -> v1::Attribute {
+    convert::attribute_out(&Attribute::parse(text).unwrap())
+}
+
+fn text(t: &v1::Tuple) -> String {
+    convert::tuple(t, "t").unwrap().to_string()
+}
+
+fn filter(entity_type: &str, relation: &str) -> v1::TupleFilter {
+    v1::TupleFilter {
+        entity: Some(v1::EntityFilter {
+            r#type: entity_type.into(),
+            ids: vec![],
+        }),
+        relation: relation.into(),
+        subject: None,
+    }
+}
+
+async fn write(s: &Service, tuples: &[&str], attributes: &[&str]) -> Result<String, ApiError> {
+    s.data_write(v1::DataWriteRequest {
+        tenant_id: "t1".into(),
+        metadata: None,
+        tuples: tuples.iter().map(|x| t(x)).collect(),
+        attributes: attributes.iter().map(|x| a(x)).collect(),
+    })
+    .await
+    .map(|r| r.snap_token)
+}
+
+async fn read_all(s: &Service, f: Option<v1::TupleFilter>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = s
+            .read_relationships(v1::RelationshipReadRequest {
+                tenant_id: "t1".into(),
+                metadata: None,
+                filter: f.clone(),
+                page_size: 0,
+                continuous_token: token,
+            })
+            .await
+            .unwrap();
+        out.extend(page.tuples.iter().map(text));
+        if page.continuous_token.is_empty() {
+            return out;
+        }
+        token = page.continuous_token;
+    }
+}
+
+async fn read_attributes(s: &Service) -> Vec<String> {
+    let r = s
+        .read_attributes(v1::AttributeReadRequest {
+            tenant_id: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(r.continuous_token.is_empty());
+    r.attributes
+        .iter()
+        .map(|x| convert::attribute(x, "a").unwrap().to_string())
+        .collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn write_then_read_back() {
+    let s = with_schema().await;
+    let token = write(
+        &s,
+        &[
+            "doc:1#owner@user:alice",
+            "doc:1#viewer@team:a#member",
+            "team:a#member@user:bob",
+        ],
+        &["doc:1$public|boolean:true", "doc:1$level|integer:5"],
+    )
+    .await
+    .unwrap();
+    assert!(!token.is_empty());
+    assert_eq!(
+        sorted(read_all(&s, None).await),
+        [
+            "doc:1#owner@user:alice",
+            "doc:1#viewer@team:a#member",
+            "team:a#member@user:bob"
+        ]
+    );
+    assert_eq!(
+        read_all(&s, Some(filter("doc", "owner"))).await,
+        ["doc:1#owner@user:alice"]
+    );
+    assert_eq!(
+        sorted(read_attributes(&s).await),
+        ["doc:1$level|integer:5", "doc:1$public|boolean:true"]
+    );
+    // The snap token of the write is honoured by reads; a foreign one is rejected.
+    let read = |snap: String| {
+        let s = s.clone();
+        async move {
+            s.read_relationships(v1::RelationshipReadRequest {
+                tenant_id: "t1".into(),
+                metadata: Some(v1::RelationshipReadRequestMetadata { snap_token: snap }),
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    assert_eq!(read(token).await.unwrap().tuples.len(), 3);
+    assert_eq!(
+        read("garbage".into()).await.unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+    // Relationship writes work the same way and need at least one tuple.
+    s.write_relationships(v1::RelationshipWriteRequest {
+        tenant_id: "t1".into(),
+        metadata: None,
+        tuples: vec![t("doc:2#owner@user:carol")],
+    })
+    .await
+    .unwrap();
+    let e = s
+        .write_relationships(v1::RelationshipWriteRequest {
+            tenant_id: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(e.message.starts_with("tuples: at least one"), "{e}");
+}
+
+#[tokio::test]
+async fn writes_need_a_schema_and_content() {
+    let s = service();
+    let e = write(&s, &["doc:1#owner@user:1"], &[]).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert!(e.message.contains("has no schema yet"), "{e}");
+    let s = with_schema().await;
+    let e = write(&s, &[], &[]).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(e.message.contains("at least one tuple or attribute"), "{e}");
+    // An unknown schema version is named.
+    let e = s
+        .data_write(v1::DataWriteRequest {
+            tenant_id: "t1".into(),
+            metadata: Some(v1::DataWriteRequestMetadata {
+                schema_version: "nope".into(),
+            }),
+            tuples: vec![t("doc:1#owner@user:1")],
+            attributes: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert!(e.message.contains("`nope`"), "{e}");
+}
+
+#[tokio::test]
+async fn rejected_batches_change_nothing_and_name_the_item() {
+    let s = with_schema().await;
+    write(&s, &["doc:1#owner@user:alice"], &[]).await.unwrap();
+    let e = write(
+        &s,
+        &[
+            "doc:2#owner@user:bob",
+            "doc:3#owner@user:bob",
+            "doc:4#owner@team:x",
+        ],
+        &[],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(
+        e.message.starts_with("tuples[2] (`doc:4#owner@team:x`)"),
+        "{e}"
+    );
+    assert!(
+        e.message.contains("does not allow subjects of type `team`"),
+        "{e}"
+    );
+
+    let e = write(&s, &["doc:2#owner@user:bob"], &["doc:2$level|string:high"])
+        .await
+        .unwrap_err();
+    assert!(
+        e.message
+            .starts_with("attributes[0] (`doc:2$level|string:high`)"),
+        "{e}"
+    );
+
+    let mut bad = t("doc:2#owner@user:bob");
+    bad.subject.as_mut().unwrap().id = String::new();
+    let e = s
+        .data_write(v1::DataWriteRequest {
+            tenant_id: "t1".into(),
+            metadata: None,
+            tuples: vec![t("doc:5#owner@user:bob"), bad],
+            attributes: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message.starts_with("tuples[1].subject.id: "), "{e}");
+
+    assert_eq!(read_all(&s, None).await, ["doc:1#owner@user:alice"]);
+    assert!(read_attributes(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn batch_limit_is_enforced_and_named() {
+    let s = Service::new(
+        Limits {
+            max_batch: 2,
+            ..Limits::default()
+        },
+        Retention::default(),
+    );
+    s.schema_write(v1::SchemaWriteRequest {
+        tenant_id: "t1".into(),
+        schema: SCHEMA.into(),
+    })
+    .await
+    .unwrap();
+    let e = write(
+        &s,
+        &["doc:1#owner@user:1", "doc:2#owner@user:1"],
+        &["doc:1$public|boolean:true"],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::PayloadTooLarge);
+    assert!(e.message.contains("max_batch"), "{e}");
+    write(&s, &["doc:1#owner@user:1", "doc:2#owner@user:1"], &[])
+        .await
+        .unwrap();
+    write(&s, &["doc:3#owner@user:1"], &[]).await.unwrap();
+    // A delete by filter matching more than the limit is refused and deletes nothing.
+    let e = s
+        .delete_relationships(v1::RelationshipDeleteRequest {
+            tenant_id: "t1".into(),
+            filter: Some(filter("doc", "")),
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("max_batch"), "{e}");
+    assert_eq!(read_all(&s, None).await.len(), 3);
+}
+
+#[tokio::test]
+async fn delete_by_filter_is_atomic_and_exact() {
+    let s = with_schema().await;
+    write(
+        &s,
+        &[
+            "doc:1#owner@user:alice",
+            "doc:1#viewer@user:bob",
+            "doc:2#viewer@user:bob",
+            "doc:2#viewer@team:a#member",
+            "team:a#member@user:bob",
+        ],
+        &[
+            "doc:1$public|boolean:true",
+            "doc:2$public|boolean:false",
+            "doc:2$level|integer:4",
+        ],
+    )
+    .await
+    .unwrap();
+    let before = s
+        .data_delete(v1::DataDeleteRequest {
+            tenant_id: "t1".into(),
+            tuple_filter: Some(v1::TupleFilter {
+                entity: Some(v1::EntityFilter {
+                    r#type: "doc".into(),
+                    ids: vec![],
+                }),
+                relation: "viewer".into(),
+                subject: Some(v1::SubjectFilter {
+                    r#type: "user".into(),
+                    ids: vec!["bob".into()],
+                    relation: String::new(),
+                }),
+            }),
+            attribute_filter: Some(v1::AttributeFilter {
+                entity: Some(v1::EntityFilter {
+                    r#type: "doc".into(),
+                    ids: vec!["2".into()],
+                }),
+                attributes: vec!["public".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    assert!(!before.snap_token.is_empty());
+    assert_eq!(
+        sorted(read_all(&s, None).await),
+        [
+            "doc:1#owner@user:alice",
+            "doc:2#viewer@team:a#member",
+            "team:a#member@user:bob"
+        ]
+    );
+    assert_eq!(
+        sorted(read_attributes(&s).await),
+        ["doc:1$public|boolean:true", "doc:2$level|integer:4"]
+    );
+
+    // Relationship delete: by relation.
+    s.delete_relationships(v1::RelationshipDeleteRequest {
+        tenant_id: "t1".into(),
+        filter: Some(filter("team", "member")),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        sorted(read_all(&s, None).await),
+        ["doc:1#owner@user:alice", "doc:2#viewer@team:a#member"]
+    );
+
+    // The entity type is required; an empty request selects nothing and is refused.
+    let e = s
+        .delete_relationships(v1::RelationshipDeleteRequest {
+            tenant_id: "t1".into(),
+            filter: Some(filter("", "owner")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(
+        e.message.starts_with("filter.entity.type is required"),
+        "{e}"
+    );
+    let e = s
+        .data_delete(v1::DataDeleteRequest {
+            tenant_id: "t1".into(),
+            tuple_filter: Some(v1::TupleFilter::default()),
+            attribute_filter: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert_eq!(read_all(&s, None).await.len(), 2);
+}
+
+#[tokio::test]
+async fn paging_covers_every_tuple_once_on_one_snapshot() {
+    let s = with_schema().await;
+    let texts: Vec<String> = (0..250)
+        .map(|i| format!("doc:{i}#viewer@user:u{i}"))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    write(&s, &refs, &[]).await.unwrap();
+    let request = |token: String| v1::RelationshipReadRequest {
+        tenant_id: "t1".into(),
+        metadata: None,
+        filter: Some(filter("doc", "viewer")),
+        page_size: 100,
+        continuous_token: token,
+    };
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = s.read_relationships(request(token)).await.unwrap();
+        sizes.push(page.tuples.len());
+        seen.extend(page.tuples.iter().map(text));
+        if sizes.len() == 1 {
+            // A write between pages does not show up in (or shift) the pinned listing.
+            write(
+                &s,
+                &["doc:a#viewer@user:late", "doc:0#viewer@user:early"],
+                &[],
+            )
+            .await
+            .unwrap();
+        }
+        if page.continuous_token.is_empty() {
+            break;
+        }
+        token = page.continuous_token;
+    }
+    assert_eq!(sizes, [100, 100, 50]);
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), 250);
+    assert_eq!(sorted(seen), sorted(texts));
+
+    // Page size limits.
+    let mut too_big = request(String::new());
+    too_big.page_size = 101;
+    let e = s.read_relationships(too_big).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(e.message.contains("page_size"), "{e}");
+}
+
+#[tokio::test]
+async fn forged_and_foreign_continuous_tokens_are_rejected() {
+    let s = with_schema().await;
+    let texts: Vec<String> = (0..5)
+        .map(|i| format!("doc:{i}#viewer@user:u{i}"))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    write(&s, &refs, &[]).await.unwrap();
+    let request = |f: &str, token: &str| v1::RelationshipReadRequest {
+        tenant_id: "t1".into(),
+        metadata: None,
+        filter: Some(filter("doc", f)),
+        page_size: 2,
+        continuous_token: token.into(),
+    };
+    let token = s
+        .read_relationships(request("viewer", ""))
+        .await
+        .unwrap()
+        .continuous_token;
+    assert!(!token.is_empty());
+    // The same query continues.
+    assert_eq!(
+        s.read_relationships(request("viewer", &token))
+            .await
+            .unwrap()
+            .tuples
+            .len(),
+        2
+    );
+    // Edited, garbage and another query's tokens are rejected.
+    let mut forged: Vec<char> = token.chars().collect();
+    let last = forged.len() - 3;
+    forged[last] = if forged[last] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
+    for bad in [forged.as_str(), "not-a-token", "AAAA"] {
+        let e = s
+            .read_relationships(request("viewer", bad))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument, "{bad}");
+        assert!(e.message.starts_with("continuous_token: "), "{e}");
+    }
+    let e = s
+        .read_relationships(request("owner", &token))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(e.message.contains("another query"), "{e}");
+    // Another tenant's listing rejects it too.
+    s.tenant_create(v1::TenantCreateRequest {
+        id: "t2".into(),
+        name: String::new(),
+    })
+    .await
+    .unwrap();
+    let mut other = request("viewer", &token);
+    other.tenant_id = "t2".into();
+    let e = s.read_relationships(other).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    // Attribute reads use their own tokens.
+    let e = s
+        .read_attributes(v1::AttributeReadRequest {
+            tenant_id: "t1".into(),
+            continuous_token: token,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+}
+
+fn organization_bundle(extra: Vec<String>) -> v1::DataBundle {
+    v1::DataBundle {
+        name: "organization_created".into(),
+        arguments: vec!["creatorID".into(), "organizationID".into()],
+        operations: vec![
+            v1::Operation {
+                relationships_write: vec![
+                    "organization:{{.organizationID}}#admin@user:{{.creatorID}}".into(),
+                    "doc:{{.organizationID}}-readme#org@organization:{{.organizationID}}".into(),
+                ],
+                attributes_write: vec!["doc:{{.organizationID}}-readme$public|boolean:true".into()],
+                ..Default::default()
+            },
+            v1::Operation {
+                relationships_write: extra,
+                relationships_delete: vec![
+                    "organization:{{.organizationID}}#member@user:{{.creatorID}}".into(),
+                ],
+                attributes_delete: vec!["doc:{{ .organizationID }}-readme$level".into()],
+                ..Default::default()
+            },
+        ],
+    }
+}
+
+#[tokio::test]
+async fn bundles_are_stored_read_deleted_and_run_atomically() {
+    let s = with_schema().await;
+    write(
+        &s,
+        &["organization:o1#member@user:u1"],
+        &["doc:o1-readme$level|integer:2"],
+    )
+    .await
+    .unwrap();
+    // One bad template (a relation doc does not have) in the second operation.
+    let names = s
+        .bundle_write(v1::BundleWriteRequest {
+            tenant_id: "t1".into(),
+            bundles: vec![
+                organization_bundle(vec![
+                    "doc:{{.organizationID}}#nope@user:{{.creatorID}}".into(),
+                ]),
+                v1::DataBundle {
+                    name: "good".into(),
+                    ..organization_bundle(vec![])
+                },
+            ],
+        })
+        .await
+        .unwrap()
+        .names;
+    assert_eq!(names, ["organization_created", "good"]);
+    let args = HashMap::from([
+        ("creatorID".to_string(), "u1".to_string()),
+        ("organizationID".to_string(), "o1".to_string()),
+    ]);
+    let run = |name: &str, arguments: HashMap<String, String>| {
+        let s = s.clone();
+        let name = name.to_string();
+        async move {
+            s.run_bundle(v1::BundleRunRequest {
+                tenant_id: "t1".into(),
+                name,
+                arguments,
+            })
+            .await
+        }
+    };
+    let e = run("organization_created", args.clone()).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(
+        e.message.starts_with("bundle `organization_created` operations[1].relationships_write[0] (`doc:o1#nope@user:u1`)"),
+        "{e}"
+    );
+    // Nothing of the run was applied.
+    assert_eq!(read_all(&s, None).await, ["organization:o1#member@user:u1"]);
+    assert_eq!(read_attributes(&s).await, ["doc:o1-readme$level|integer:2"]);
+    // A missing argument is an error.
+    let e = run(
+        "good",
+        HashMap::from([("creatorID".to_string(), "u1".to_string())]),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.message.contains("argument `organizationID` is missing"),
+        "{e}"
+    );
+    // The good bundle applies every operation in one commit.
+    let token = run("good", args).await.unwrap().snap_token;
+    assert!(!token.is_empty());
+    assert_eq!(
+        sorted(read_all(&s, None).await),
+        [
+            "doc:o1-readme#org@organization:o1",
+            "organization:o1#admin@user:u1"
+        ]
+    );
+    assert_eq!(
+        read_attributes(&s).await,
+        ["doc:o1-readme$public|boolean:true"]
+    );
+
+    // Read, delete, read again.
+    let read = s
+        .bundle_read(v1::BundleReadRequest {
+            tenant_id: "t1".into(),
+            name: "good".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(read.bundle.unwrap().operations.len(), 2);
+    s.bundle_delete(v1::BundleDeleteRequest {
+        tenant_id: "t1".into(),
+        name: "good".into(),
+    })
+    .await
+    .unwrap();
+    let e = s
+        .bundle_read(v1::BundleReadRequest {
+            tenant_id: "t1".into(),
+            name: "good".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert_eq!(
+        run("good", HashMap::new()).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+
+    // Invalid bundles are refused before anything is stored.
+    let e = s
+        .bundle_write(v1::BundleWriteRequest {
+            tenant_id: "t1".into(),
+            bundles: vec![
+                v1::DataBundle {
+                    name: "fine".into(),
+                    ..organization_bundle(vec![])
+                },
+                v1::DataBundle {
+                    name: String::new(),
+                    ..organization_bundle(vec![])
+                },
+            ],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.message, "bundles[1].name is required");
+    let e = s
+        .bundle_read(v1::BundleReadRequest {
+            tenant_id: "t1".into(),
+            name: "fine".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+}
+
+async fn read_schema(s: &Service, version: &str) -> v1::SchemaDefinition {
+    s.schema_read(v1::SchemaReadRequest {
+        tenant_id: "t1".into(),
+        metadata: Some(v1::SchemaReadRequestMetadata {
+            schema_version: version.into(),
+        }),
+    })
+    .await
+    .unwrap()
+    .schema
+    .unwrap()
+}
+
+fn leaf(l: v1::leaf::Type) -> v1::Child {
+    v1::Child {
+        r#type: Some(v1::child::Type::Leaf(v1::Leaf { r#type: Some(l) })),
+    }
+}
+
+fn rewrite(op: v1::rewrite::Operation, children: Vec<v1::Child>) -> v1::Child {
+    v1::Child {
+        r#type: Some(v1::child::Type::Rewrite(v1::Rewrite {
+            rewrite_operation: op as i32,
+            children,
+        })),
+    }
+}
+
+fn computed(name: &str) -> v1::Child {
+    leaf(v1::leaf::Type::ComputedUserSet(v1::ComputedUserSet {
+        relation: name.into(),
+    }))
+}
+
+fn arrow(via: &str, rest: &str) -> v1::Child {
+    leaf(v1::leaf::Type::TupleToUserSet(v1::TupleToUserSet {
+        tuple_set: Some(v1::TupleSet {
+            relation: via.into(),
+        }),
+        computed: Some(v1::ComputedUserSet {
+            relation: rest.into(),
+        }),
+    }))
+}
+
+#[tokio::test]
+async fn schema_read_has_permifys_shape() {
+    use v1::rewrite::Operation;
+    let s = with_schema().await;
+    let def = read_schema(&s, "").await;
+    let doc = &def.entity_definitions["doc"];
+    assert_eq!(doc.name, "doc");
+    assert_eq!(
+        doc.relations["viewer"].relation_references,
+        [
+            v1::RelationReference {
+                r#type: "user".into(),
+                relation: String::new()
+            },
+            v1::RelationReference {
+                r#type: "team".into(),
+                relation: "member".into()
+            },
+        ]
+    );
+    assert_eq!(
+        doc.permissions["view"].child,
+        Some(rewrite(
+            Operation::Exclusion,
+            vec![
+                rewrite(
+                    Operation::Union,
+                    vec![
+                        computed("owner"),
+                        computed("viewer"),
+                        arrow("org", "admin"),
+                        leaf(v1::leaf::Type::ComputedAttribute(v1::ComputedAttribute {
+                            name: "public".into()
+                        })),
+                    ]
+                ),
+                computed("banned"),
+            ]
+        ))
+    );
+    assert_eq!(
+        doc.permissions["edit"].child,
+        Some(rewrite(
+            Operation::Intersection,
+            vec![
+                computed("owner"),
+                leaf(v1::leaf::Type::Call(v1::Call {
+                    rule_name: "senior".into(),
+                    arguments: vec![v1::Argument {
+                        r#type: Some(v1::argument::Type::ComputedAttribute(
+                            v1::ComputedAttribute {
+                                name: "level".into()
+                            }
+                        )),
+                    }],
+                })),
+            ]
+        ))
+    );
+    assert_eq!(doc.permissions["deep"].child, Some(arrow("org", "member")));
+    assert_eq!(
+        doc.attributes["level"].r#type,
+        v1::AttributeType::Integer as i32
+    );
+    use v1::entity_definition::Reference as R;
+    assert_eq!(doc.references["org"], R::Relation as i32);
+    assert_eq!(doc.references["view"], R::Permission as i32);
+    assert_eq!(doc.references["deep"], R::Permission as i32);
+    assert_eq!(doc.references["public"], R::Attribute as i32);
+    assert_eq!(doc.references.len(), 9);
+    let rule = &def.rule_definitions["senior"];
+    assert_eq!(rule.arguments["level"], v1::AttributeType::Integer as i32);
+    assert_eq!(rule.expression, None);
+    use v1::schema_definition::Reference as Top;
+    assert_eq!(def.references["doc"], Top::Entity as i32);
+    assert_eq!(def.references["senior"], Top::Rule as i32);
+    assert_eq!(def.references.len(), 5);
+}
+
+#[tokio::test]
+async fn multi_hop_arrows_keep_their_path_in_computed() {
+    let s = service();
+    s.schema_write(v1::SchemaWriteRequest {
+        tenant_id: "t1".into(),
+        schema: "entity user {}
+entity org { relation admin @user }
+entity folder { relation org @org }
+entity doc { relation parent @folder permission admin = parent.org.admin }"
+            .into(),
+    })
+    .await
+    .unwrap();
+    let def = read_schema(&s, "").await;
+    assert_eq!(
+        def.entity_definitions["doc"].permissions["admin"].child,
+        Some(arrow("parent", "org.admin"))
+    );
+}
+
+#[tokio::test]
+async fn schema_write_errors_carry_line_and_column() {
+    let s = service();
+    let e = s
+        .schema_write(v1::SchemaWriteRequest {
+            tenant_id: "t1".into(),
+            schema: "entity user {}\nentity doc {\n    permission view = nobody\n}".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(e.message.starts_with("schema: 3:23: "), "{e}");
+    assert!(e.message.contains("`nobody`"), "{e}");
+    // Nothing was stored.
+    let e = s
+        .schema_read(v1::SchemaReadRequest {
+            tenant_id: "t1".into(),
+            metadata: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+}
+
+fn partial(write: &[&str], delete: &[&str], update: &[&str]) -> v1::Partials {
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    v1::Partials {
+        write: owned(write),
+        delete: owned(delete),
+        update: owned(update),
+    }
+}
+
+async fn partial_write(
+    s: &Service,
+    version: &str,
+    partials: Vec<(&str, v1::Partials)>,
+) -> Result<String, ApiError> {
+    s.schema_partial_write(v1::SchemaPartialWriteRequest {
+        tenant_id: "t1".into(),
+        metadata: Some(v1::SchemaPartialWriteRequestMetadata {
+            schema_version: version.into(),
+        }),
+        partials: partials
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    })
+    .await
+    .map(|r| r.schema_version)
+}
+
+#[tokio::test]
+async fn partial_write_adds_updates_and_deletes_members() {
+    let s = with_schema().await;
+    let base = s
+        .schema_list(v1::SchemaListRequest {
+            tenant_id: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .head;
+    let version = partial_write(
+        &s,
+        "",
+        vec![
+            (
+                "doc",
+                partial(
+                    &[
+                        "relation editor @user",
+                        "permission write = editor or owner",
+                    ],
+                    &["deep"],
+                    &["permission view = owner or editor"],
+                ),
+            ),
+            ("team", partial(&["relation lead @user"], &[], &[])),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_ne!(version, base);
+    let def = read_schema(&s, &version).await;
+    let doc = &def.entity_definitions["doc"];
+    assert!(doc.relations.contains_key("editor"));
+    assert!(!doc.permissions.contains_key("deep"));
+    assert_eq!(
+        doc.permissions["view"].child,
+        Some(rewrite(
+            v1::rewrite::Operation::Union,
+            vec![computed("owner"), computed("editor")]
+        ))
+    );
+    assert!(doc.permissions.contains_key("write"));
+    assert!(doc.permissions.contains_key("edit"));
+    assert!(
+        def.entity_definitions["team"]
+            .relations
+            .contains_key("lead")
+    );
+    assert!(def.rule_definitions.contains_key("senior"));
+    // The base version is unchanged and still readable; the new version is the head.
+    assert!(
+        read_schema(&s, &base).await.entity_definitions["doc"]
+            .permissions
+            .contains_key("deep")
+    );
+    let head = read_schema(&s, "").await;
+    assert!(
+        head.entity_definitions["doc"]
+            .relations
+            .contains_key("editor")
+    );
+    // Writes validate against the new head.
+    write(&s, &["doc:1#editor@user:1"], &[]).await.unwrap();
+
+    // Edits against an explicit base version, and every kind of refusal.
+    let e = partial_write(
+        &s,
+        &base,
+        vec![("doc", partial(&["relation owner @user"], &[], &[]))],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::AlreadyExists);
+    assert!(e.message.starts_with("partials.doc.write[0]: "), "{e}");
+    let e = partial_write(&s, &base, vec![("doc", partial(&[], &["ghost"], &[]))])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert!(e.message.contains("`ghost`"), "{e}");
+    let e = partial_write(
+        &s,
+        &base,
+        vec![("doc", partial(&[], &[], &["relation ghost @user"]))],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    let e = partial_write(
+        &s,
+        &base,
+        vec![("nope", partial(&["relation x @user"], &[], &[]))],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    let e = partial_write(
+        &s,
+        &base,
+        vec![("doc", partial(&["relation x @user }"], &[], &[]))],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(e.message.starts_with("partials.doc.write[0]: "), "{e}");
+    // Deleting a relation a permission uses does not compile; the message quotes the line.
+    let e = partial_write(&s, &base, vec![("doc", partial(&[], &["banned"], &[]))])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(e.message.contains("`banned`"), "{e}");
+    assert!(e.message.contains("(at `permission view = "), "{e}");
+    // None of the refused edits made a version.
+    let list = s
+        .schema_list(v1::SchemaListRequest {
+            tenant_id: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(list.schemas.len(), 2);
+    assert_eq!(list.head, version);
+}
+
+#[tokio::test]
+async fn schema_list_pages_newest_first() {
+    let s = service();
+    let mut versions = Vec::new();
+    for i in 0..5 {
+        let v = s
+            .schema_write(v1::SchemaWriteRequest {
+                tenant_id: "t1".into(),
+                schema: format!("entity user{i} {{}}"),
+            })
+            .await
+            .unwrap()
+            .schema_version;
+        versions.push(v);
+    }
+    let list = |token: String| {
+        let s = s.clone();
+        async move {
+            s.schema_list(v1::SchemaListRequest {
+                tenant_id: "t1".into(),
+                page_size: 2,
+                continuous_token: token,
+            })
+            .await
+        }
+    };
+    let mut seen = Vec::new();
+    let mut heads = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(token).await.unwrap();
+        for v in &page.schemas {
+            assert!(
+                v.created_at.ends_with('Z') && v.created_at.contains('T'),
+                "{}",
+                v.created_at
+            );
+        }
+        heads.push(page.head);
+        seen.extend(page.schemas.into_iter().map(|v| v.version));
+        if heads.len() == 1 {
+            // A version written meanwhile does not shift the listing.
+            let late = s
+                .schema_write(v1::SchemaWriteRequest {
+                    tenant_id: "t1".into(),
+                    schema: "entity late {}".into(),
+                })
+                .await
+                .unwrap()
+                .schema_version;
+            versions.push(late);
+        }
+        if page.continuous_token.is_empty() {
+            break;
+        }
+        token = page.continuous_token;
+    }
+    assert_eq!(heads, [&*versions[4], &*versions[5], &*versions[5]]);
+    versions.pop();
+    versions.reverse();
+    assert_eq!(seen, versions);
+    let e = list("forged".into()).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+}
+
+#[tokio::test]
+async fn tenant_lifecycle() {
+    let s = with_schema().await;
+    let created = s
+        .tenant_create(v1::TenantCreateRequest {
+            id: "acme".into(),
+            name: "Acme".into(),
+        })
+        .await
+        .unwrap()
+        .tenant
+        .unwrap();
+    assert_eq!(
+        (created.id.as_str(), created.name.as_str()),
+        ("acme", "Acme")
+    );
+    assert!(created.created_at.is_some_and(|t| t.seconds > 0));
+    let e = s
+        .tenant_create(v1::TenantCreateRequest {
+            id: "acme".into(),
+            name: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::AlreadyExists);
+    let e = s
+        .tenant_create(v1::TenantCreateRequest {
+            id: "bad id!".into(),
+            name: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    for i in 0..3 {
+        s.tenant_create(v1::TenantCreateRequest {
+            id: format!("x{i}"),
+            name: String::new(),
+        })
+        .await
+        .unwrap();
+    }
+    // Listing pages in creation order; a tenant deleted between pages shifts nothing.
+    let list = |token: String| {
+        let s = s.clone();
+        async move {
+            s.tenant_list(v1::TenantListRequest {
+                page_size: 2,
+                continuous_token: token,
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let first = list(String::new()).await;
+    let ids =
+        |r: &v1::TenantListResponse| r.tenants.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&first), ["t1", "acme"]);
+    s.tenant_delete(v1::TenantDeleteRequest { id: "t1".into() })
+        .await
+        .unwrap();
+    let second = list(first.continuous_token).await;
+    assert_eq!(ids(&second), ["x0", "x1"]);
+    let third = list(second.continuous_token).await;
+    assert_eq!(ids(&third), ["x2"]);
+    assert!(third.continuous_token.is_empty());
+    let e = s
+        .tenant_list(v1::TenantListRequest {
+            page_size: 0,
+            continuous_token: "forged".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+
+    // `t1` is gone with its data; re-created it starts empty.
+    let e = s
+        .tenant_delete(v1::TenantDeleteRequest { id: "t1".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert_eq!(
+        write(&s, &["doc:1#owner@user:1"], &[])
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotFound
+    );
+    s.tenant_create(v1::TenantCreateRequest {
+        id: "t1".into(),
+        name: String::new(),
+    })
+    .await
+    .unwrap();
+    let e = write(&s, &["doc:1#owner@user:1"], &[]).await.unwrap_err();
+    assert!(e.message.contains("has no schema yet"), "{e}");
+    assert!(read_all(&s, None).await.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_tenants_are_not_found() {
+    let s = with_schema().await;
+    let tenant = "ghost".to_string();
+    let codes = [
+        s.data_write(v1::DataWriteRequest {
+            tenant_id: tenant.clone(),
+            tuples: vec![t("doc:1#owner@user:1")],
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .code,
+        s.read_relationships(v1::RelationshipReadRequest {
+            tenant_id: tenant.clone(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .code,
+        s.read_attributes(v1::AttributeReadRequest {
+            tenant_id: tenant.clone(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .code,
+        s.delete_relationships(v1::RelationshipDeleteRequest {
+            tenant_id: tenant.clone(),
+            filter: Some(filter("doc", "")),
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .code,
+        s.bundle_read(v1::BundleReadRequest {
+            tenant_id: tenant.clone(),
+            name: "b".into(),
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .code,
+        s.schema_read(v1::SchemaReadRequest {
+            tenant_id: tenant.clone(),
+            metadata: None,
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .code,
+        s.schema_list(v1::SchemaListRequest {
+            tenant_id: tenant.clone(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .code,
+        s.tenant_delete(v1::TenantDeleteRequest { id: tenant.clone() })
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .code,
+    ];
+    assert!(codes.iter().all(|c| *c == ErrorCode::NotFound), "{codes:?}");
+}

@@ -78,10 +78,20 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("lookup_entity");
     group.sample_size(20);
     group.bench_function("document.view, user who sees almost all", |b| {
-        b.iter(|| black_box(ev.lookup_entity("document", "view", &everyone).map(|s| s.numbers.len())))
+        b.iter(|| {
+            black_box(
+                ev.lookup_entity("document", "view", &everyone)
+                    .map(|s| s.numbers.len()),
+            )
+        })
     });
     group.bench_function("document.view, user with few grants", |b| {
-        b.iter(|| black_box(ev.lookup_entity("document", "view", &someone).map(|s| s.numbers.len())))
+        b.iter(|| {
+            black_box(
+                ev.lookup_entity("document", "view", &someone)
+                    .map(|s| s.numbers.len()),
+            )
+        })
     });
     group.bench_function("ids of all visible documents, resolved to strings", |b| {
         b.iter(|| {

@@ -90,7 +90,10 @@ pub fn generate(documents: u64, seed: u64, batch: usize, mut sink: impl FnMut(Ve
     }
     push(tuple("folder", 0, "viewer", members(0)), &mut out);
     for f in 1..shape.folders {
-        push(tuple("folder", f, "parent", plain("folder", (f - 1) / 8)), &mut out);
+        push(
+            tuple("folder", f, "parent", plain("folder", (f - 1) / 8)),
+            &mut out,
+        );
         if f % 10 == 0 {
             let user = rng.below(shape.users);
             push(tuple("folder", f, "viewer", plain("user", user)), &mut out);
@@ -101,10 +104,16 @@ pub fn generate(documents: u64, seed: u64, batch: usize, mut sink: impl FnMut(Ve
         }
     }
     for d in 0..documents {
-        push(tuple("document", d, "folder", plain("folder", d % shape.folders)), &mut out);
+        push(
+            tuple("document", d, "folder", plain("folder", d % shape.folders)),
+            &mut out,
+        );
         for _ in 0..2 {
             let user = rng.below(shape.users);
-            push(tuple("document", d, "viewer", plain("user", user)), &mut out);
+            push(
+                tuple("document", d, "viewer", plain("user", user)),
+                &mut out,
+            );
         }
         if rng.one_in(3) {
             let group = rng.below(shape.groups);
@@ -112,7 +121,10 @@ pub fn generate(documents: u64, seed: u64, batch: usize, mut sink: impl FnMut(Ve
         }
         if rng.one_in(100) {
             let user = rng.below(shape.users);
-            push(tuple("document", d, "banned", plain("user", user)), &mut out);
+            push(
+                tuple("document", d, "banned", plain("user", user)),
+                &mut out,
+            );
         }
     }
     if !out.is_empty() {

@@ -362,7 +362,8 @@ pub fn check_id(id: &str) -> Result<(), ModelError> {
         return Err(err("is longer than 128 characters"));
     }
     if !id.chars().all(|c| {
-        c.is_ascii_alphanumeric() || matches!(c, '_' | '|' | '-' | '@' | '.' | '+' | '=' | ':' | '/' | '*')
+        c.is_ascii_alphanumeric()
+            || matches!(c, '_' | '|' | '-' | '@' | '.' | '+' | '=' | ':' | '/' | '*')
     }) {
         return Err(err("may contain only letters, digits and `_|-@.+=:/*`"));
     }

@@ -156,9 +156,7 @@ impl ContinuousToken {
         let [tenant_fp, query_fp, revision, after] =
             decode::<4>(token, KIND_CONTINUOUS, "continuous")?;
         if tenant_fp != fingerprint(&[tenant]) {
-            return Err(TokenError::ForeignTenant {
-                kind: "continuous",
-            });
+            return Err(TokenError::ForeignTenant { kind: "continuous" });
         }
         if query_fp != query {
             return Err(TokenError::ForeignQuery);

@@ -77,9 +77,10 @@ fn documents_through_groups_and_folders() {
         .collect();
     assert_eq!(names, vec!["alice"]);
     // Depth too small to reach alice through three groups and two folders.
-    assert!(ev
-        .check(&EntityRef::new("doc", "1"), "view", &alice, 3)
-        .is_err());
+    assert!(
+        ev.check(&EntityRef::new("doc", "1"), "view", &alice, 3)
+            .is_err()
+    );
 }
 
 #[test]

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::validate_cmd;
+use crate::config::ServeArgs;
+use crate::{serve, validate_cmd};
 
 /// Lookout: a Permify-compatible authorization service.
 #[derive(Debug, Parser)]
@@ -18,6 +19,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve Permify's API: gRPC (default port 3478) and HTTP/JSON (default port 3476).
+    ///
+    /// Every flag can also be set by the `LOOKOUT_*` environment variable named in its help,
+    /// or in a YAML file given with `--config`. Stops gracefully on SIGTERM or SIGINT.
+    Serve(Box<ServeArgs>),
     /// Run Permify validation files and report every failing assertion.
     ///
     /// Exits with status 1 if an assertion fails or a file cannot be read or run.
@@ -38,6 +44,7 @@ pub struct ValidateArgs {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Serve(args) => serve::run(&args),
         Command::Validate(args) => validate_cmd::run(&args),
     }
 }
@@ -56,12 +63,44 @@ mod tests {
     #[test]
     fn validate_takes_files_and_verbose() {
         let cli = Cli::try_parse_from(["lookout", "validate", "-v", "a.yaml", "b.yaml"]).unwrap();
-        let Command::Validate(args) = cli.command;
+        let Command::Validate(args) = cli.command else {
+            panic!("not validate");
+        };
         assert!(args.verbose);
         assert_eq!(
             args.files,
             [PathBuf::from("a.yaml"), PathBuf::from("b.yaml")]
         );
         assert!(Cli::try_parse_from(["lookout", "validate"]).is_err());
+    }
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        *args
+    }
+
+    #[test]
+    fn serve_takes_ports_and_watch() {
+        let args = serve_args(&["lookout", "serve", "--grpc-port", "0", "--http-port=9"]);
+        assert_eq!(args.grpc_port, Some(0));
+        assert_eq!(args.http_port, Some(9));
+        assert_eq!(args.watch, None);
+        assert_eq!(
+            serve_args(&["lookout", "serve", "--watch"]).watch,
+            Some(true)
+        );
+        assert_eq!(
+            serve_args(&["lookout", "serve", "--watch=false"]).watch,
+            Some(false)
+        );
+        let args = serve_args(&["lookout", "serve", "--database-engine", "postgres"]);
+        assert_eq!(
+            args.database_engine,
+            Some(crate::config::DatabaseEngine::Postgres)
+        );
+        assert!(Cli::try_parse_from(["lookout", "serve", "--database-engine", "mysql"]).is_err());
     }
 }

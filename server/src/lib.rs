@@ -2,7 +2,12 @@
 
 pub mod cache;
 pub mod cli;
+pub mod config;
 pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod serve;
 pub mod service;
 pub mod tenants;
+pub mod transport;
 pub mod validate_cmd;

@@ -1,0 +1,488 @@
+//! Configuration of `lookout serve`: the command-line flags (each also a `LOOKOUT_*` environment
+//! variable), the optional YAML file named by `--config`, and their resolution into one
+//! [`Config`].
+//!
+//! Precedence, highest first: flag, environment variable, config file, built-in default. Flags
+//! are all optional in [`ServeArgs`] so that an unset flag falls through to the file; the
+//! defaults live in [`Config::default`] and are quoted in each flag's help.
+//!
+//! The file's keys are the flag names without the leading dashes (`grpc-port: 3478`); snake_case
+//! spellings (`grpc_port`) are accepted too. Unknown keys are an error naming the key.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+use crate::service::Limits;
+use crate::tenants::Retention;
+
+/// Where the data lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseEngine {
+    /// In process memory; nothing survives a restart.
+    Memory,
+    /// A PostgreSQL database named by `--database-uri`.
+    Postgres,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The flags of `lookout serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// YAML file with any of the settings below; keys are the flag names (`grpc-port: 3478`).
+    /// Flags and environment variables override it.
+    #[arg(long, value_name = "FILE", env = "LOOKOUT_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on for both gRPC and HTTP [default: 0.0.0.0, every interface].
+    #[arg(long, value_name = "IP", env = "LOOKOUT_HOST")]
+    pub host: Option<IpAddr>,
+
+    /// gRPC port; 0 picks a free port [default: 3478].
+    #[arg(long, value_name = "PORT", env = "LOOKOUT_GRPC_PORT")]
+    pub grpc_port: Option<u16>,
+
+    /// HTTP/JSON port; 0 picks a free port [default: 3476].
+    #[arg(long, value_name = "PORT", env = "LOOKOUT_HTTP_PORT")]
+    pub http_port: Option<u16>,
+
+    /// Storage backend [default: memory].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "ENGINE",
+        env = "LOOKOUT_DATABASE_ENGINE"
+    )]
+    pub database_engine: Option<DatabaseEngine>,
+
+    /// Database connection URI (for `postgres`).
+    #[arg(long, value_name = "URI", env = "LOOKOUT_DATABASE_URI")]
+    pub database_uri: Option<String>,
+
+    /// Serve the Watch API [default: true]; `--watch=false` turns it off.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "LOOKOUT_WATCH",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub watch: Option<bool>,
+
+    /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or tracing directives
+    /// such as `info,lookout_server=debug` [default: info].
+    #[arg(long, value_name = "FILTER", env = "LOOKOUT_LOG_LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Log line format [default: text].
+    #[arg(long, value_enum, value_name = "FORMAT", env = "LOOKOUT_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Largest request accepted: HTTP body or gRPC message, in bytes [default: 4194304].
+    #[arg(long, value_name = "BYTES", env = "LOOKOUT_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+
+    /// Depth used when a request's `metadata.depth` is 0 [default: 50].
+    #[arg(long, value_name = "N", env = "LOOKOUT_DEFAULT_DEPTH")]
+    pub default_depth: Option<u32>,
+
+    /// Page size of reads when a request's `page_size` is 0 [default: 100].
+    #[arg(long, value_name = "N", env = "LOOKOUT_DEFAULT_PAGE_SIZE")]
+    pub default_page_size: Option<u32>,
+
+    /// Largest `page_size` accepted [default: 100].
+    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_PAGE_SIZE")]
+    pub max_page_size: Option<u32>,
+
+    /// Most tuples plus attributes in one write, delete or bundle run [default: 100000].
+    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_BATCH_SIZE")]
+    pub max_batch_size: Option<usize>,
+
+    /// Most items in one bulk check [default: 100].
+    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_BULK_CHECK")]
+    pub max_bulk_check: Option<usize>,
+
+    /// Messages buffered per open stream before the producer waits [default: 1024].
+    #[arg(long, value_name = "N", env = "LOOKOUT_STREAM_BUFFER")]
+    pub stream_buffer: Option<usize>,
+
+    /// Snapshots kept per tenant for continuous tokens [default: 1024].
+    #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_SNAPSHOTS")]
+    pub retained_snapshots: Option<usize>,
+
+    /// Committed writes kept per tenant for Watch to replay from a snap token [default: 100000].
+    #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_CHANGES")]
+    pub retained_changes: Option<usize>,
+
+    /// How long a shutdown waits for requests in flight, e.g. `10s`, `500ms`, `2m`, or seconds
+    /// [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "LOOKOUT_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
+}
+
+/// The settings of a running server, after resolving flags, environment and file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    pub database_engine: DatabaseEngine,
+    pub database_uri: Option<String>,
+    pub watch: bool,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub max_request_bytes: usize,
+    pub shutdown_timeout: Duration,
+    pub limits: Limits,
+    pub retention: Retention,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            grpc_port: 3478,
+            http_port: 3476,
+            database_engine: DatabaseEngine::Memory,
+            database_uri: None,
+            watch: true,
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Text,
+            max_request_bytes: 4 * 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+            retention: Retention::default(),
+        }
+    }
+}
+
+/// A setting that is missing, malformed or out of range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The config file: the same settings as the flags, every one optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    host: Option<IpAddr>,
+    grpc_port: Option<u16>,
+    http_port: Option<u16>,
+    database_engine: Option<DatabaseEngine>,
+    database_uri: Option<String>,
+    watch: Option<bool>,
+    log_level: Option<String>,
+    log_format: Option<LogFormat>,
+    max_request_bytes: Option<usize>,
+    default_depth: Option<u32>,
+    default_page_size: Option<u32>,
+    max_page_size: Option<u32>,
+    max_batch_size: Option<usize>,
+    max_bulk_check: Option<usize>,
+    stream_buffer: Option<usize>,
+    retained_snapshots: Option<usize>,
+    retained_changes: Option<usize>,
+    shutdown_timeout: Option<DurationText>,
+}
+
+/// A duration in the config file: `10s`, `500ms`, `2m`, or a number of seconds.
+#[derive(Debug, Clone, Copy)]
+struct DurationText(Duration);
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Seconds(s) => Ok(DurationText(Duration::from_secs(s))),
+            Raw::Text(t) => parse_duration(&t)
+                .map(DurationText)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || format!("`{text}` is not a duration: use e.g. `10s`, `500ms`, `2m` or `1h`");
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    match unit.trim() {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
+        _ => Err(bad()),
+    }
+}
+
+impl FileConfig {
+    fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let name = path.display();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read the config file `{name}`: {e}")))?;
+        FileConfig::parse(&text).map_err(|e| ConfigError(format!("config file `{name}`: {e}")))
+    }
+
+    fn parse(text: &str) -> Result<FileConfig, String> {
+        let mut value: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| e.to_string())?;
+        match &mut value {
+            // An empty file is no settings.
+            serde_norway::Value::Null => return Ok(FileConfig::default()),
+            serde_norway::Value::Mapping(mapping) => {
+                // Accept `grpc_port` as well as `grpc-port`.
+                let entries = std::mem::take(mapping);
+                for (key, v) in entries {
+                    let key = match key {
+                        serde_norway::Value::String(s) => {
+                            serde_norway::Value::String(s.replace('_', "-"))
+                        }
+                        other => other,
+                    };
+                    mapping.insert(key, v);
+                }
+            }
+            _ => return Err("expected a mapping of settings (`grpc-port: 3478`)".to_owned()),
+        }
+        serde_norway::from_value(value).map_err(|e| e.to_string())
+    }
+}
+
+impl Config {
+    /// Resolves flags (and their environment variables, which clap has already applied) over
+    /// the config file over the defaults, then checks the result.
+    pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Config::merge(args, file)
+    }
+
+    fn merge(args: &ServeArgs, file: FileConfig) -> Result<Config, ConfigError> {
+        let d = Config::default();
+        let config = Config {
+            host: args.host.or(file.host).unwrap_or(d.host),
+            grpc_port: args.grpc_port.or(file.grpc_port).unwrap_or(d.grpc_port),
+            http_port: args.http_port.or(file.http_port).unwrap_or(d.http_port),
+            database_engine: args
+                .database_engine
+                .or(file.database_engine)
+                .unwrap_or(d.database_engine),
+            database_uri: args
+                .database_uri
+                .clone()
+                .or(file.database_uri)
+                .filter(|u| !u.is_empty()),
+            watch: args.watch.or(file.watch).unwrap_or(d.watch),
+            log_level: args
+                .log_level
+                .clone()
+                .or(file.log_level)
+                .unwrap_or(d.log_level),
+            log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
+            max_request_bytes: args
+                .max_request_bytes
+                .or(file.max_request_bytes)
+                .unwrap_or(d.max_request_bytes),
+            shutdown_timeout: args
+                .shutdown_timeout
+                .or(file.shutdown_timeout.map(|t| t.0))
+                .unwrap_or(d.shutdown_timeout),
+            limits: Limits {
+                default_depth: args
+                    .default_depth
+                    .or(file.default_depth)
+                    .unwrap_or(d.limits.default_depth),
+                default_page_size: args
+                    .default_page_size
+                    .or(file.default_page_size)
+                    .unwrap_or(d.limits.default_page_size),
+                max_page_size: args
+                    .max_page_size
+                    .or(file.max_page_size)
+                    .unwrap_or(d.limits.max_page_size),
+                max_batch: args
+                    .max_batch_size
+                    .or(file.max_batch_size)
+                    .unwrap_or(d.limits.max_batch),
+                max_bulk_check: args
+                    .max_bulk_check
+                    .or(file.max_bulk_check)
+                    .unwrap_or(d.limits.max_bulk_check),
+                stream_buffer: args
+                    .stream_buffer
+                    .or(file.stream_buffer)
+                    .unwrap_or(d.limits.stream_buffer),
+            },
+            retention: Retention {
+                snapshots: args
+                    .retained_snapshots
+                    .or(file.retained_snapshots)
+                    .unwrap_or(d.retention.snapshots),
+                changes: args
+                    .retained_changes
+                    .or(file.retained_changes)
+                    .unwrap_or(d.retention.changes),
+            },
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and combinations that the types alone do not.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let min_depth = lookout_engine::eval::MIN_DEPTH;
+        let fail = |m: String| Err(ConfigError(m));
+        if self.limits.default_depth < min_depth {
+            return fail(format!(
+                "default-depth must be at least {min_depth}, got {}",
+                self.limits.default_depth
+            ));
+        }
+        if self.limits.max_page_size == 0 {
+            return fail("max-page-size must be at least 1".to_owned());
+        }
+        if self.limits.default_page_size == 0
+            || self.limits.default_page_size > self.limits.max_page_size
+        {
+            return fail(format!(
+                "default-page-size must be between 1 and max-page-size ({}), got {}",
+                self.limits.max_page_size, self.limits.default_page_size
+            ));
+        }
+        for (name, value) in [
+            ("max-request-bytes", self.max_request_bytes),
+            ("max-batch-size", self.limits.max_batch),
+            ("max-bulk-check", self.limits.max_bulk_check),
+            ("stream-buffer", self.limits.stream_buffer),
+            ("retained-snapshots", self.retention.snapshots),
+            ("retained-changes", self.retention.changes),
+        ] {
+            if value == 0 {
+                return fail(format!("{name} must be at least 1"));
+            }
+        }
+        if self.grpc_port != 0 && self.grpc_port == self.http_port {
+            return fail(format!(
+                "grpc-port and http-port must differ, both are {}",
+                self.grpc_port
+            ));
+        }
+        if self.database_engine == DatabaseEngine::Postgres && self.database_uri.is_none() {
+            return fail("database-engine postgres needs --database-uri".to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = Config::merge(&ServeArgs::default(), FileConfig::default()).unwrap();
+        assert_eq!(config.grpc_port, 3478);
+        assert_eq!(config.http_port, 3476);
+        assert_eq!(config.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(config.database_engine, DatabaseEngine::Memory);
+        assert!(config.watch);
+        assert_eq!(config.max_request_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = FileConfig::parse(
+            "grpc-port: 5000\nhttp_port: 5001\nwatch: false\nshutdown-timeout: 250ms\nlog-format: json\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            grpc_port: Some(6000),
+            ..ServeArgs::default()
+        };
+        let config = Config::merge(&args, file).unwrap();
+        assert_eq!(config.grpc_port, 6000);
+        assert_eq!(config.http_port, 5001);
+        assert!(!config.watch);
+        assert_eq!(config.shutdown_timeout, Duration::from_millis(250));
+        assert_eq!(config.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        let e = FileConfig::parse("grpc-prot: 1\n").unwrap_err();
+        assert!(e.contains("grpc-prot"), "{e}");
+        let e = FileConfig::parse("grpc-port: seventy\n").unwrap_err();
+        assert!(e.contains("grpc-port") || e.contains("invalid"), "{e}");
+        let e = FileConfig::parse("- 1\n").unwrap_err();
+        assert!(e.contains("mapping"), "{e}");
+        assert!(FileConfig::parse("").is_ok());
+        assert!(FileConfig::parse("shutdown-timeout: 3\n").is_ok());
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let args = ServeArgs {
+            default_depth: Some(2),
+            ..ServeArgs::default()
+        };
+        let e = Config::merge(&args, FileConfig::default()).unwrap_err();
+        assert!(e.0.contains("default-depth"), "{e}");
+        let args = ServeArgs {
+            grpc_port: Some(4000),
+            http_port: Some(4000),
+            ..ServeArgs::default()
+        };
+        assert!(Config::merge(&args, FileConfig::default()).is_err());
+        let args = ServeArgs {
+            database_engine: Some(DatabaseEngine::Postgres),
+            ..ServeArgs::default()
+        };
+        let e = Config::merge(&args, FileConfig::default()).unwrap_err();
+        assert!(e.0.contains("database-uri"), "{e}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

@@ -1,0 +1,332 @@
+//! `lookout serve`: binds the gRPC and HTTP ports, serves until SIGTERM or SIGINT, then shuts
+//! down gracefully.
+//!
+//! [`start`] is the in-process API (tests use it with port 0 and read the bound addresses from
+//! the [`Handle`]); [`run`] is the command, which builds the tokio runtime, sets up logging,
+//! calls [`start`] and waits for a signal.
+//!
+//! Shutdown, in order: health checks turn NOT_SERVING (gRPC health and `/healthz`), both
+//! listeners close, open streams end with UNAVAILABLE (their clients resume from the last token
+//! they received), calls in flight finish, and the process exits 0. Whatever is still running
+//! after `--shutdown-timeout` is dropped; a second signal exits at once.
+
+use std::future::Future;
+use std::io::{self, IsTerminal};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::server::HealthReporter;
+
+use crate::config::{Config, ConfigError, DatabaseEngine, LogFormat, ServeArgs};
+use crate::service::Service;
+use crate::{grpc, http};
+
+/// Why the server could not start or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error(
+        "database engine `postgres` is not yet supported in this build; use `--database-engine memory`"
+    )]
+    PostgresUnsupported,
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot set up gRPC reflection: {0}")]
+    Reflection(String),
+    #[error("cannot set up the HTTP routes: {0}")]
+    Routes(String),
+    #[error("the {0} server failed: {1}")]
+    Server(&'static str, String),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Handle {
+    /// The address gRPC listens on (with the real port when the config asked for port 0).
+    pub grpc_addr: SocketAddr,
+    /// The address HTTP listens on.
+    pub http_addr: SocketAddr,
+    /// The service behind both transports.
+    pub service: Arc<Service>,
+    shutdown: CancellationToken,
+    health: HealthReporter,
+    grpc: JoinHandle<Result<(), String>>,
+    http: JoinHandle<Result<(), String>>,
+    timeout: Duration,
+}
+
+/// Binds both ports and starts serving in the background (on the current tokio runtime).
+pub async fn start(config: Config) -> Result<Handle, ServeError> {
+    config.check()?;
+    match config.database_engine {
+        DatabaseEngine::Memory => {
+            if config.database_uri.is_some() {
+                tracing::warn!("--database-uri is ignored with the memory database engine");
+            }
+        }
+        DatabaseEngine::Postgres => return Err(ServeError::PostgresUnsupported),
+    }
+    let grpc_listener = bind("gRPC", SocketAddr::new(config.host, config.grpc_port)).await?;
+    let http_listener = bind("HTTP", SocketAddr::new(config.host, config.http_port)).await?;
+    let grpc_addr = local_addr("gRPC", &grpc_listener, config.grpc_port, config.host)?;
+    let http_addr = local_addr("HTTP", &http_listener, config.http_port, config.host)?;
+
+    let service = Service::new(config.limits.clone(), config.retention);
+    let shutdown = CancellationToken::new();
+
+    let (grpc_router, health) = grpc::router(
+        &service,
+        &shutdown,
+        grpc::GrpcOptions {
+            max_message_bytes: config.max_request_bytes,
+            watch: config.watch,
+        },
+    )
+    .await
+    .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let http_router = http::router(http::AppState {
+        service: service.clone(),
+        shutdown: shutdown.clone(),
+        max_request_bytes: config.max_request_bytes,
+        watch: config.watch,
+    })
+    .map_err(ServeError::Routes)?;
+
+    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+    let grpc = spawn_server("gRPC", &shutdown, {
+        let stop = shutdown.clone().cancelled_owned();
+        async move {
+            grpc_router
+                .serve_with_incoming_shutdown(incoming, stop)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    });
+    let listener = http_listener.tap_io(|tcp| {
+        // Small responses go out at once; failing to set it only costs latency.
+        let _ = tcp.set_nodelay(true);
+    });
+    let http = spawn_server("HTTP", &shutdown, {
+        let stop = shutdown.clone().cancelled_owned();
+        async move {
+            axum::serve(listener, http_router)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    });
+
+    tracing::info!(
+        grpc = %grpc_addr,
+        http = %http_addr,
+        database = "memory",
+        watch = config.watch,
+        "lookout is serving"
+    );
+    Ok(Handle {
+        grpc_addr,
+        http_addr,
+        service,
+        shutdown,
+        health,
+        grpc,
+        http,
+        timeout: config.shutdown_timeout,
+    })
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    listener: &TcpListener,
+    port: u16,
+    host: std::net::IpAddr,
+) -> Result<SocketAddr, ServeError> {
+    listener.local_addr().map_err(|source| ServeError::Bind {
+        what,
+        addr: SocketAddr::new(host, port),
+        source,
+    })
+}
+
+/// Runs one server; if it stops by itself (it failed), the whole server shuts down.
+fn spawn_server(
+    what: &'static str,
+    shutdown: &CancellationToken,
+    server: impl Future<Output = Result<(), String>> + Send + 'static,
+) -> JoinHandle<Result<(), String>> {
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let result = server.await;
+        if let Err(e) = &result {
+            tracing::error!(server = what, error = %e, "server failed");
+        }
+        shutdown.cancel();
+        result
+    })
+}
+
+impl Handle {
+    /// Resolves when the server has begun shutting down, by [`Handle::shutdown`] or because one
+    /// of its servers failed.
+    pub async fn stopping(&self) {
+        self.shutdown.cancelled().await;
+    }
+
+    /// Shuts down gracefully (see the module docs) and waits, up to the configured timeout,
+    /// for both servers to stop.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        grpc::stop_health(&self.health).await;
+        self.shutdown.cancel();
+        let grpc_abort = self.grpc.abort_handle();
+        let http_abort = self.http.abort_handle();
+        let both = async { (self.grpc.await, self.http.await) };
+        match tokio::time::timeout(self.timeout, both).await {
+            Ok((grpc, http)) => {
+                joined("gRPC", grpc)?;
+                joined("HTTP", http)
+            }
+            Err(_) => {
+                tracing::warn!(
+                    timeout = ?self.timeout,
+                    "requests still in flight at the shutdown timeout were dropped"
+                );
+                grpc_abort.abort();
+                http_abort.abort();
+                Ok(())
+            }
+        }
+    }
+}
+
+fn joined(
+    what: &'static str,
+    result: Result<Result<(), String>, tokio::task::JoinError>,
+) -> Result<(), ServeError> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServeError::Server(what, e)),
+        Err(e) => Err(ServeError::Server(what, e.to_string())),
+    }
+}
+
+/// The `serve` command: exit status 0 after a clean shutdown, 1 if the server could not start
+/// or failed, 2 for bad settings.
+pub fn run(args: &ServeArgs) -> ExitCode {
+    let config = match Config::resolve(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("lookout serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = init_logging(&config) {
+        eprintln!("lookout serve: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("lookout serve: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(serve_until_signal(config));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "lookout stopped with an error");
+            eprintln!("lookout serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_until_signal(config: Config) -> Result<(), ServeError> {
+    let handle = start(config).await?;
+    tokio::select! {
+        signal = signal() => tracing::info!(signal, "shutting down"),
+        () = handle.stopping() => tracing::warn!("a server stopped; shutting down"),
+    }
+    tokio::select! {
+        result = handle.shutdown() => {
+            if result.is_ok() {
+                tracing::info!("stopped");
+            }
+            result
+        }
+        signal = signal() => {
+            tracing::warn!(signal, "second signal: exiting without waiting");
+            Ok(())
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT and names it.
+async fn signal() -> &'static str {
+    tokio::select! {
+        () = terminate() => "SIGTERM",
+        () = interrupt() => "SIGINT",
+    }
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut stream) => {
+            stream.recv().await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending::<()>().await;
+}
+
+async fn interrupt() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::warn!(error = %e, "cannot listen for SIGINT");
+        std::future::pending::<()>().await;
+    }
+}
+
+fn init_logging(config: &Config) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .map_err(|e| format!("log-level `{}`: {e}", config.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal());
+    let result = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| format!("cannot set up logging: {e}"))
+}

@@ -42,8 +42,11 @@ pub const MIN_DEPTH: u32 = 3;
 pub struct Model {
     pub schema: Arc<Schema>,
     pub plan: Plan,
-    dependencies: Mutex<HashMap<(TypeId, Member), Arc<[deps::DataKey]>>>,
+    dependencies: Mutex<DependencyMemo>,
 }
+
+/// Dependencies computed so far, per (type, member).
+type DependencyMemo = HashMap<(TypeId, Member), Arc<[deps::DataKey]>>;
 
 impl Model {
     /// Compiles schema source text.

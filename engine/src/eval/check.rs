@@ -26,6 +26,9 @@ struct Checker<'e, 'a> {
     /// `Some` when the subject is a subject set and names a member of its type.
     subject_member: Option<Member>,
     plain_subject: bool,
+    /// Whether the subject is a subject set of the entity checked (`e#x` while checking `e`):
+    /// the self rule must hold below the root even when `e` has no number (no stored data).
+    subject_is_root: bool,
     max_depth: u32,
     path: Vec<Key>,
     memo: HashMap<Key, bool>,
@@ -61,6 +64,7 @@ pub(super) fn run(
         subject_num: ev.snapshot.number(&subject.ty, &subject.id),
         subject_member,
         plain_subject: subject.relation.is_none(),
+        subject_is_root: subject_ty == ty && subject.id == id,
         max_depth: depth,
         path: Vec::new(),
         memo: HashMap::new(),
@@ -111,6 +115,10 @@ impl Checker<'_, '_> {
                 self.memo.insert(key, allowed);
             }
             return result;
+        }
+        // No number: this is the checked entity itself, which has no stored data.
+        if self.subject_is_root && ty == self.subject_ty && self.subject_member == Some(member) {
+            return Ok(true);
         }
         if depth == 0 {
             return Err(EvalError::DepthExhausted(self.max_depth));
@@ -232,7 +240,8 @@ impl Checker<'_, '_> {
             }
             Expr::Relation(r) => self.member(ty, entity, Member::Relation(*r), depth),
             Expr::Permission(p) => self.member(ty, entity, Member::Permission(*p), depth),
-            Expr::Attribute(a) => Ok(self.attribute(ty, entity, *a)),
+            // Through `member`, so the self rule holds: `e#public` has `public` on `e`.
+            Expr::Attribute(a) => self.member(ty, entity, Member::Attribute(*a), depth),
             Expr::Arrow { via, targets } => {
                 let Some(e) = entity else {
                     return Ok(false);

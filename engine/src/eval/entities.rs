@@ -68,10 +68,7 @@ pub(super) fn run(
         .and_then(|r| schema.entity_at(subject_ty).member(r));
     // A subject set is its own member: give it a number so the result can hold it.
     let subject_num = if subject_member.is_some() {
-        ev.snapshot
-            .interner()
-            .intern(&subject.ty, &subject.id)
-            .ok()
+        ev.snapshot.interner().intern(&subject.ty, &subject.id).ok()
     } else {
         ev.snapshot.number(&subject.ty, &subject.id)
     };
@@ -132,11 +129,19 @@ impl Lookup<'_, '_> {
         universes
             .entry(ty)
             .or_insert_with(|| {
-                Arc::new(
-                    self.ev
-                        .snapshot
-                        .universe(&self.ev.schema().entity_at(ty).name),
-                )
+                let mut all = self
+                    .ev
+                    .snapshot
+                    .universe(&self.ev.schema().entity_at(ty).name);
+                // A subject set `ty:s#x` names an entity of `ty` even when `s` has no stored
+                // data: rules must run on it too (check does).
+                if ty == self.subject_ty
+                    && self.subject_member.is_some()
+                    && let Some(s) = self.subject_num
+                {
+                    all.insert(s);
+                }
+                Arc::new(all)
             })
             .clone()
     }

@@ -138,11 +138,7 @@ impl<'e, 'a> RuleRunner<'e, 'a> {
                 "rule `{}` on `{}`: expected a boolean, got {other:?}",
                 def.name, entity_def.name
             )),
-            Err(e) => Err(format!(
-                "rule `{}` on `{}`: {e}",
-                def.name, entity_def.name
-            )),
+            Err(e) => Err(format!("rule `{}` on `{}`: {e}", def.name, entity_def.name)),
         }
     }
 }
-

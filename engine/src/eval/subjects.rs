@@ -39,6 +39,8 @@ struct Subjects<'e, 'a> {
     cyclic: bool,
     rule_errors: Vec<String>,
     universe: OnceLock<Arc<RoaringBitmap>>,
+    /// The entity asked about, when it is itself a candidate subject set.
+    root: Option<u32>,
 }
 
 pub(super) fn run(
@@ -52,12 +54,16 @@ pub(super) fn run(
     let schema = ev.schema();
     let target_member = target_relation.and_then(|r| schema.entity_at(target_ty).member(r));
     let type_name = &schema.entity_at(ty).name;
-    // The subject set `e#member` is its own member: it needs a number even with no data.
-    let entity = if target_ty == ty && target_member == Some(member) {
+    // Subject sets `e#x` of the entity itself are candidates (`e#member` has `member` on `e`,
+    // and so has `view` when `view = member`): `e` needs a number even with no data, and must
+    // be in the universe that attributes and rules grant.
+    let root_candidate = target_ty == ty && target_member.is_some();
+    let entity = if root_candidate {
         ev.snapshot.interner().intern(type_name, id).ok()
     } else {
         ev.snapshot.number(type_name, id)
     };
+    let root = entity.filter(|_| root_candidate);
     let mut seeds = HashMap::new();
     for _round in 0..MAX_ROUNDS {
         let mut walk = Subjects {
@@ -70,6 +76,7 @@ pub(super) fn run(
             cyclic: false,
             rule_errors: Vec::new(),
             universe: OnceLock::new(),
+            root,
         };
         let result = match entity {
             Some(e) => walk.member(ty, e, member)?,
@@ -109,13 +116,19 @@ impl Subjects<'_, '_> {
         self.universe
             .get_or_init(|| {
                 let name = &self.ev.schema().entity_at(self.target_ty).name;
-                Arc::new(self.ev.snapshot.universe(name))
+                let mut all = self.ev.snapshot.universe(name);
+                all.extend(self.root);
+                Arc::new(all)
             })
             .clone()
     }
 
     /// For an entity with no number (nothing stored): relations and arrows are empty.
-    fn member_without_data(&mut self, ty: TypeId, member: Member) -> Result<RoaringBitmap, EvalError> {
+    fn member_without_data(
+        &mut self,
+        ty: TypeId,
+        member: Member,
+    ) -> Result<RoaringBitmap, EvalError> {
         match member {
             Member::Relation(_) | Member::Attribute(_) => Ok(RoaringBitmap::new()),
             Member::Permission(p) => {
@@ -164,7 +177,12 @@ impl Subjects<'_, '_> {
     }
 
     /// The subjects of the target type that have `member` on entity `e` of `ty`.
-    fn member(&mut self, ty: TypeId, e: u32, member: Member) -> Result<Arc<RoaringBitmap>, EvalError> {
+    fn member(
+        &mut self,
+        ty: TypeId,
+        e: u32,
+        member: Member,
+    ) -> Result<Arc<RoaringBitmap>, EvalError> {
         let key = (ty, member, e);
         match self.memo.get(&key) {
             Some(State::Done(b)) => return Ok(b.clone()),
@@ -193,7 +211,12 @@ impl Subjects<'_, '_> {
         }
     }
 
-    fn member_uncached(&mut self, ty: TypeId, e: u32, member: Member) -> Result<RoaringBitmap, EvalError> {
+    fn member_uncached(
+        &mut self,
+        ty: TypeId,
+        e: u32,
+        member: Member,
+    ) -> Result<RoaringBitmap, EvalError> {
         let ev = self.ev;
         match member {
             Member::Relation(rel) => {
@@ -206,7 +229,9 @@ impl Subjects<'_, '_> {
                     else {
                         continue;
                     };
-                    if slot.subject_type == self.target_ty && slot.subject_member == self.target_member {
+                    if slot.subject_type == self.target_ty
+                        && slot.subject_member == self.target_member
+                    {
                         set |= subjects;
                     }
                     if let Some(m) = slot.subject_member {

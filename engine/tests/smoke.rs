@@ -1,5 +1,7 @@
 //! A first end-to-end pass over the engine API on a small document model.
 
+#![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+
 use lookout_engine::eval::{Context, Evaluator, Model};
 use lookout_engine::index::{Store, WriteBatch};
 use lookout_engine::model::{Attribute, EntityRef, SubjectRef, Tuple};

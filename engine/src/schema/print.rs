@@ -251,17 +251,13 @@ fn operand(schema: &Schema, ty: TypeId, e: &Expr) -> String {
 }
 
 #[cfg(test)]
-#[path = "tests/shapes.rs"]
-mod shapes;
-
-#[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::super::compile;
     use super::super::ir::Schema;
     use super::print;
-    use super::shapes::PERMIFY_SHAPES;
+    use crate::schema::tests::shapes::PERMIFY_SHAPES;
 
     /// Asserts two schemas are equal except for spans.
     fn assert_same(a: &Schema, b: &Schema, what: &str) {

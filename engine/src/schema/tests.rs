@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod shapes;
+pub(super) mod shapes;
 
 use super::*;
 use shapes::PERMIFY_SHAPES;

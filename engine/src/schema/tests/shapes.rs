@@ -1,7 +1,7 @@
 //! The `schema:` of every `conformance/permify-shapes/*.yaml` file (Permify's example
 //! schemas), copied so the front-end tests are self-contained.
 
-pub(super) const PERMIFY_SHAPES: &[(&str, &str)] = &[
+pub(crate) const PERMIFY_SHAPES: &[(&str, &str)] = &[
     (
         "banking-system",
         r#"entity user {}

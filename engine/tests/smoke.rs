@@ -44,6 +44,9 @@ fn documents_through_groups_and_folders() {
             "doc:2#viewer@user:bob",
             "doc:3#folder@folder:root",
             "doc:3#banned@user:alice",
+            "folder:deep1#parent@folder:sub",
+            "folder:deep2#parent@folder:deep1",
+            "doc:5#folder@folder:deep2",
         ]),
         attribute_writes: vec![Attribute::parse("doc:4$public|boolean:true").unwrap()],
         ..WriteBatch::default()
@@ -68,7 +71,8 @@ fn documents_through_groups_and_folders() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    assert_eq!(names, vec!["1", "4"]);
+    // Stream order is the order IDs were first written (doc:4 came with the attributes).
+    assert_eq!(names, vec!["1", "5", "4"]);
     let subjects = ev
         .lookup_subject(&EntityRef::new("doc", "1"), "view", "user", None)
         .unwrap();
@@ -78,11 +82,12 @@ fn documents_through_groups_and_folders() {
         .map(|s| s.to_string())
         .collect();
     assert_eq!(names, vec!["alice"]);
-    // Depth too small to reach alice through three groups and two folders.
-    assert!(
-        ev.check(&EntityRef::new("doc", "1"), "view", &alice, 3)
-            .is_err()
-    );
+    // Nested groups are resolved from the subject's side and cost no depth; every arrow hop
+    // through the folder tree does. Two hops fit in depth 3, four do not.
+    let doc = |id: &str| EntityRef::new("doc", id);
+    assert!(ev.check(&doc("1"), "view", &alice, 3).unwrap().allowed);
+    assert!(ev.check(&doc("5"), "view", &alice, 3).is_err());
+    assert!(ev.check(&doc("5"), "view", &alice, 6).unwrap().allowed);
 }
 
 #[test]

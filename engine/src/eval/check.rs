@@ -9,6 +9,9 @@
 //! fixpoint the lookups compute. A negative answer is memoised only if no cycle was cut below it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
 
 use crate::model::SubjectRef;
 use crate::schema::{Expr, Member, TypeId};
@@ -18,8 +21,20 @@ use super::{CheckResult, EvalError, Evaluator};
 
 type Key = (TypeId, Member, u32);
 
+/// Members visited by one check's forward walk before it gives up and answers from the
+/// lookup-entity bitmaps instead. The forward walk is fastest for the usual shallow checks, but
+/// its cycle cutting can make it explore every path of densely cyclic data; the bitmap plan is
+/// polynomial there.
+const VISIT_BUDGET: u64 = 20_000;
+
 struct Checker<'e, 'a> {
     ev: &'e Evaluator<'a>,
+    subject: &'e SubjectRef,
+    /// For subject-set slots naming a relation (`@group#member`): the entities of that type on
+    /// which the subject has the relation, computed once per check from the reverse bitmaps.
+    holders: HashMap<(TypeId, Member), Arc<RoaringBitmap>>,
+    visits: u64,
+    over_budget: bool,
     rules: RuleRunner<'e, 'a>,
     subject_ty: TypeId,
     subject_num: Option<u32>,
@@ -59,6 +74,10 @@ pub(super) fn run(
     }
     let mut checker = Checker {
         ev,
+        subject,
+        holders: HashMap::new(),
+        visits: 0,
+        over_budget: false,
         rules: RuleRunner::new(ev),
         subject_ty,
         subject_num: ev.snapshot.number(&subject.ty, &subject.id),
@@ -72,9 +91,17 @@ pub(super) fn run(
         rule_errors: Vec::new(),
     };
     let entity = ev.snapshot.number(&schema.entity_at(ty).name, id);
-    let allowed = checker.member(ty, entity, member, depth)?;
+    let outcome = checker.member(ty, entity, member, depth);
+    if checker.over_budget {
+        let set = super::entities::run(ev, ty, member, subject, subject_ty)?;
+        let allowed = entity.is_some_and(|e| set.numbers.contains(e));
+        return Ok(CheckResult {
+            allowed,
+            rule_errors: set.rule_errors,
+        });
+    }
     Ok(CheckResult {
-        allowed,
+        allowed: outcome?,
         rule_errors: checker.rule_errors,
     })
 }
@@ -87,6 +114,14 @@ impl Checker<'_, '_> {
         member: Member,
         depth: u32,
     ) -> Result<bool, EvalError> {
+        self.visits += 1;
+        if self.visits > VISIT_BUDGET {
+            self.over_budget = true;
+        }
+        if self.over_budget {
+            // The answer will come from the bitmap plan; unwind quickly.
+            return Ok(false);
+        }
         if let Some(e) = entity {
             if ty == self.subject_ty
                 && self.subject_member == Some(member)
@@ -154,6 +189,17 @@ impl Checker<'_, '_> {
             .is_some_and(|c| c.trues().contains(e))
     }
 
+    fn holders(&mut self, ty: TypeId, member: Member) -> Result<Arc<RoaringBitmap>, EvalError> {
+        if let Some(found) = self.holders.get(&(ty, member)) {
+            return Ok(found.clone());
+        }
+        let set = super::entities::run(self.ev, ty, member, self.subject, self.subject_ty)?;
+        self.rule_errors.extend(set.rule_errors);
+        let set = Arc::new(set.numbers);
+        self.holders.insert((ty, member), set.clone());
+        Ok(set)
+    }
+
     fn relation(
         &mut self,
         ty: TypeId,
@@ -185,6 +231,15 @@ impl Checker<'_, '_> {
             let Some(m) = slot.subject_member else {
                 continue;
             };
+            if let Member::Relation(_) = m {
+                // `@group#member`: test the entity's groups against the groups the subject
+                // is in (reverse bitmaps), instead of walking into every group.
+                let holders = self.holders(slot.subject_type, m)?;
+                if !subjects.is_disjoint(&holders) {
+                    return Ok(true);
+                }
+                continue;
+            }
             for u in subjects.iter() {
                 match self.member(slot.subject_type, Some(u), m, depth - 1) {
                     Ok(true) => return Ok(true),

@@ -36,6 +36,26 @@ const PARALLEL_MIN_CHILDREN: usize = 2;
 
 type Key = (TypeId, Member);
 
+/// The members being computed on the current logical call path (across rayon tasks). A
+/// member found in progress *on this path* is a cycle; one in progress elsewhere is merely
+/// being computed concurrently by another branch, which is no reason for another round.
+#[derive(Clone, Copy)]
+struct Path<'p> {
+    key: Key,
+    parent: Option<&'p Path<'p>>,
+}
+
+fn on_path(path: Option<&Path<'_>>, key: Key) -> bool {
+    let mut cursor = path;
+    while let Some(node) = cursor {
+        if node.key == key {
+            return true;
+        }
+        cursor = node.parent;
+    }
+    false
+}
+
 enum State {
     InProgress,
     Done(Arc<RoaringBitmap>),
@@ -86,7 +106,7 @@ pub(super) fn run(
             rule_errors: Mutex::new(Vec::new()),
             universes: Mutex::new(HashMap::new()),
         };
-        let result = lookup.member(ty, member)?;
+        let result = lookup.member(ty, member, None)?;
         let rule_errors = lookup
             .rule_errors
             .into_inner()
@@ -147,22 +167,30 @@ impl Lookup<'_, '_> {
     }
 
     /// The set of entities of `ty` on which the subject has `member`.
-    fn member(&self, ty: TypeId, member: Member) -> Result<Arc<RoaringBitmap>, EvalError> {
+    fn member(
+        &self,
+        ty: TypeId,
+        member: Member,
+        path: Option<&Path<'_>>,
+    ) -> Result<Arc<RoaringBitmap>, EvalError> {
         let key = (ty, member);
         {
             let mut memo = self.lock_memo();
             match memo.get(&key) {
                 Some(State::Done(b)) => return Ok(b.clone()),
-                Some(State::InProgress) => {
+                Some(State::InProgress) if on_path(path, key) => {
                     self.cyclic.store(true, Ordering::Relaxed);
                     return Ok(self.seeds.get(&key).cloned().unwrap_or_default());
                 }
+                // Being computed by a concurrent branch: compute it here too.
+                Some(State::InProgress) => {}
                 None => {
                     memo.insert(key, State::InProgress);
                 }
             }
         }
-        let computed = self.member_uncached(ty, member);
+        let here = Path { key, parent: path };
+        let computed = self.member_uncached(ty, member, &here);
         let mut memo = self.lock_memo();
         match computed {
             Ok(mut set) => {
@@ -177,18 +205,30 @@ impl Lookup<'_, '_> {
                 Ok(set)
             }
             Err(e) => {
-                memo.remove(&key);
+                if matches!(memo.get(&key), Some(State::InProgress)) {
+                    memo.remove(&key);
+                }
                 Err(e)
             }
         }
     }
 
-    fn member_uncached(&self, ty: TypeId, member: Member) -> Result<RoaringBitmap, EvalError> {
+    fn member_uncached(
+        &self,
+        ty: TypeId,
+        member: Member,
+        path: &Path<'_>,
+    ) -> Result<RoaringBitmap, EvalError> {
         match member {
-            Member::Relation(rel) => self.relation(ty, rel),
+            Member::Relation(rel) => self.relation(ty, rel, path),
             Member::Permission(p) => {
                 let expr = &self.ev.schema().entity_at(ty).permissions[p].expr;
-                self.expr(ty, expr, None)
+                if let Expr::Union(children) = expr
+                    && children.iter().any(|c| is_self_arrow(c, ty, p))
+                {
+                    return self.recursive_union(ty, p, children, path);
+                }
+                self.expr(ty, expr, None, path)
             }
             Member::Attribute(a) => Ok(self.attribute_trues(ty, a)),
         }
@@ -204,7 +244,74 @@ impl Lookup<'_, '_> {
             .unwrap_or_default()
     }
 
-    fn relation(&self, ty: TypeId, rel: usize) -> Result<RoaringBitmap, EvalError> {
+    /// `permission p = a or ... or via.p` (a permission reaching itself through an arrow on its
+    /// own type, at the top of a union): the least fixpoint is the other branches' set closed
+    /// under "an entity whose `via` subjects include a member" — a breadth-first walk over the
+    /// reverse bitmaps of `via`, with no rounds of re-evaluation.
+    fn recursive_union(
+        &self,
+        ty: TypeId,
+        p: usize,
+        children: &[Expr],
+        path: &Path<'_>,
+    ) -> Result<RoaringBitmap, EvalError> {
+        let mut base_children: Vec<Expr> = Vec::new();
+        let mut recursive_vias: Vec<usize> = Vec::new();
+        for child in children {
+            match child {
+                Expr::Arrow { via, targets } if is_self_arrow(child, ty, p) => {
+                    recursive_vias.push(*via);
+                    let others: Vec<(TypeId, Expr)> = targets
+                        .iter()
+                        .filter(|(t, e)| !(*t == ty && *e == Expr::Permission(p)))
+                        .cloned()
+                        .collect();
+                    if !others.is_empty() {
+                        base_children.push(Expr::Arrow {
+                            via: *via,
+                            targets: others,
+                        });
+                    }
+                }
+                other => base_children.push(other.clone()),
+            }
+        }
+        let refs: Vec<&Expr> = base_children.iter().collect();
+        let mut set = RoaringBitmap::new();
+        for s in self.children(ty, &refs, None, path)? {
+            set |= s;
+        }
+        let mut frontier = set.clone();
+        if ty == self.subject_ty
+            && self.subject_member == Some(Member::Permission(p))
+            && let Some(s) = self.subject_num
+        {
+            frontier.insert(s);
+        }
+        let stores: Vec<&crate::index::RelStore> = recursive_vias
+            .iter()
+            .flat_map(|via| self.ev.model.plan.slots(ty, *via))
+            .filter(|slot| slot.subject_type == ty)
+            .filter_map(|slot| self.ev.snapshot.relation(&slot.key))
+            .collect();
+        while !frontier.is_empty() {
+            let mut reached = RoaringBitmap::new();
+            for store in &stores {
+                union_reverse(&mut reached, store, &frontier);
+            }
+            reached -= &set;
+            set |= &reached;
+            frontier = reached;
+        }
+        Ok(set)
+    }
+
+    fn relation(
+        &self,
+        ty: TypeId,
+        rel: usize,
+        path: &Path<'_>,
+    ) -> Result<RoaringBitmap, EvalError> {
         let ev = self.ev;
         let mut set = RoaringBitmap::new();
         let mut recursive_slots = Vec::new();
@@ -226,7 +333,7 @@ impl Lookup<'_, '_> {
                     recursive_slots.push(store);
                 }
                 Some(m) => {
-                    let holders = self.member(slot.subject_type, m)?;
+                    let holders = self.member(slot.subject_type, m, Some(path))?;
                     union_reverse(&mut set, store, &holders);
                 }
             }
@@ -260,16 +367,17 @@ impl Lookup<'_, '_> {
         ty: TypeId,
         children: &[&Expr],
         candidates: Option<&RoaringBitmap>,
+        path: &Path<'_>,
     ) -> Result<Vec<RoaringBitmap>, EvalError> {
         if children.len() >= PARALLEL_MIN_CHILDREN {
             children
                 .par_iter()
-                .map(|c| self.expr(ty, c, candidates))
+                .map(|c| self.expr(ty, c, candidates, path))
                 .collect()
         } else {
             children
                 .iter()
-                .map(|c| self.expr(ty, c, candidates))
+                .map(|c| self.expr(ty, c, candidates, path))
                 .collect()
         }
     }
@@ -281,11 +389,12 @@ impl Lookup<'_, '_> {
         ty: TypeId,
         expr: &Expr,
         candidates: Option<&RoaringBitmap>,
+        path: &Path<'_>,
     ) -> Result<RoaringBitmap, EvalError> {
         match expr {
             Expr::Union(children) => {
                 let children: Vec<&Expr> = children.iter().collect();
-                let mut sets = self.children(ty, &children, candidates)?.into_iter();
+                let mut sets = self.children(ty, &children, candidates, path)?.into_iter();
                 let mut acc = sets.next().unwrap_or_default();
                 for s in sets {
                     acc |= s;
@@ -297,7 +406,7 @@ impl Lookup<'_, '_> {
                     children.iter().partition(|c| !has_call(c));
                 let mut acc: Option<RoaringBitmap> = None;
                 if !plain.is_empty() {
-                    let mut sets = self.children(ty, &plain, candidates)?.into_iter();
+                    let mut sets = self.children(ty, &plain, candidates, path)?.into_iter();
                     let mut first = sets.next().unwrap_or_default();
                     for s in sets {
                         first &= s;
@@ -309,7 +418,7 @@ impl Lookup<'_, '_> {
                         (Some(a), _) => Some(a),
                         (None, c) => c,
                     };
-                    let set = self.expr(ty, child, narrowed)?;
+                    let set = self.expr(ty, child, narrowed, path)?;
                     acc = Some(match acc {
                         Some(mut a) => {
                             a &= set;
@@ -324,25 +433,33 @@ impl Lookup<'_, '_> {
                 Ok(acc.unwrap_or_default())
             }
             Expr::Exclude(base, excluded) => {
-                let mut set = self.expr(ty, base, candidates)?;
+                let mut set = self.expr(ty, base, candidates, path)?;
                 if set.is_empty() {
                     return Ok(set);
                 }
-                let removed = self.expr(ty, excluded, Some(&set))?;
+                let removed = self.expr(ty, excluded, Some(&set), path)?;
                 set -= removed;
                 Ok(set)
             }
-            Expr::Relation(r) => Ok((*self.member(ty, Member::Relation(*r))?).clone()),
-            Expr::Permission(p) => Ok((*self.member(ty, Member::Permission(*p))?).clone()),
-            Expr::Attribute(a) => Ok((*self.member(ty, Member::Attribute(*a))?).clone()),
+            Expr::Relation(r) => Ok((*self.member(ty, Member::Relation(*r), Some(path))?).clone()),
+            Expr::Permission(p) => {
+                Ok((*self.member(ty, Member::Permission(*p), Some(path))?).clone())
+            }
+            Expr::Attribute(a) => {
+                Ok((*self.member(ty, Member::Attribute(*a), Some(path))?).clone())
+            }
             Expr::Arrow { via, targets } => {
                 let ev = self.ev;
                 let mut set = RoaringBitmap::new();
                 for (target_ty, target) in targets {
                     let holders = match target {
-                        Expr::Relation(r) => self.member(*target_ty, Member::Relation(*r))?,
-                        Expr::Permission(p) => self.member(*target_ty, Member::Permission(*p))?,
-                        other => Arc::new(self.expr(*target_ty, other, None)?),
+                        Expr::Relation(r) => {
+                            self.member(*target_ty, Member::Relation(*r), Some(path))?
+                        }
+                        Expr::Permission(p) => {
+                            self.member(*target_ty, Member::Permission(*p), Some(path))?
+                        }
+                        other => Arc::new(self.expr(*target_ty, other, None, path)?),
                     };
                     if holders.is_empty() {
                         continue;
@@ -405,6 +522,12 @@ fn union_reverse(set: &mut RoaringBitmap, store: &crate::index::RelStore, holder
             *set |= entities;
         }
     }
+}
+
+/// Whether `expr` is an arrow whose targets include permission `p` of type `ty` itself.
+fn is_self_arrow(expr: &Expr, ty: TypeId, p: usize) -> bool {
+    matches!(expr, Expr::Arrow { targets, .. }
+        if targets.iter().any(|(t, e)| *t == ty && *e == Expr::Permission(p)))
 }
 
 /// Whether an expression calls a rule anywhere outside a named member.

@@ -1,1 +1,18 @@
+//! End-to-end tests: a real Lookout server, in process on free loopback ports, driven over
+//! gRPC and HTTP/JSON exactly as clients drive it.
+//!
+//! - [`replay`]: every validation file, replayed through the API over both transports;
+//! - [`bad_input`]: malformed and out-of-range requests get clear errors and change nothing;
+//! - [`node`]: Permify's official Node client against the server.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+mod bad_input;
+mod harness;
+mod node;
+mod replay;

@@ -145,39 +145,65 @@ test("lookup subject and subject permission", async () => {
   assert.equal(perms.results.view, CheckResult.CHECK_RESULT_ALLOWED);
 });
 
-test("watch sees a later write, and delete revokes", async () => {
+test("watch sees a write and a delete, and the delete revokes", async () => {
   const controller = new AbortController();
   const stream = client.watch.watch({ tenantId, snapToken }, { signal: controller.signal });
+  // Watching from a snap token replays every change after it, so the write and the delete
+  // below are seen however late the subscription starts.
   const received = (async () => {
-    for await (const msg of stream) return msg;
+    const messages = [];
+    for await (const msg of stream) {
+      messages.push(msg);
+      if (messages.length === 2) break;
+    }
+    return messages;
   })();
-  await new Promise((r) => setTimeout(r, 200));
+  const checkErin = async (token) =>
+    (await client.permission.check({
+      tenantId,
+      metadata: { snapToken: token, schemaVersion: "", depth: 20 },
+      entity: doc("99"),
+      permission: "view",
+      subject: user("erin"),
+    })).can;
+
   const written = await client.data.write({
     tenantId,
     metadata: { schemaVersion: "" },
     tuples: [tuple("99", "viewer", user("erin"))],
     attributes: [],
   });
-  const msg = await received;
-  controller.abort();
-  assert.equal(msg.changes.snapToken, written.snapToken);
-  assert.equal(msg.changes.dataChanges.length, 1);
-  assert.equal(msg.changes.dataChanges[0].operation, DataChange_Operation.OPERATION_CREATE);
-  assert.equal(msg.changes.dataChanges[0].tuple.entity.id, "99");
-
+  assert.equal(await checkErin(written.snapToken), CheckResult.CHECK_RESULT_ALLOWED);
   const deleted = await client.data.delete({
     tenantId,
     tupleFilter: { entity: { type: "document", ids: ["99"] }, relation: "viewer", subject: undefined },
     attributeFilter: undefined,
   });
-  const after = await client.permission.check({
-    tenantId,
-    metadata: { snapToken: deleted.snapToken, schemaVersion: "", depth: 20 },
-    entity: doc("99"),
-    permission: "view",
-    subject: user("erin"),
-  });
-  assert.equal(after.can, CheckResult.CHECK_RESULT_DENIED);
+  assert.ok(deleted.snapToken.length > 0);
+  assert.notEqual(deleted.snapToken, written.snapToken);
+  assert.equal(await checkErin(deleted.snapToken), CheckResult.CHECK_RESULT_DENIED);
+
+  const [create, remove] = await received;
+  controller.abort();
+  const only = (msg, token) => {
+    assert.equal(msg.changes.snapToken, token);
+    assert.equal(msg.changes.dataChanges.length, 1);
+    return msg.changes.dataChanges[0];
+  };
+  const isErinTuple = (change) => {
+    // The client models the `type` oneof as a tagged union.
+    assert.equal(change.type?.$case, "tuple");
+    assert.equal(change.type.tuple.entity.type, "document");
+    assert.equal(change.type.tuple.entity.id, "99");
+    assert.equal(change.type.tuple.relation, "viewer");
+    assert.equal(change.type.tuple.subject.id, "erin");
+  };
+  const created = only(create, written.snapToken);
+  assert.equal(created.operation, DataChange_Operation.OPERATION_CREATE);
+  isErinTuple(created);
+  const removed = only(remove, deleted.snapToken);
+  assert.equal(removed.operation, DataChange_Operation.OPERATION_DELETE);
+  isErinTuple(removed);
 });
 
 test("tenancy: delete", async () => {

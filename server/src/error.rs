@@ -53,6 +53,7 @@ impl ApiError {
     pub fn from_write(e: WriteError) -> Self {
         match e {
             WriteError::Capacity(_) => ApiError::new(ErrorCode::ResourceExhausted, e.to_string()),
+            WriteError::Replica(_) => ApiError::internal(e.to_string()),
             other => ApiError::invalid(other.to_string()),
         }
     }

@@ -3,20 +3,52 @@
 //! One interner is shared by every snapshot of a tenant. It only grows: an ID keeps its number
 //! for the life of the process, so bitmaps from different snapshots stay comparable and a
 //! continuous token (which records a number) stays meaningful.
-//! INVARIANT: `names[n]` is the ID whose number is `n`, and `numbers[names[n]] == n`.
+//!
+//! Numbers come from one of two places:
+//! - **Local** interners ([`Interner::default`], the memory store) number every new ID
+//!   themselves, densely from 0.
+//! - **Durable** interners ([`Interner::durable`], a replica of a database) take the numbers of
+//!   stored IDs from the database through [`Interner::intern_as`], so that every replica and
+//!   every restart agrees on them (and so on result order and continuous tokens). IDs that only
+//!   a request knows (contextual tuples, the subject of a lookup) are numbered locally from
+//!   [`LOCAL_BASE`] up, a range the database never assigns, so the two can never collide.
+//!   A locally numbered ID that is later stored takes its durable number for new snapshots;
+//!   its local number keeps resolving to it for snapshots that still hold it.
+//!
+//! INVARIANT: for every durable number `n`, `names[n]` is the ID numbered `n` and
+//! `numbers[names[n]] == n`; for every local number `LOCAL_BASE + i`, `local[i]` is its ID.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+/// The first number a durable interner assigns locally. Databases assign numbers below it.
+pub const LOCAL_BASE: u32 = 1 << 31;
+
 #[derive(Debug, Default)]
 struct TypeTable {
-    names: Vec<Arc<str>>,
+    /// Dense numbers: assigned here (local interner) or by the database (durable interner,
+    /// where a gap is possible until the number is applied).
+    names: Vec<Option<Arc<str>>>,
+    /// Request-local numbers of a durable interner, from `LOCAL_BASE`.
+    local: Vec<Arc<str>>,
     numbers: HashMap<Arc<str>, u32>,
+}
+
+impl TypeTable {
+    fn name(&self, n: u32) -> Option<&Arc<str>> {
+        if n >= LOCAL_BASE {
+            self.local.get((n - LOCAL_BASE) as usize)
+        } else {
+            self.names.get(n as usize).and_then(Option::as_ref)
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct Interner {
     types: RwLock<HashMap<String, TypeTable>>,
+    /// Whether stored IDs are numbered by a database (see the module docs).
+    durable: bool,
 }
 
 /// The interner could not take more IDs of one type.
@@ -24,14 +56,59 @@ pub struct Interner {
 #[error("too many distinct ids of type `{0}` (at most 4294967295)")]
 pub struct InternerFull(pub String);
 
+/// A database-assigned number that contradicts what the interner already holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InternConflict {
+    #[error(
+        "entity number {number} of type `{ty}` is outside the durable range (below {LOCAL_BASE})"
+    )]
+    OutOfRange { ty: String, number: u32 },
+    #[error("entity number {number} of type `{ty}` is already `{held}`, cannot also be `{id}`")]
+    NumberTaken {
+        ty: String,
+        number: u32,
+        held: String,
+        id: String,
+    },
+    #[error("entity `{ty}:{id}` already has number {held}, cannot also have {number}")]
+    IdNumbered {
+        ty: String,
+        id: String,
+        held: u32,
+        number: u32,
+    },
+}
+
 impl Interner {
+    /// An interner whose stored IDs are numbered by a database through
+    /// [`Interner::intern_as`]; [`Interner::intern`] numbers request-local IDs from
+    /// [`LOCAL_BASE`].
+    pub fn durable() -> Interner {
+        Interner {
+            types: RwLock::default(),
+            durable: true,
+        }
+    }
+
+    /// Whether stored IDs are numbered by a database.
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
     /// The number of `id` of type `ty`, if it was interned.
     pub fn get(&self, ty: &str, id: &str) -> Option<u32> {
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());
         types.get(ty)?.numbers.get(id).copied()
     }
 
-    /// The number of `id` of type `ty`, interning it if new.
+    /// The durable number of `id` (one not assigned locally by a durable interner).
+    pub fn get_stored(&self, ty: &str, id: &str) -> Option<u32> {
+        self.get(ty, id)
+            .filter(|n| !self.durable || *n < LOCAL_BASE)
+    }
+
+    /// The number of `id` of type `ty`, interning it if new: the next dense number of a local
+    /// interner, or the next request-local number of a durable one.
     pub fn intern(&self, ty: &str, id: &str) -> Result<u32, InternerFull> {
         if let Some(n) = self.get(ty, id) {
             return Ok(n);
@@ -41,20 +118,73 @@ impl Interner {
         if let Some(n) = table.numbers.get(id) {
             return Ok(*n);
         }
-        let n = u32::try_from(table.names.len())
-            .ok()
-            .filter(|n| *n != u32::MAX)
-            .ok_or_else(|| InternerFull(ty.to_string()))?;
         let name: Arc<str> = Arc::from(id);
-        table.names.push(name.clone());
+        let n = if self.durable {
+            let n = u32::try_from(table.local.len())
+                .ok()
+                .and_then(|i| LOCAL_BASE.checked_add(i))
+                .filter(|n| *n != u32::MAX)
+                .ok_or_else(|| InternerFull(ty.to_string()))?;
+            table.local.push(name.clone());
+            n
+        } else {
+            let n = u32::try_from(table.names.len())
+                .ok()
+                .filter(|n| *n < LOCAL_BASE)
+                .ok_or_else(|| InternerFull(ty.to_string()))?;
+            table.names.push(Some(name.clone()));
+            n
+        };
         table.numbers.insert(name, n);
         Ok(n)
+    }
+
+    /// Records that the database numbered `id` of type `ty` as `number`. Idempotent; a number
+    /// that contradicts an earlier one is an error (the database and the replica disagree).
+    pub fn intern_as(&self, ty: &str, id: &str, number: u32) -> Result<(), InternConflict> {
+        if number >= LOCAL_BASE {
+            return Err(InternConflict::OutOfRange {
+                ty: ty.to_string(),
+                number,
+            });
+        }
+        let mut types = self.types.write().unwrap_or_else(|e| e.into_inner());
+        let table = types.entry(ty.to_string()).or_default();
+        if let Some(held) = table.numbers.get(id).copied()
+            && held < LOCAL_BASE
+        {
+            if held == number {
+                return Ok(());
+            }
+            return Err(InternConflict::IdNumbered {
+                ty: ty.to_string(),
+                id: id.to_string(),
+                held,
+                number,
+            });
+        }
+        let index = number as usize;
+        if let Some(Some(held)) = table.names.get(index) {
+            return Err(InternConflict::NumberTaken {
+                ty: ty.to_string(),
+                number,
+                held: held.to_string(),
+                id: id.to_string(),
+            });
+        }
+        if table.names.len() <= index {
+            table.names.resize(index + 1, None);
+        }
+        let name: Arc<str> = Arc::from(id);
+        table.names[index] = Some(name.clone());
+        table.numbers.insert(name, number);
+        Ok(())
     }
 
     /// The ID numbered `n` of type `ty`.
     pub fn name(&self, ty: &str, n: u32) -> Option<Arc<str>> {
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());
-        types.get(ty)?.names.get(n as usize).cloned()
+        types.get(ty)?.name(n).cloned()
     }
 
     /// Resolves many numbers of one type under one lock; unknown numbers are skipped.
@@ -65,13 +195,66 @@ impl Interner {
         };
         numbers
             .into_iter()
-            .filter_map(|n| table.names.get(n as usize).cloned())
+            .filter_map(|n| table.name(n).cloned())
             .collect()
     }
 
     /// How many IDs of type `ty` are interned.
     pub fn len(&self, ty: &str) -> usize {
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());
-        types.get(ty).map_or(0, |t| t.names.len())
+        types.get(ty).map_or(0, |t| t.numbers.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn local_interners_number_densely_from_zero() {
+        let i = Interner::default();
+        assert_eq!(i.intern("user", "a").unwrap(), 0);
+        assert_eq!(i.intern("user", "b").unwrap(), 1);
+        assert_eq!(i.intern("user", "a").unwrap(), 0);
+        assert_eq!(i.intern("doc", "a").unwrap(), 0);
+        assert_eq!(i.name("user", 1).as_deref(), Some("b"));
+        assert_eq!(i.get_stored("user", "b"), Some(1));
+    }
+
+    #[test]
+    fn durable_interners_keep_request_ids_apart_from_stored_ones() {
+        let i = Interner::durable();
+        i.intern_as("user", "a", 0).unwrap();
+        i.intern_as("user", "c", 2).unwrap();
+        assert_eq!(i.intern("user", "a").unwrap(), 0);
+        let local = i.intern("user", "b").unwrap();
+        assert_eq!(local, LOCAL_BASE);
+        assert_eq!(i.get_stored("user", "b"), None);
+        assert_eq!(i.name("user", local).as_deref(), Some("b"));
+        assert_eq!(i.name("user", 1), None);
+        assert_eq!(
+            i.names("user", [0, 1, 2, local]),
+            vec![Arc::from("a"), Arc::from("c"), Arc::from("b")]
+        );
+        // Stored later: the durable number wins, the local one still resolves.
+        i.intern_as("user", "b", 1).unwrap();
+        assert_eq!(i.get("user", "b"), Some(1));
+        assert_eq!(i.name("user", local).as_deref(), Some("b"));
+        // Idempotent, and contradictions are errors.
+        i.intern_as("user", "b", 1).unwrap();
+        assert!(matches!(
+            i.intern_as("user", "b", 5),
+            Err(InternConflict::IdNumbered { .. })
+        ));
+        assert!(matches!(
+            i.intern_as("user", "z", 0),
+            Err(InternConflict::NumberTaken { .. })
+        ));
+        assert!(matches!(
+            i.intern_as("user", "z", LOCAL_BASE),
+            Err(InternConflict::OutOfRange { .. })
+        ));
     }
 }

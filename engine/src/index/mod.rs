@@ -20,7 +20,7 @@ use roaring::RoaringBitmap;
 use crate::model::{AttrValue, Attribute, EntityRef, SubjectRef, Tuple};
 
 pub use cow::CowVec;
-pub use interner::{Interner, InternerFull};
+pub use interner::{InternConflict, Interner, InternerFull, LOCAL_BASE};
 pub use write::{Change, ChangeOp, WriteBatch, WriteError, WriteOutcome};
 
 /// Identifies the bitmaps of one relation from one kind of subject.
@@ -477,7 +477,12 @@ impl Default for Store {
 
 impl Store {
     pub fn new() -> Self {
-        let interner = Arc::new(Interner::default());
+        Store::with_interner(Interner::default())
+    }
+
+    /// A store numbering IDs with `interner` (see [`Interner::durable`]).
+    pub fn with_interner(interner: Interner) -> Self {
+        let interner = Arc::new(interner);
         Store {
             head: RwLock::new(Arc::new(Snapshot::empty(interner.clone()))),
             interner,
@@ -518,6 +523,37 @@ impl Store {
         let head = self.head();
         let (mut next, changes) = write::apply(schema, &head, batch)?;
         next.revision = head.revision + 1;
+        next.contextual = false;
+        before_publish(next.revision, &changes);
+        let next = Arc::new(next);
+        *self.head.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+        Ok(WriteOutcome {
+            snapshot: next,
+            changes,
+        })
+    }
+
+    /// Applies a batch another process already validated and committed (a replica following
+    /// a database), publishing the result at exactly `revision`, which must not be below the
+    /// head's (equal when a large state is loaded in several batches before anyone reads).
+    /// The IDs of new entities must have been numbered first ([`Interner::intern_as`]).
+    /// `before_publish` runs as in [`Store::write_then`].
+    pub fn apply_at(
+        &self,
+        revision: u64,
+        batch: &WriteBatch,
+        before_publish: impl FnOnce(u64, &[Change]),
+    ) -> Result<WriteOutcome, WriteError> {
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let head = self.head();
+        if revision < head.revision {
+            return Err(WriteError::Replica(format!(
+                "cannot apply revision {revision}: the index is already at revision {}",
+                head.revision
+            )));
+        }
+        let (mut next, changes) = write::apply_unchecked(&head, batch)?;
+        next.revision = revision;
         next.contextual = false;
         before_publish(next.revision, &changes);
         let next = Arc::new(next);

@@ -120,6 +120,9 @@ pub enum WriteError {
     },
     #[error("{0}")]
     Capacity(String),
+    /// A replica was asked to apply committed changes out of order.
+    #[error("{0}")]
+    Replica(String),
 }
 
 /// Checks the names and IDs of one tuple, without a schema.
@@ -287,6 +290,12 @@ pub(super) fn apply(
     base: &Snapshot,
     batch: &WriteBatch,
 ) -> Result<(Snapshot, Vec<super::Change>), WriteError> {
+    validate(schema, batch)?;
+    apply_unchecked(base, batch)
+}
+
+/// Validates a whole batch against `schema`, as [`apply`] does before applying anything.
+fn validate(schema: &Schema, batch: &WriteBatch) -> Result<(), WriteError> {
     // Deletes are checked for shape only: data written under an older schema version must
     // stay deletable after the schema dropped its relation or attribute.
     for (i, t) in batch.tuple_deletes.iter().enumerate() {
@@ -308,7 +317,62 @@ pub(super) fn apply(
     for (i, a) in batch.attribute_writes.iter().enumerate() {
         validate_attribute(schema, a, "attribute", i)?;
     }
-    apply_unchecked(base, batch)
+    Ok(())
+}
+
+impl Snapshot {
+    /// Validates `batch` against `schema` and lists the effective changes applying it to this
+    /// snapshot would make, exactly as [`super::Store::write`] would report them, without
+    /// interning anything or building a snapshot. A database store computes what to write
+    /// with it while it holds the tenant's write lock.
+    pub fn plan(&self, schema: &Schema, batch: &WriteBatch) -> Result<Vec<Change>, WriteError> {
+        validate(schema, batch)?;
+        // What the batch has done so far, over what this snapshot holds.
+        let mut tuples: HashMap<&Tuple, bool> = HashMap::new();
+        let mut values: HashMap<(&EntityRef, &str), Option<&AttrValue>> = HashMap::new();
+        let mut changes = Vec::new();
+        let stored_value = |entity: &EntityRef, name: &str| self.attribute_value(entity, name);
+        for t in &batch.tuple_deletes {
+            let present = *tuples.entry(t).or_insert_with(|| self.contains_tuple(t));
+            if present {
+                tuples.insert(t, false);
+                changes.push(Change::Tuple(ChangeOp::Delete, t.clone()));
+            }
+        }
+        for t in &batch.tuple_writes {
+            let present = *tuples.entry(t).or_insert_with(|| self.contains_tuple(t));
+            if !present {
+                tuples.insert(t, true);
+                changes.push(Change::Tuple(ChangeOp::Create, t.clone()));
+            }
+        }
+        for (entity, name) in &batch.attribute_deletes {
+            let current = *values
+                .entry((entity, name.as_str()))
+                .or_insert_with(|| stored_value(entity, name));
+            if let Some(old) = current {
+                values.insert((entity, name.as_str()), None);
+                changes.push(Change::Attribute(
+                    ChangeOp::Delete,
+                    Attribute {
+                        entity: entity.clone(),
+                        name: name.clone(),
+                        value: old.clone(),
+                    },
+                ));
+            }
+        }
+        for a in &batch.attribute_writes {
+            let current = *values
+                .entry((&a.entity, a.name.as_str()))
+                .or_insert_with(|| stored_value(&a.entity, &a.name));
+            values.insert((&a.entity, a.name.as_str()), Some(&a.value));
+            if current != Some(&a.value) {
+                changes.push(Change::Attribute(ChangeOp::Create, a.clone()));
+            }
+        }
+        Ok(changes)
+    }
 }
 
 /// Applies an already validated batch to a copy of `base`.
@@ -422,5 +486,129 @@ impl Snapshot {
         let (mut snap, _) = apply_unchecked(self, &batch)?;
         snap.contextual = true;
         Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::index::{Interner, Store};
+
+    const SCHEMA: &str =
+        "entity user {}\nentity doc {\n relation owner @user\n attribute level integer\n}\n";
+
+    fn batch(
+        writes: &[&str],
+        deletes: &[&str],
+        attrs: &[&str],
+        attr_deletes: &[&str],
+    ) -> WriteBatch {
+        WriteBatch {
+            tuple_writes: writes.iter().map(|t| Tuple::parse(t).unwrap()).collect(),
+            tuple_deletes: deletes.iter().map(|t| Tuple::parse(t).unwrap()).collect(),
+            attribute_writes: attrs.iter().map(|a| Attribute::parse(a).unwrap()).collect(),
+            attribute_deletes: attr_deletes
+                .iter()
+                .map(|a| {
+                    let (e, n) = a.split_once('$').unwrap();
+                    (EntityRef::parse(e).unwrap(), n.to_string())
+                })
+                .collect(),
+        }
+    }
+
+    /// `plan` reports exactly the changes a write makes, duplicates and overrides included.
+    #[test]
+    fn plan_agrees_with_write() {
+        let schema = crate::schema::compile(SCHEMA).unwrap();
+        let store = Store::new();
+        store
+            .write(
+                &schema,
+                &batch(
+                    &["doc:1#owner@user:a"],
+                    &[],
+                    &["doc:1$level|integer:1"],
+                    &[],
+                ),
+            )
+            .unwrap();
+        let cases = [
+            batch(
+                &[
+                    "doc:1#owner@user:a",
+                    "doc:2#owner@user:a",
+                    "doc:2#owner@user:a",
+                ],
+                &[],
+                &[],
+                &[],
+            ),
+            batch(
+                &["doc:1#owner@user:a"],
+                &["doc:1#owner@user:a", "doc:9#owner@user:z"],
+                &[],
+                &[],
+            ),
+            batch(
+                &[],
+                &[],
+                &[
+                    "doc:1$level|integer:1",
+                    "doc:1$level|integer:2",
+                    "doc:3$level|integer:2",
+                ],
+                &[],
+            ),
+            batch(
+                &[],
+                &[],
+                &["doc:1$level|integer:1"],
+                &["doc:1$level", "doc:1$level", "doc:7$level"],
+            ),
+        ];
+        for case in cases {
+            let planned = store.head().plan(&schema, &case).unwrap();
+            let written = Store::new();
+            written
+                .write(
+                    &schema,
+                    &batch(
+                        &["doc:1#owner@user:a"],
+                        &[],
+                        &["doc:1$level|integer:1"],
+                        &[],
+                    ),
+                )
+                .unwrap();
+            let outcome = written.write(&schema, &case).unwrap();
+            assert_eq!(planned, outcome.changes, "{case:?}");
+        }
+        let bad = batch(&["doc:1#viewer@user:a"], &[], &[], &[]);
+        assert!(store.head().plan(&schema, &bad).is_err());
+    }
+
+    /// A replica applies committed batches at the revisions the database gave them.
+    #[test]
+    fn apply_at_publishes_the_given_revision() {
+        let store = Store::with_interner(Interner::durable());
+        store.interner().intern_as("doc", "1", 0).unwrap();
+        store.interner().intern_as("user", "a", 3).unwrap();
+        let outcome = store
+            .apply_at(5, &batch(&["doc:1#owner@user:a"], &[], &[], &[]), |_, _| {})
+            .unwrap();
+        assert_eq!(outcome.snapshot.revision(), 5);
+        assert_eq!(store.head().number("user", "a"), Some(3));
+        assert!(
+            store
+                .head()
+                .contains_tuple(&Tuple::parse("doc:1#owner@user:a").unwrap())
+        );
+        assert!(matches!(
+            store.apply_at(4, &WriteBatch::default(), |_, _| {}),
+            Err(WriteError::Replica(_))
+        ));
     }
 }

@@ -236,7 +236,9 @@ fn write_error(source: &str, file: &ValidationFile, e: WriteError) -> Validation
         | WriteError::SubjectNotAllowed { what, index, .. }
         | WriteError::UnknownAttribute { what, index, .. }
         | WriteError::AttributeType { what, index, .. } => (*what, *index),
-        WriteError::Capacity(message) => return ValidationError::Store(message.clone()),
+        WriteError::Capacity(message) | WriteError::Replica(message) => {
+            return ValidationError::Store(message.clone());
+        }
     };
     let (what, list) = match what {
         "tuple" => ("relationship", &file.relationships),

@@ -36,7 +36,7 @@ fn rejected(e: WriteError, label: impl Fn(&str, usize) -> Option<String>) -> Api
         | WriteError::SubjectNotAllowed { what, index, .. }
         | WriteError::UnknownAttribute { what, index, .. }
         | WriteError::AttributeType { what, index, .. } => (*what, *index),
-        WriteError::Capacity(_) => return ApiError::from_write(e),
+        WriteError::Capacity(_) | WriteError::Replica(_) => return ApiError::from_write(e),
     };
     let message = e.to_string();
     let prefix = format!("{what} {index}");

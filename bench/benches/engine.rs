@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench -p lookout-bench --bench engine` (`LOOKOUT_BENCH_DOCS=N` to resize).
 
+// A bench harness fails by panicking, as a test does (clippy.toml allows it in tests only).
+#![allow(clippy::panic)]
+
 use std::hint::black_box;
 use std::time::Instant;
 

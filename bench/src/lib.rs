@@ -4,4 +4,5 @@
 //! reproduced exactly.
 
 pub mod docs;
+pub mod loadgen;
 pub mod rng;

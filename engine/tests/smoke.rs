@@ -103,3 +103,45 @@ fn rejected_batches_change_nothing() {
     assert_eq!(store.head().tuple_count(), 0);
     assert_eq!(store.head().revision(), 0);
 }
+
+#[test]
+fn a_cancelled_evaluation_stops_with_cancelled() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use lookout_engine::eval::{EvalError, cancel};
+
+    let model = Model::compile(SCHEMA).unwrap();
+    let store = Store::new();
+    let batch = WriteBatch {
+        tuple_writes: tuples(&["group:a#member@user:alice", "doc:1#viewer@group:a#member"]),
+        ..WriteBatch::default()
+    };
+    let outcome = store.write(&model.schema, &batch).unwrap();
+    let ctx = Context::default();
+    let alice = SubjectRef::user("user", "alice");
+    let flag = Arc::new(AtomicBool::new(false));
+    let ev = Evaluator::new(&model, &outcome.snapshot, &ctx)
+        .unwrap()
+        .with_cancel(flag.clone());
+    assert_eq!(ev.lookup_entity("doc", "view", &alice).unwrap().numbers.len(), 1);
+    flag.store(true, Ordering::Relaxed);
+    assert_eq!(
+        ev.lookup_entity("doc", "view", &alice).unwrap_err(),
+        EvalError::Cancelled
+    );
+    let doc = EntityRef::new("doc", "1");
+    assert_eq!(
+        ev.lookup_subject(&doc, "view", "user", None).unwrap_err(),
+        EvalError::Cancelled
+    );
+    // An evaluator built inside a scope takes the scope's flag; outside it, none.
+    let scoped = cancel::scope(&flag, || {
+        Evaluator::new(&model, &outcome.snapshot, &ctx)
+            .unwrap()
+            .lookup_entity("doc", "view", &alice)
+    });
+    assert_eq!(scoped.unwrap_err(), EvalError::Cancelled);
+    let plain = Evaluator::new(&model, &outcome.snapshot, &ctx).unwrap();
+    assert!(plain.lookup_entity("doc", "view", &alice).is_ok());
+}

@@ -74,6 +74,7 @@ impl ApiError {
                 ApiError::new(ErrorCode::FailedPrecondition, e.to_string())
             }
             EvalError::NoConvergence(_) => ApiError::internal(e.to_string()),
+            EvalError::Cancelled => ApiError::new(ErrorCode::Cancelled, e.to_string()),
         }
     }
 

@@ -115,6 +115,9 @@ impl Checker<'_, '_> {
         depth: u32,
     ) -> Result<bool, EvalError> {
         self.visits += 1;
+        if self.visits % super::cancel::POLL_EVERY as u64 == 0 {
+            self.ev.cancelled()?;
+        }
         if self.visits > VISIT_BUDGET {
             self.over_budget = true;
         }

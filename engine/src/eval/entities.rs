@@ -94,6 +94,7 @@ pub(super) fn run(
     };
     let mut seeds: HashMap<Key, Arc<RoaringBitmap>> = HashMap::new();
     for _round in 0..MAX_ROUNDS {
+        ev.cancelled()?;
         let lookup = Lookup {
             ev,
             subject_ty,
@@ -173,6 +174,7 @@ impl Lookup<'_, '_> {
         member: Member,
         path: Option<&Path<'_>>,
     ) -> Result<Arc<RoaringBitmap>, EvalError> {
+        self.ev.cancelled()?;
         let key = (ty, member);
         {
             let mut memo = self.lock_memo();
@@ -297,7 +299,7 @@ impl Lookup<'_, '_> {
         while !frontier.is_empty() {
             let mut reached = RoaringBitmap::new();
             for store in &stores {
-                union_reverse(&mut reached, store, &frontier);
+                union_reverse(self.ev, &mut reached, store, &frontier)?;
             }
             reached -= &set;
             set |= &reached;
@@ -334,7 +336,7 @@ impl Lookup<'_, '_> {
                 }
                 Some(m) => {
                     let holders = self.member(slot.subject_type, m, Some(path))?;
-                    union_reverse(&mut set, store, &holders);
+                    union_reverse(ev, &mut set, store, &holders)?;
                 }
             }
         }
@@ -353,7 +355,7 @@ impl Lookup<'_, '_> {
         while !frontier.is_empty() {
             let mut reached = RoaringBitmap::new();
             for store in &recursive_slots {
-                union_reverse(&mut reached, store, &frontier);
+                union_reverse(ev, &mut reached, store, &frontier)?;
             }
             reached -= &set;
             set |= &reached;
@@ -469,7 +471,7 @@ impl Lookup<'_, '_> {
                             continue;
                         }
                         if let Some(store) = ev.snapshot.relation(&slot.key) {
-                            union_reverse(&mut set, store, &holders);
+                            union_reverse(ev, &mut set, store, &holders)?;
                         }
                     }
                 }
@@ -488,6 +490,7 @@ impl Lookup<'_, '_> {
                 let mut set = RoaringBitmap::new();
                 let mut errors = Vec::new();
                 for e in pool.iter() {
+                    self.ev.cancelled()?;
                     match runner.eval(ty, Some(e), *rule, args) {
                         Ok(true) => {
                             set.insert(e);
@@ -508,20 +511,30 @@ impl Lookup<'_, '_> {
     }
 }
 
-/// `set |= rev[x]` for every `x` in `holders` that has entities in `store`.
-fn union_reverse(set: &mut RoaringBitmap, store: &crate::index::RelStore, holders: &RoaringBitmap) {
+/// `set |= rev[x]` for every `x` in `holders` that has entities in `store`; stops early when
+/// the evaluation is cancelled.
+fn union_reverse(
+    ev: &Evaluator<'_>,
+    set: &mut RoaringBitmap,
+    store: &crate::index::RelStore,
+    holders: &RoaringBitmap,
+) -> Result<(), EvalError> {
     let (small, large) = if holders.len() <= store.subjects().len() {
         (holders, store.subjects())
     } else {
         (store.subjects(), holders)
     };
-    for x in small.iter() {
+    for (i, x) in small.iter().enumerate() {
+        if i % super::cancel::POLL_EVERY == 0 {
+            ev.cancelled()?;
+        }
         if large.contains(x)
             && let Some(entities) = store.entities_of(x)
         {
             *set |= entities;
         }
     }
+    Ok(())
 }
 
 /// Whether `expr` is an arrow whose targets include permission `p` of type `ty` itself.

@@ -14,6 +14,7 @@
 //!   cycle in the data grants nothing by itself;
 //! - a missing attribute takes its type's empty value; a rule that fails to evaluate denies.
 
+pub mod cancel;
 mod check;
 pub mod deps;
 mod entities;
@@ -23,6 +24,7 @@ mod rules;
 mod subjects;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use roaring::RoaringBitmap;
@@ -112,6 +114,8 @@ pub enum EvalError {
     Subject(String),
     #[error("evaluation did not converge after {0} rounds (recursion through `not`)")]
     NoConvergence(usize),
+    #[error("evaluation cancelled: the caller went away or its deadline passed")]
+    Cancelled,
 }
 
 impl From<WriteError> for EvalError {
@@ -142,6 +146,8 @@ pub struct Evaluator<'a> {
     model: &'a Model,
     snapshot: Snapshot,
     data: &'a serde_json::Map<String, serde_json::Value>,
+    /// Set by the caller to stop the evaluation early (see [`cancel`]).
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -157,7 +163,20 @@ impl<'a> Evaluator<'a> {
             model,
             snapshot,
             data: &context.data,
+            cancel: cancel::current(),
         })
+    }
+
+    /// Stops this evaluator's work with [`EvalError::Cancelled`] once `flag` is set.
+    pub fn with_cancel(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    /// Errs with [`EvalError::Cancelled`] if the caller has cancelled the evaluation.
+    #[inline]
+    pub(crate) fn cancelled(&self) -> Result<(), EvalError> {
+        cancel::check(self.cancel.as_ref())
     }
 
     pub fn schema(&self) -> &Schema {

@@ -66,6 +66,7 @@ pub(super) fn run(
     let root = entity.filter(|_| root_candidate);
     let mut seeds = HashMap::new();
     for _round in 0..MAX_ROUNDS {
+        ev.cancelled()?;
         let mut walk = Subjects {
             ev,
             rules: RuleRunner::new(ev),
@@ -183,6 +184,7 @@ impl Subjects<'_, '_> {
         e: u32,
         member: Member,
     ) -> Result<Arc<RoaringBitmap>, EvalError> {
+        self.ev.cancelled()?;
         let key = (ty, member, e);
         match self.memo.get(&key) {
             Some(State::Done(b)) => return Ok(b.clone()),

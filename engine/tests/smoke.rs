@@ -124,7 +124,13 @@ fn a_cancelled_evaluation_stops_with_cancelled() {
     let ev = Evaluator::new(&model, &outcome.snapshot, &ctx)
         .unwrap()
         .with_cancel(flag.clone());
-    assert_eq!(ev.lookup_entity("doc", "view", &alice).unwrap().numbers.len(), 1);
+    assert_eq!(
+        ev.lookup_entity("doc", "view", &alice)
+            .unwrap()
+            .numbers
+            .len(),
+        1
+    );
     flag.store(true, Ordering::Relaxed);
     assert_eq!(
         ev.lookup_entity("doc", "view", &alice).unwrap_err(),

@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lookout_bench::docs;
+use lookout_bench::{docs, social};
 use lookout_engine::eval::{Context, Evaluator, Model};
 use lookout_engine::index::{Store, WriteBatch};
 use lookout_engine::model::{EntityRef, SubjectRef};
@@ -105,5 +105,53 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(engine, benches);
+/// Permify's load-test model at 100k users, contents and interactions: checks on contents and
+/// interactions for pseudo-random (user, object) pairs, as Permify's own load test asks.
+fn social(c: &mut Criterion) {
+    let model = Model::compile(social::SCHEMA).unwrap_or_else(|e| panic!("schema: {e}"));
+    let n: u64 = std::env::var("LOOKOUT_BENCH_SOCIAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let store = Store::new();
+    let started = Instant::now();
+    let mut count = 0usize;
+    social::generate(n, 100_000, |tuples, attributes| {
+        count += tuples.len() + attributes.len();
+        let batch = WriteBatch {
+            tuple_writes: tuples,
+            attribute_writes: attributes,
+            ..WriteBatch::default()
+        };
+        if let Err(e) = store.write(&model.schema, &batch) {
+            panic!("dataset write failed: {e}");
+        }
+    });
+    eprintln!(
+        "social model: {count} tuples and attributes for {n} users in {:.2?}",
+        started.elapsed()
+    );
+    let snapshot = store.head();
+    let ctx = Context::default();
+    let ev = Evaluator::new(&model, &snapshot, &ctx).unwrap_or_else(|e| panic!("{e}"));
+    let mut group = c.benchmark_group("social");
+    let mut rng = lookout_bench::rng::Rng::new(11);
+    group.bench_function("check content.view, random user and content", |b| {
+        b.iter(|| {
+            let content = EntityRef::new("content", rng.below(n).to_string());
+            let user = SubjectRef::user("user", rng.below(n).to_string());
+            black_box(ev.check(&content, "view", &user, 50).map(|r| r.allowed))
+        })
+    });
+    group.bench_function("check interaction.view, random user and interaction", |b| {
+        b.iter(|| {
+            let interaction = EntityRef::new("interaction", rng.below(n).to_string());
+            let user = SubjectRef::user("user", rng.below(n).to_string());
+            black_box(ev.check(&interaction, "view", &user, 50).map(|r| r.allowed))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(engine, benches, social);
 criterion_main!(engine);

@@ -6,3 +6,4 @@
 pub mod docs;
 pub mod loadgen;
 pub mod rng;
+pub mod social;

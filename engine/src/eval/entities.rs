@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 
 use crate::model::SubjectRef;
 use crate::schema::{Expr, Member, TypeId};
@@ -524,6 +524,10 @@ fn union_reverse(
     } else {
         (store.subjects(), holders)
     };
+    // Gather first, then union in one pass: OR-ing thousands of small bitmaps into a growing
+    // one merges (and reallocates) its array containers again and again; the multi-way union
+    // accumulates in bitmap containers instead.
+    let mut parts: Vec<&RoaringBitmap> = Vec::new();
     for (i, x) in small.iter().enumerate() {
         if i % super::cancel::POLL_EVERY == 0 {
             ev.cancelled()?;
@@ -531,8 +535,15 @@ fn union_reverse(
         if large.contains(x)
             && let Some(entities) = store.entities_of(x)
         {
-            *set |= entities;
+            parts.push(entities);
         }
+    }
+    if parts.len() <= 4 {
+        for part in parts {
+            *set |= part;
+        }
+    } else {
+        *set |= parts.into_iter().union();
     }
     Ok(())
 }

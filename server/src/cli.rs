@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::ServeArgs;
+use crate::storage::postgres::migrate::{self, MigrateArgs};
 use crate::{serve, validate_cmd};
 
 /// Lookout: a Permify-compatible authorization service.
@@ -24,6 +25,9 @@ pub enum Command {
     /// Every flag can also be set by the `LOOKOUT_*` environment variable named in its help,
     /// or in a YAML file given with `--config`. Stops gracefully on SIGTERM or SIGINT.
     Serve(Box<ServeArgs>),
+    /// Apply, revert or list the PostgreSQL migrations (`serve` applies them too, unless
+    /// `--auto-migrate=false`).
+    Migrate(MigrateArgs),
     /// Run Permify validation files and report every failing assertion.
     ///
     /// Exits with status 1 if an assertion fails or a file cannot be read or run.
@@ -46,6 +50,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(&args),
         Command::Validate(args) => validate_cmd::run(&args),
+        Command::Migrate(args) => migrate::run(&args),
     }
 }
 
@@ -72,6 +77,29 @@ mod tests {
             [PathBuf::from("a.yaml"), PathBuf::from("b.yaml")]
         );
         assert!(Cli::try_parse_from(["lookout", "validate"]).is_err());
+    }
+
+    #[test]
+    fn migrate_takes_an_action_and_a_uri() {
+        let cli = Cli::try_parse_from([
+            "lookout",
+            "migrate",
+            "down",
+            "--to",
+            "0",
+            "--database-uri",
+            "postgres://x/y",
+        ])
+        .unwrap();
+        let Command::Migrate(args) = cli.command else {
+            panic!("not migrate");
+        };
+        assert!(matches!(
+            args.action,
+            migrate::MigrateAction::Down { to: Some(0) }
+        ));
+        assert_eq!(args.database_uri.as_deref(), Some("postgres://x/y"));
+        assert!(Cli::try_parse_from(["lookout", "migrate", "sideways"]).is_err());
     }
 
     fn serve_args(args: &[&str]) -> ServeArgs {

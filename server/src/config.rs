@@ -18,6 +18,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use crate::service::Limits;
+use crate::storage::postgres::{WatchRetention, parse_watch_retention};
 use crate::tenants::Retention;
 
 /// Where the data lives.
@@ -72,6 +73,34 @@ pub struct ServeArgs {
     /// Database connection URI (for `postgres`).
     #[arg(long, value_name = "URI", env = "LOOKOUT_DATABASE_URI")]
     pub database_uri: Option<String>,
+
+    /// Apply pending PostgreSQL migrations at start [default: true]; `--auto-migrate=false`
+    /// requires `lookout migrate up` first.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "LOOKOUT_AUTO_MIGRATE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub auto_migrate: Option<bool>,
+
+    /// Most PostgreSQL connections per server [default: 20].
+    #[arg(long, value_name = "N", env = "LOOKOUT_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
+
+    /// How long a read carrying a snap token waits for this server to reach its revision
+    /// (PostgreSQL; replicas follow the database within milliseconds) before it fails with
+    /// UNAVAILABLE [default: 5s].
+    #[arg(long, value_name = "DURATION", env = "LOOKOUT_SNAP_TOKEN_WAIT", value_parser = parse_duration)]
+    pub snap_token_wait: Option<Duration>,
+
+    /// How far back Watch can resume from a snap token (PostgreSQL): an age such as `24h`, or a
+    /// count such as `100000 revisions`; older revisions are deleted [default: 24h].
+    #[arg(long, value_name = "WINDOW", env = "LOOKOUT_WATCH_RETENTION", value_parser = parse_watch_retention)]
+    pub watch_retention: Option<WatchRetention>,
 
     /// Serve the Watch API [default: true]; `--watch=false` turns it off.
     #[arg(
@@ -151,6 +180,27 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub limits: Limits,
     pub retention: Retention,
+    pub postgres: PgSettings,
+}
+
+/// Settings of the PostgreSQL store (ignored by the memory store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgSettings {
+    pub auto_migrate: bool,
+    pub max_connections: u32,
+    pub snap_token_wait: Duration,
+    pub watch_retention: WatchRetention,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            auto_migrate: true,
+            max_connections: 20,
+            snap_token_wait: Duration::from_secs(5),
+            watch_retention: WatchRetention::default(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -168,6 +218,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             retention: Retention::default(),
+            postgres: PgSettings::default(),
         }
     }
 }
@@ -193,6 +244,10 @@ struct FileConfig {
     http_port: Option<u16>,
     database_engine: Option<DatabaseEngine>,
     database_uri: Option<String>,
+    auto_migrate: Option<bool>,
+    database_max_connections: Option<u32>,
+    snap_token_wait: Option<DurationText>,
+    watch_retention: Option<String>,
     watch: Option<bool>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
@@ -293,6 +348,12 @@ impl Config {
 
     fn merge(args: &ServeArgs, file: FileConfig) -> Result<Config, ConfigError> {
         let d = Config::default();
+        let watch_retention = match (args.watch_retention, file.watch_retention) {
+            (Some(r), _) => r,
+            (None, Some(text)) => parse_watch_retention(&text)
+                .map_err(|e| ConfigError(format!("watch-retention: {e}")))?,
+            (None, None) => d.postgres.watch_retention,
+        };
         let config = Config {
             host: args.host.or(file.host).unwrap_or(d.host),
             grpc_port: args.grpc_port.or(file.grpc_port).unwrap_or(d.grpc_port),
@@ -357,6 +418,21 @@ impl Config {
                     .or(file.retained_changes)
                     .unwrap_or(d.retention.changes),
             },
+            postgres: PgSettings {
+                auto_migrate: args
+                    .auto_migrate
+                    .or(file.auto_migrate)
+                    .unwrap_or(d.postgres.auto_migrate),
+                max_connections: args
+                    .database_max_connections
+                    .or(file.database_max_connections)
+                    .unwrap_or(d.postgres.max_connections),
+                snap_token_wait: args
+                    .snap_token_wait
+                    .or(file.snap_token_wait.map(|t| t.0))
+                    .unwrap_or(d.postgres.snap_token_wait),
+                watch_retention,
+            },
         };
         config.check()?;
         Ok(config)
@@ -390,6 +466,10 @@ impl Config {
             ("stream-buffer", self.limits.stream_buffer),
             ("retained-snapshots", self.retention.snapshots),
             ("retained-changes", self.retention.changes),
+            (
+                "database-max-connections",
+                self.postgres.max_connections as usize,
+            ),
         ] {
             if value == 0 {
                 return fail(format!("{name} must be at least 1"));

@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod http;
 pub mod serve;
 pub mod service;
+pub mod storage;
 pub mod tenants;
 pub mod transport;
 pub mod validate_cmd;

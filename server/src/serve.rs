@@ -26,6 +26,8 @@ use tonic_health::server::HealthReporter;
 
 use crate::config::{Config, ConfigError, DatabaseEngine, LogFormat, ServeArgs};
 use crate::service::Service;
+use crate::storage::postgres::{self, PgOptions};
+use crate::tenants::Tenants;
 use crate::{grpc, http};
 
 /// Why the server could not start or did not stop cleanly.
@@ -33,10 +35,8 @@ use crate::{grpc, http};
 pub enum ServeError {
     #[error("{0}")]
     Config(#[from] ConfigError),
-    #[error(
-        "database engine `postgres` is not yet supported in this build; use `--database-engine memory`"
-    )]
-    PostgresUnsupported,
+    #[error("{0}")]
+    Postgres(#[from] crate::storage::postgres::StartError),
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -70,21 +70,53 @@ pub struct Handle {
 /// Binds both ports and starts serving in the background (on the current tokio runtime).
 pub async fn start(config: Config) -> Result<Handle, ServeError> {
     config.check()?;
-    match config.database_engine {
+    let shutdown = CancellationToken::new();
+    let tenants = match config.database_engine {
         DatabaseEngine::Memory => {
             if config.database_uri.is_some() {
                 tracing::warn!("--database-uri is ignored with the memory database engine");
             }
+            Tenants::new(config.retention)
         }
-        DatabaseEngine::Postgres => return Err(ServeError::PostgresUnsupported),
+        DatabaseEngine::Postgres => {
+            let uri = config.database_uri.clone().unwrap_or_default();
+            let mut options = PgOptions::new(uri);
+            options.auto_migrate = config.postgres.auto_migrate;
+            options.max_connections = config.postgres.max_connections;
+            options.snap_token_wait = config.postgres.snap_token_wait;
+            options.watch_retention = config.postgres.watch_retention;
+            options.watch = config.watch;
+            match postgres::start(options, config.retention, shutdown.clone()).await {
+                Ok(tenants) => tenants,
+                Err(e) => {
+                    shutdown.cancel();
+                    return Err(e.into());
+                }
+            }
+        }
+    };
+    let bound = async {
+        let grpc_listener = bind("gRPC", SocketAddr::new(config.host, config.grpc_port)).await?;
+        let http_listener = bind("HTTP", SocketAddr::new(config.host, config.http_port)).await?;
+        let grpc_addr = local_addr("gRPC", &grpc_listener, config.grpc_port, config.host)?;
+        let http_addr = local_addr("HTTP", &http_listener, config.http_port, config.host)?;
+        Ok::<_, ServeError>((grpc_listener, http_listener, grpc_addr, http_addr))
     }
-    let grpc_listener = bind("gRPC", SocketAddr::new(config.host, config.grpc_port)).await?;
-    let http_listener = bind("HTTP", SocketAddr::new(config.host, config.http_port)).await?;
-    let grpc_addr = local_addr("gRPC", &grpc_listener, config.grpc_port, config.host)?;
-    let http_addr = local_addr("HTTP", &http_listener, config.http_port, config.host)?;
-
-    let service = Service::new(config.limits.clone(), config.retention);
-    let shutdown = CancellationToken::new();
+    .await;
+    let (grpc_listener, http_listener, grpc_addr, http_addr) = match bound {
+        Ok(bound) => bound,
+        Err(e) => {
+            // Stops the database tailer.
+            shutdown.cancel();
+            return Err(e);
+        }
+    };
+    let database = tenants.backend().name();
+    let service = Service::with_tenants(
+        config.limits.clone(),
+        tenants,
+        crate::service::DEFAULT_CACHE_CAPACITY,
+    );
 
     let (grpc_router, health) = grpc::router(
         &service,
@@ -131,7 +163,7 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,
-        database = "memory",
+        database,
         watch = config.watch,
         "lookout is serving"
     );

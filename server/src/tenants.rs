@@ -1,22 +1,33 @@
-//! Tenants and everything one tenant owns in the in-memory store: schema versions, the index
-//! store, retained snapshots for continuous tokens, the change log that Watch replays, and
-//! bundles.
+//! Tenants and everything one tenant owns in memory: schema versions, the index store,
+//! retained snapshots for continuous tokens, the change feed that Watch follows, and (memory
+//! store) bundles.
 //!
-//! INVARIANT: `Tenant::commit` holds `write_lock` across the store write and the change-log
-//! append, so the log is in commit order and every revision appears in it exactly once.
+//! With the memory store a tenant *is* the data: [`Tenant::commit_with`] validates and applies
+//! a batch under the tenant's write lock and publishes it. With the PostgreSQL store the
+//! database is the source of truth and a tenant is its replica: a commit is a database
+//! transaction ([`crate::storage::postgres`]), and the server's tailer applies every committed
+//! revision here with [`Tenant::apply_committed`], each as its own snapshot at exactly that
+//! revision. Both paths end in the same publish step: the cache-invalidation clock first, then
+//! the snapshot, then the change feed.
+//!
+//! INVARIANT: publishing (store write or committed apply, change-log append, feed send) happens
+//! under `write_lock`, so the feed is in commit order and every revision appears in it exactly
+//! once; [`Tenant::subscribe_after`] takes the same lock to subscribe and read the head at one
+//! point of that order.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use lookout_engine::eval::Model;
 use lookout_engine::eval::deps::DataKey;
-use lookout_engine::index::{Change, Snapshot, Store, WriteBatch, WriteError};
+use lookout_engine::index::{Change, Interner, Snapshot, Store, WriteBatch, WriteError};
 use lookout_engine::schema::SchemaError;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::storage::Backend;
 
 /// The tenant every server has from the start.
 pub const DEFAULT_TENANT: &str = "t1";
@@ -26,7 +37,8 @@ pub const DEFAULT_TENANT: &str = "t1";
 pub struct Retention {
     /// Snapshots kept for continuous tokens (the head is always kept).
     pub snapshots: usize,
-    /// Committed writes kept for Watch to replay from a snap token.
+    /// Committed writes kept for Watch to replay from a snap token (memory store; the
+    /// PostgreSQL store replays from the database's change log).
     pub changes: usize,
 }
 
@@ -46,6 +58,8 @@ pub struct SchemaVersion {
     pub source: String,
     pub model: Arc<Model>,
     pub created_at: SystemTime,
+    /// Position in the tenant's history of versions (oldest first).
+    pub seq: u64,
 }
 
 /// One committed write as Watch sees it.
@@ -59,6 +73,7 @@ pub struct Commit {
 pub struct Tenant {
     pub id: String,
     /// Unique per tenant object: a deleted and re-created tenant never shares cache entries.
+    /// With PostgreSQL it is the database's, so it is the same on every replica.
     pub incarnation: u64,
     /// The last revision that changed each (entity type, relation or attribute).
     changed: DashMap<DataKey, u64>,
@@ -69,9 +84,12 @@ pub struct Tenant {
     retained: Mutex<VecDeque<Arc<Snapshot>>>,
     log: Mutex<VecDeque<Commit>>,
     feed: broadcast::Sender<Commit>,
+    /// The revision of the latest published snapshot, for readers waiting for a revision.
+    applied: watch::Sender<u64>,
     write_lock: Mutex<()>,
     bundles: RwLock<BTreeMap<String, Vec<u8>>>,
     retention: Retention,
+    backend: Backend,
 }
 
 /// Makes sortable, unique, 20-character version IDs (like Permify's): milliseconds since the
@@ -93,27 +111,62 @@ fn new_version_id() -> String {
     out.iter().map(|b| char::from(*b)).collect()
 }
 
+/// What identifies a tenant object besides its ID.
+#[derive(Debug, Clone)]
+pub(crate) struct TenantInfo {
+    pub name: String,
+    pub incarnation: u64,
+    pub created_at: SystemTime,
+}
+
 impl Tenant {
+    /// A tenant of the memory store.
     pub fn new(id: &str, name: &str, retention: Retention) -> Tenant {
-        let store = Store::new();
+        static INCARNATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let info = TenantInfo {
+            name: name.to_string(),
+            incarnation: INCARNATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            created_at: SystemTime::now(),
+        };
+        Tenant::with_backend(id, info, retention, Backend::Memory)
+    }
+
+    /// A tenant whose data lives in `backend`; a database's replica numbers IDs as the
+    /// database does.
+    pub(crate) fn with_backend(
+        id: &str,
+        info: TenantInfo,
+        retention: Retention,
+        backend: Backend,
+    ) -> Tenant {
+        let store = match backend {
+            Backend::Memory => Store::new(),
+            Backend::Postgres(_) => Store::with_interner(Interner::durable()),
+        };
         let head = store.head();
         let (feed, _) = broadcast::channel(4096);
-        static INCARNATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let (applied, _) = watch::channel(head.revision());
         Tenant {
             id: id.to_string(),
-            incarnation: INCARNATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            incarnation: info.incarnation,
             changed: DashMap::new(),
-            name: name.to_string(),
-            created_at: SystemTime::now(),
+            name: info.name,
+            created_at: info.created_at,
             store,
             schemas: RwLock::new(Vec::new()),
             retained: Mutex::new(VecDeque::from([head])),
             log: Mutex::new(VecDeque::new()),
             feed,
+            applied,
             write_lock: Mutex::new(()),
             bundles: RwLock::new(BTreeMap::new()),
             retention,
+            backend,
         }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The latest snapshot.
@@ -131,68 +184,175 @@ impl Tenant {
             .cloned()
     }
 
-    /// Compiles and stores a new schema version, which becomes the head.
-    pub fn write_schema(&self, source: &str) -> Result<Arc<SchemaVersion>, SchemaError> {
+    /// Waits up to `deadline` until this replica has published `revision`. Returns whether it
+    /// did.
+    pub(crate) async fn wait_applied(&self, revision: u64, deadline: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        if *applied.borrow_and_update() >= revision {
+            return true;
+        }
+        matches!(
+            tokio::time::timeout(deadline, applied.wait_for(|r| *r >= revision)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// The head, once it is at least `revision` (a snap token's). The memory store is always
+    /// current, so a revision beyond its head is a bad token; a database replica waits for
+    /// its tailer, up to the configured deadline.
+    pub async fn read_at_least(&self, revision: u64) -> Result<Arc<Snapshot>, ApiError> {
+        let head = self.head();
+        if revision <= head.revision() {
+            return Ok(head);
+        }
+        match &self.backend {
+            Backend::Memory => Err(ApiError::invalid(format!(
+                "metadata.snap_token names revision {revision}, which this tenant has not reached (head is {})",
+                head.revision()
+            ))),
+            Backend::Postgres(pg) => {
+                pg.reach(self, revision).await?;
+                Ok(self.head())
+            }
+        }
+    }
+
+    /// The snapshot a continuous token pins: exactly `revision`, waited for on a replica that
+    /// has not reached it yet.
+    pub async fn pinned(&self, revision: u64) -> Result<Arc<Snapshot>, ApiError> {
+        if let (Backend::Postgres(pg), true) = (&self.backend, revision > self.head().revision()) {
+            pg.reach(self, revision).await?;
+        }
+        self.snapshot_at(revision).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::FailedPrecondition,
+                format!(
+                    "continuous_token: the snapshot at revision {revision} is no longer retained; start the listing again"
+                ),
+            )
+        })
+    }
+
+    /// Compiles a new schema version (CPU work; not stored yet).
+    pub fn compile_schema(source: &str) -> Result<SchemaVersion, SchemaError> {
         let model = Model::compile(source)?;
-        let version = Arc::new(SchemaVersion {
+        Ok(SchemaVersion {
             version: new_version_id(),
             source: source.to_string(),
             model: Arc::new(model),
             created_at: SystemTime::now(),
-        });
-        self.schemas
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(version.clone());
+            seq: 0,
+        })
+    }
+
+    /// Stores a compiled schema version, which becomes the head.
+    pub async fn add_schema(&self, version: SchemaVersion) -> Result<Arc<SchemaVersion>, ApiError> {
+        let version = match &self.backend {
+            Backend::Memory => {
+                let seq = self.schemas.read().unwrap_or_else(|e| e.into_inner()).len() as u64;
+                SchemaVersion { seq, ..version }
+            }
+            Backend::Postgres(pg) => pg.write_schema(self, version).await?,
+        };
+        let version = Arc::new(version);
+        self.insert_schema(version.clone());
         Ok(version)
     }
 
-    /// The schema version named `version`, or the head when `version` is empty.
-    pub fn schema(&self, version: &str) -> Result<Arc<SchemaVersion>, ApiError> {
+    /// Adds a schema version to the local list (in `seq` order; known versions are skipped).
+    pub(crate) fn insert_schema(&self, version: Arc<SchemaVersion>) {
+        let mut schemas = self.schemas.write().unwrap_or_else(|e| e.into_inner());
+        if schemas.iter().any(|s| s.version == version.version) {
+            return;
+        }
+        let at = schemas.partition_point(|s| s.seq < version.seq);
+        schemas.insert(at, version);
+    }
+
+    /// The `seq` of the newest locally known schema version.
+    pub(crate) fn last_schema_seq(&self) -> Option<u64> {
+        let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
+        schemas.last().map(|s| s.seq)
+    }
+
+    fn local_schema(&self, version: &str) -> Option<Arc<SchemaVersion>> {
         let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
         if version.is_empty() {
-            return schemas.last().cloned().ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::NotFound,
-                    format!("tenant `{}` has no schema yet: write one first", self.id),
-                )
-            });
+            schemas.last().cloned()
+        } else {
+            schemas.iter().find(|s| s.version == version).cloned()
         }
-        schemas
-            .iter()
-            .find(|s| s.version == version)
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::NotFound,
-                    format!(
-                        "schema version `{version}` not found in tenant `{}`",
-                        self.id
-                    ),
-                )
-            })
+    }
+
+    /// The schema version named `version`, or the head when `version` is empty. A replica
+    /// asks the database for a version it has not heard of yet.
+    pub async fn schema(&self, version: &str) -> Result<Arc<SchemaVersion>, ApiError> {
+        if let Some(found) = self.local_schema(version) {
+            return Ok(found);
+        }
+        if let Backend::Postgres(pg) = &self.backend {
+            pg.refresh_schemas(self).await?;
+            if let Some(found) = self.local_schema(version) {
+                return Ok(found);
+            }
+        }
+        if version.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("tenant `{}` has no schema yet: write one first", self.id),
+            ));
+        }
+        Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "schema version `{version}` not found in tenant `{}`",
+                self.id
+            ),
+        ))
     }
 
     /// Every schema version, newest first.
-    pub fn schemas(&self) -> Vec<Arc<SchemaVersion>> {
+    pub async fn schemas(&self) -> Result<Vec<Arc<SchemaVersion>>, ApiError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            pg.refresh_schemas(self).await?;
+        }
         let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
-        schemas.iter().rev().cloned().collect()
+        Ok(schemas.iter().rev().cloned().collect())
     }
 
     /// Builds a batch from the head snapshot, validates it against `model`'s schema, commits
-    /// it and publishes the change. `build` runs under the write lock, so a delete by filter or
-    /// a bundle sees exactly the data it changes.
-    pub fn commit(
-        &self,
-        model: &Model,
-        build: impl FnOnce(&Snapshot) -> Result<WriteBatch, ApiError>,
-    ) -> Result<(Arc<Snapshot>, Arc<Vec<Change>>), ApiError> {
-        self.commit_with(model, build, ApiError::from_write)
+    /// it as one revision and publishes the change; returns the revision. `build` runs under
+    /// the tenant's write lock (the database's, with PostgreSQL) on a snapshot of exactly the
+    /// committed data, so a delete by filter or a bundle sees exactly the data it changes.
+    /// `rejected` turns the store's rejection of the batch into the client's error (so that it
+    /// can name the request field of the offending item).
+    pub async fn commit_with<B, R>(
+        self: &Arc<Self>,
+        model: Arc<Model>,
+        build: B,
+        rejected: R,
+    ) -> Result<u64, ApiError>
+    where
+        B: FnOnce(&Snapshot) -> Result<WriteBatch, ApiError> + Send + 'static,
+        R: FnOnce(WriteError) -> ApiError + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Memory => {
+                let tenant = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    tenant
+                        .commit_local(&model, build, rejected)
+                        .map(|(snapshot, _)| snapshot.revision())
+                })
+                .await
+                .map_err(|_| ApiError::internal("write worker stopped unexpectedly"))?
+            }
+            Backend::Postgres(pg) => pg.commit(self, &model, build, rejected).await,
+        }
     }
 
-    /// [`Tenant::commit`], with `rejected` turning the store's rejection of the batch into the
-    /// client's error (so that it can name the request field of the offending item).
-    pub fn commit_with(
+    /// The memory store's commit: validate, apply and publish under the write lock.
+    pub fn commit_local(
         &self,
         model: &Model,
         build: impl FnOnce(&Snapshot) -> Result<WriteBatch, ApiError>,
@@ -203,59 +363,118 @@ impl Tenant {
         let outcome = self
             .store
             .write_then(&model.schema, &batch, |revision, changes| {
-                // Before the snapshot is visible: a cache entry must never outlive its data.
-                for change in changes {
-                    let key = match change {
-                        Change::Tuple(_, t) => DataKey {
-                            entity_type: t.entity.ty.clone(),
-                            name: t.relation.clone(),
-                        },
-                        Change::Attribute(_, a) => DataKey {
-                            entity_type: a.entity.ty.clone(),
-                            name: a.name.clone(),
-                        },
-                    };
-                    self.changed.insert(key, revision);
-                }
+                self.mark_changed(revision, changes)
             })
             .map_err(rejected)?;
-        let snapshot = outcome.snapshot;
         let changes = Arc::new(outcome.changes);
+        self.publish(outcome.snapshot.clone(), changes.clone());
+        Ok((outcome.snapshot, changes))
+    }
+
+    /// Applies a revision committed to the database (whose new IDs the caller has numbered)
+    /// and publishes it. `changes` are the committed changes as the database lists them.
+    pub(crate) fn apply_committed(
+        &self,
+        revision: u64,
+        batch: &WriteBatch,
+        changes: Vec<Change>,
+    ) -> Result<(), WriteError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = self.store.apply_at(revision, batch, |revision, applied| {
+            self.mark_changed(revision, applied)
+        })?;
+        self.publish(outcome.snapshot, Arc::new(changes));
+        Ok(())
+    }
+
+    /// Marks the data `changes` touch as changed at `revision` (before the snapshot is visible:
+    /// a cache entry must never outlive its data).
+    fn mark_changed(&self, revision: u64, changes: &[Change]) {
+        for change in changes {
+            let key = match change {
+                Change::Tuple(_, t) => DataKey {
+                    entity_type: t.entity.ty.clone(),
+                    name: t.relation.clone(),
+                },
+                Change::Attribute(_, a) => DataKey {
+                    entity_type: a.entity.ty.clone(),
+                    name: a.name.clone(),
+                },
+            };
+            self.changed.insert(key, revision);
+        }
+    }
+
+    /// Retains the new snapshot, logs the commit and sends it to Watch subscribers. Called
+    /// under `write_lock`.
+    fn publish(&self, snapshot: Arc<Snapshot>, changes: Arc<Vec<Change>>) {
+        let revision = snapshot.revision();
         {
             let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
-            retained.push_back(snapshot.clone());
+            if retained.back().is_some_and(|s| s.revision() == revision) {
+                retained.pop_back();
+            }
+            retained.push_back(snapshot);
             while retained.len() > self.retention.snapshots.max(1) {
                 retained.pop_front();
             }
         }
-        let commit = Commit {
-            revision: snapshot.revision(),
-            changes: changes.clone(),
-        };
-        {
+        let commit = Commit { revision, changes };
+        if matches!(self.backend, Backend::Memory) {
             let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
             log.push_back(commit.clone());
             while log.len() > self.retention.changes.max(1) {
                 log.pop_front();
             }
         }
+        self.applied.send_replace(revision);
         // Nobody listening is fine.
         let _ = self.feed.send(commit);
-        Ok((snapshot, changes))
     }
 
-    /// Subscribes to commits after `revision`: the retained ones now, and a receiver for the
-    /// rest. Errors when commits after `revision` are no longer retained.
-    pub fn subscribe_after(
+    /// Publishes a loaded state as the head without a change (a replica's start).
+    pub(crate) fn publish_loaded(&self) {
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let head = self.store.head();
+        let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
+        retained.clear();
+        retained.push_back(head.clone());
+        self.applied.send_replace(head.revision());
+    }
+
+    /// Subscribes to commits after `revision`: the ones already committed now, and a receiver
+    /// for the rest (which may repeat some of them: the caller drops revisions it has seen).
+    /// Errors when commits after `revision` are no longer retained.
+    pub async fn subscribe_after(
         &self,
         revision: u64,
     ) -> Result<(Vec<Commit>, broadcast::Receiver<Commit>), ApiError> {
-        // Subscribe first, then read the log under the write lock, so nothing committed in
-        // between is missed; the caller drops live commits it already replayed.
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let receiver = self.feed.subscribe();
+        // Subscribe first, then read the head under the write lock, so nothing published in
+        // between is missed.
+        let (receiver, head, replay) = {
+            let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let receiver = self.feed.subscribe();
+            let head = self.store.head().revision();
+            let replay = match self.backend {
+                Backend::Memory => Some(self.memory_replay(revision, head)?),
+                Backend::Postgres(_) => None,
+            };
+            (receiver, head, replay)
+        };
+        if let Some(replay) = replay {
+            return Ok((replay, receiver));
+        }
+        match &self.backend {
+            Backend::Postgres(pg) => {
+                let replay = pg.replay(self, revision, head).await?;
+                Ok((replay, receiver))
+            }
+            Backend::Memory => Ok((Vec::new(), receiver)),
+        }
+    }
+
+    fn memory_replay(&self, revision: u64, head: u64) -> Result<Vec<Commit>, ApiError> {
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        let head = self.store.head().revision();
         if revision > head {
             return Err(ApiError::new(
                 ErrorCode::InvalidArgument,
@@ -271,16 +490,50 @@ impl Tenant {
                 ),
             ));
         }
-        let replay = log
+        Ok(log
             .iter()
             .filter(|c| c.revision > revision)
             .cloned()
-            .collect();
-        Ok((replay, receiver))
+            .collect())
     }
 
-    pub fn bundles(&self) -> &RwLock<BTreeMap<String, Vec<u8>>> {
-        &self.bundles
+    /// Stores bundles by name, replacing bundles of the same names.
+    pub async fn put_bundles(&self, bundles: Vec<(String, Vec<u8>)>) -> Result<(), ApiError> {
+        match &self.backend {
+            Backend::Memory => {
+                let mut stored = self.bundles.write().unwrap_or_else(|e| e.into_inner());
+                for (name, bytes) in bundles {
+                    stored.insert(name, bytes);
+                }
+                Ok(())
+            }
+            Backend::Postgres(pg) => pg.put_bundles(self, bundles).await,
+        }
+    }
+
+    /// The encoded bundle named `name`.
+    pub async fn bundle(&self, name: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        match &self.backend {
+            Backend::Memory => {
+                let stored = self.bundles.read().unwrap_or_else(|e| e.into_inner());
+                Ok(stored.get(name).cloned())
+            }
+            Backend::Postgres(pg) => pg.bundle(self, name).await,
+        }
+    }
+
+    /// Deletes a bundle; a missing one is no error.
+    pub async fn delete_bundle(&self, name: &str) -> Result<(), ApiError> {
+        match &self.backend {
+            Backend::Memory => {
+                self.bundles
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(name);
+                Ok(())
+            }
+            Backend::Postgres(pg) => pg.delete_bundle(self, name).await,
+        }
     }
 }
 
@@ -290,32 +543,79 @@ impl crate::cache::ChangeClock for Tenant {
     }
 }
 
-/// Every tenant of the server.
-#[derive(Debug)]
+/// Every tenant of the server. Cheap to clone: clones share the tenants.
+#[derive(Debug, Clone)]
 pub struct Tenants {
-    map: DashMap<String, Arc<Tenant>>,
+    map: Arc<DashMap<String, Arc<Tenant>>>,
     retention: Retention,
+    backend: Backend,
 }
 
 impl Tenants {
-    /// A registry with the default tenant `t1`.
+    /// A memory store with the default tenant `t1`.
     pub fn new(retention: Retention) -> Tenants {
         let map = DashMap::new();
         map.insert(
             DEFAULT_TENANT.to_string(),
             Arc::new(Tenant::new(DEFAULT_TENANT, "default", retention)),
         );
-        Tenants { map, retention }
+        Tenants {
+            map: Arc::new(map),
+            retention,
+            backend: Backend::Memory,
+        }
     }
 
-    pub fn get(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
-        self.map
-            .get(id)
-            .map(|t| t.clone())
-            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("tenant `{id}` not found")))
+    /// No tenants yet, over `backend` (a database's replica fills them in as it loads).
+    pub(crate) fn empty(retention: Retention, backend: Backend) -> Tenants {
+        Tenants {
+            map: Arc::new(DashMap::new()),
+            retention,
+            backend,
+        }
     }
 
-    pub fn create(&self, id: &str, name: &str) -> Result<Arc<Tenant>, ApiError> {
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    pub(crate) fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    /// The tenant named `id`; a replica asks the database for a tenant it has not heard of.
+    pub async fn get(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
+        if let Some(t) = self.local(id) {
+            return Ok(t);
+        }
+        if let Backend::Postgres(pg) = &self.backend
+            && let Some(t) = pg.load_tenant_by_id(self, id).await?
+        {
+            return Ok(t);
+        }
+        Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("tenant `{id}` not found"),
+        ))
+    }
+
+    pub(crate) fn local(&self, id: &str) -> Option<Arc<Tenant>> {
+        self.map.get(id).map(|t| t.clone())
+    }
+
+    /// Installs a (re)loaded tenant, replacing any older object of that ID.
+    pub(crate) fn install(&self, tenant: Arc<Tenant>) {
+        self.map.insert(tenant.id.clone(), tenant);
+    }
+
+    pub(crate) fn remove_local(&self, id: &str) -> Option<Arc<Tenant>> {
+        self.map.remove(id).map(|(_, t)| t)
+    }
+
+    pub async fn create(&self, id: &str, name: &str) -> Result<Arc<Tenant>, ApiError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.create_tenant(self, id, name).await;
+        }
         use dashmap::mapref::entry::Entry;
         match self.map.entry(id.to_string()) {
             Entry::Occupied(_) => Err(ApiError::new(
@@ -330,15 +630,23 @@ impl Tenants {
         }
     }
 
-    pub fn delete(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
-        self.map
-            .remove(id)
-            .map(|(_, t)| t)
+    pub async fn delete(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.delete_tenant(self, id).await;
+        }
+        self.remove_local(id)
             .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("tenant `{id}` not found")))
     }
 
-    /// All tenants, sorted by ID.
-    pub fn list(&self) -> Vec<Arc<Tenant>> {
+    /// All tenants, sorted by ID (a replica first catches up with the database's list).
+    pub async fn list(&self) -> Result<Vec<Arc<Tenant>>, ApiError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            pg.sync_tenants(self).await?;
+        }
+        Ok(self.list_local())
+    }
+
+    pub(crate) fn list_local(&self) -> Vec<Arc<Tenant>> {
         let mut all: Vec<Arc<Tenant>> = self.map.iter().map(|e| e.value().clone()).collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all

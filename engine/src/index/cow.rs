@@ -1,21 +1,32 @@
 //! A copy-on-write vector in fixed-size chunks, so that a snapshot is cheap to clone and a
 //! write copies only the chunks it touches.
 //!
+//! Slots from [`super::LOCAL_BASE`] up (the request-local entity numbers of a durable
+//! interner, see [`super::Interner`]) live in a small sparse map instead of chunks, so that
+//! such a number never allocates the two billion slots below it.
+//!
 //! INVARIANT: every chunk but the last holds exactly `CHUNK` slots; slots past the logical end
-//! are `T::default()`.
+//! are `T::default()`; `sparse` holds only indices at or above `LOCAL_BASE`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use super::LOCAL_BASE;
 
 const CHUNK: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct CowVec<T> {
     chunks: Vec<Arc<Vec<T>>>,
+    sparse: Option<Arc<HashMap<u32, T>>>,
 }
 
 impl<T> Default for CowVec<T> {
     fn default() -> Self {
-        CowVec { chunks: Vec::new() }
+        CowVec {
+            chunks: Vec::new(),
+            sparse: None,
+        }
     }
 }
 
@@ -23,12 +34,19 @@ impl<T: Clone + Default> CowVec<T> {
     /// The slot at `index`, if it was ever allocated.
     #[inline]
     pub fn get(&self, index: u32) -> Option<&T> {
+        if index >= LOCAL_BASE {
+            return self.sparse.as_ref()?.get(&index);
+        }
         let index = index as usize;
         self.chunks.get(index / CHUNK)?.get(index % CHUNK)
     }
 
     /// A mutable slot at `index`, allocating and copying chunks as needed.
     pub fn get_mut(&mut self, index: u32) -> &mut T {
+        if index >= LOCAL_BASE {
+            let sparse = self.sparse.get_or_insert_with(Default::default);
+            return Arc::make_mut(sparse).entry(index).or_default();
+        }
         let index = index as usize;
         let chunk = index / CHUNK;
         while self.chunks.len() <= chunk {
@@ -38,7 +56,7 @@ impl<T: Clone + Default> CowVec<T> {
         &mut slots[index % CHUNK]
     }
 
-    /// Number of slots allocated (a multiple of the chunk size).
+    /// Number of dense slots allocated (a multiple of the chunk size).
     pub fn capacity(&self) -> usize {
         self.chunks.len() * CHUNK
     }
@@ -58,6 +76,11 @@ mod tests {
         assert_eq!(a.get(3), Some(&8));
         assert_eq!(b.get(3), Some(&7));
         assert_eq!(b.get(1000), Some(&9));
+        // Request-local numbers stay sparse.
+        *a.get_mut(LOCAL_BASE + 5) = 1;
+        assert_eq!(a.get(LOCAL_BASE + 5), Some(&1));
+        assert_eq!(b.get(LOCAL_BASE + 5), None);
+        assert!(a.capacity() < 2000);
         assert_eq!(b.get(5000), None);
     }
 }

@@ -19,8 +19,8 @@ use prost::Message;
 
 use super::convert::{self, required};
 use super::{
-    Service, bundle, pinned_snapshot, query_fingerprint, read_snapshot, run_blocking, run_cpu,
-    schema_of, snap_token,
+    Service, bundle, pinned_snapshot, query_fingerprint, read_snapshot, run_cpu, schema_of,
+    snap_token_at,
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::tenants::{SchemaVersion, Tenant};
@@ -46,23 +46,20 @@ fn rejected(e: WriteError, label: impl Fn(&str, usize) -> Option<String>) -> Api
     }
 }
 
-/// Commits the batch `build` makes from the head snapshot, off the async workers.
+/// Commits the batch `build` makes from the head snapshot as one revision; returns it.
 async fn commit<B, L>(
     tenant: Arc<Tenant>,
     schema: Arc<SchemaVersion>,
     build: B,
     label: L,
-) -> Result<Arc<Snapshot>, ApiError>
+) -> Result<u64, ApiError>
 where
     B: FnOnce(&Snapshot) -> Result<WriteBatch, ApiError> + Send + 'static,
     L: Fn(&str, usize) -> Option<String> + Send + 'static,
 {
-    run_blocking(move || {
-        tenant
-            .commit_with(&schema.model, build, |e| rejected(e, label))
-            .map(|(snapshot, _)| snapshot)
-    })
-    .await
+    tenant
+        .commit_with(schema.model.clone(), build, move |e| rejected(e, label))
+        .await
 }
 
 /// A tuple filter of a delete: `None` when it selects nothing (absent or all fields empty);
@@ -180,7 +177,7 @@ impl Service {
 
     /// The snapshot and first position of a paged read: pinned by the continuous token, or
     /// the head (at least as fresh as the snap token) from the start.
-    fn read_start(
+    async fn read_start(
         &self,
         tenant: &Tenant,
         snap: &str,
@@ -188,11 +185,11 @@ impl Service {
         query: u64,
     ) -> Result<(Arc<Snapshot>, usize), ApiError> {
         if continuous_token.is_empty() {
-            return Ok((read_snapshot(tenant, snap)?, 0));
+            return Ok((read_snapshot(tenant, snap).await?, 0));
         }
         let token = ContinuousToken::decode(continuous_token, &tenant.id, query)
             .map_err(|e| ApiError::invalid(format!("continuous_token: {e}")))?;
-        let snapshot = pinned_snapshot(tenant, token.revision)?;
+        let snapshot = pinned_snapshot(tenant, token.revision).await?;
         let start = usize::try_from(token.after)
             .ok()
             .and_then(|after| after.checked_add(1))
@@ -204,7 +201,7 @@ impl Service {
         &self,
         req: v1::DataWriteRequest,
     ) -> Result<v1::DataWriteResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         if req.tuples.is_empty() && req.attributes.is_empty() {
             return Err(ApiError::invalid(
                 "tuples and attributes: at least one tuple or attribute is required",
@@ -220,8 +217,8 @@ impl Service {
             ..WriteBatch::default()
         };
         let version = req.metadata.map(|m| m.schema_version).unwrap_or_default();
-        let schema = schema_of(&tenant, &version)?;
-        let snapshot = commit(
+        let schema = schema_of(&tenant, &version).await?;
+        let revision = commit(
             tenant.clone(),
             schema,
             move |_| Ok(batch),
@@ -233,7 +230,7 @@ impl Service {
         )
         .await?;
         Ok(v1::DataWriteResponse {
-            snap_token: snap_token(&tenant, &snapshot),
+            snap_token: snap_token_at(&tenant, revision),
         })
     }
 
@@ -241,7 +238,7 @@ impl Service {
         &self,
         req: v1::RelationshipWriteRequest,
     ) -> Result<v1::RelationshipWriteResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         if req.tuples.is_empty() {
             return Err(ApiError::invalid("tuples: at least one tuple is required"));
         }
@@ -251,8 +248,8 @@ impl Service {
             ..WriteBatch::default()
         };
         let version = req.metadata.map(|m| m.schema_version).unwrap_or_default();
-        let schema = schema_of(&tenant, &version)?;
-        let snapshot = commit(
+        let schema = schema_of(&tenant, &version).await?;
+        let revision = commit(
             tenant.clone(),
             schema,
             move |_| Ok(batch),
@@ -260,7 +257,7 @@ impl Service {
         )
         .await?;
         Ok(v1::RelationshipWriteResponse {
-            snap_token: snap_token(&tenant, &snapshot),
+            snap_token: snap_token_at(&tenant, revision),
         })
     }
 
@@ -268,7 +265,7 @@ impl Service {
         &self,
         req: v1::RelationshipReadRequest,
     ) -> Result<v1::RelationshipReadResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         let page_size = self.list_page_size(req.page_size)?;
         let filter = match &req.filter {
             Some(f) => convert::tuple_filter(f, "filter")?,
@@ -280,7 +277,9 @@ impl Service {
             ..Default::default()
         });
         let snap = req.metadata.map(|m| m.snap_token).unwrap_or_default();
-        let (snapshot, start) = self.read_start(&tenant, &snap, &req.continuous_token, query)?;
+        let (snapshot, start) = self
+            .read_start(&tenant, &snap, &req.continuous_token, query)
+            .await?;
         let revision = snapshot.revision();
         let (tuples, next) =
             run_cpu(move || page_of(&snapshot.read_tuples(&filter), start, page_size)).await?;
@@ -296,7 +295,7 @@ impl Service {
         &self,
         req: v1::AttributeReadRequest,
     ) -> Result<v1::AttributeReadResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         let page_size = self.list_page_size(req.page_size)?;
         let filter = match &req.filter {
             Some(f) => convert::attribute_filter(f, "filter")?,
@@ -308,7 +307,9 @@ impl Service {
             ..Default::default()
         });
         let snap = req.metadata.map(|m| m.snap_token).unwrap_or_default();
-        let (snapshot, start) = self.read_start(&tenant, &snap, &req.continuous_token, query)?;
+        let (snapshot, start) = self
+            .read_start(&tenant, &snap, &req.continuous_token, query)
+            .await?;
         let revision = snapshot.revision();
         let (attributes, next) =
             run_cpu(move || page_of(&snapshot.read_attributes(&filter), start, page_size)).await?;
@@ -324,7 +325,7 @@ impl Service {
         &self,
         req: v1::DataDeleteRequest,
     ) -> Result<v1::DataDeleteResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         let tuples = delete_tuple_filter(req.tuple_filter.as_ref(), "tuple_filter")?;
         let attributes =
             delete_attribute_filter(req.attribute_filter.as_ref(), "attribute_filter")?;
@@ -333,9 +334,9 @@ impl Service {
                 "tuple_filter and attribute_filter: at least one filter must select something (an entity type)",
             ));
         }
-        let schema = schema_of(&tenant, "")?;
+        let schema = schema_of(&tenant, "").await?;
         let max_batch = self.limits.max_batch;
-        let snapshot = commit(
+        let revision = commit(
             tenant.clone(),
             schema,
             move |head| delete_batch(head, tuples.as_ref(), attributes.as_ref(), max_batch),
@@ -343,7 +344,7 @@ impl Service {
         )
         .await?;
         Ok(v1::DataDeleteResponse {
-            snap_token: snap_token(&tenant, &snapshot),
+            snap_token: snap_token_at(&tenant, revision),
         })
     }
 
@@ -351,14 +352,14 @@ impl Service {
         &self,
         req: v1::RelationshipDeleteRequest,
     ) -> Result<v1::RelationshipDeleteResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         let filter = required(&req.filter, "filter")?;
         let tuples = delete_tuple_filter(Some(filter), "filter")?.ok_or_else(|| {
             ApiError::invalid("filter.entity.type is required to delete by filter")
         })?;
-        let schema = schema_of(&tenant, "")?;
+        let schema = schema_of(&tenant, "").await?;
         let max_batch = self.limits.max_batch;
-        let snapshot = commit(
+        let revision = commit(
             tenant.clone(),
             schema,
             move |head| delete_batch(head, Some(&tuples), None, max_batch),
@@ -366,7 +367,7 @@ impl Service {
         )
         .await?;
         Ok(v1::RelationshipDeleteResponse {
-            snap_token: snap_token(&tenant, &snapshot),
+            snap_token: snap_token_at(&tenant, revision),
         })
     }
 
@@ -376,12 +377,12 @@ impl Service {
         &self,
         req: v1::BundleRunRequest,
     ) -> Result<v1::BundleRunResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
-        let bundle = stored_bundle(&tenant, &req.name)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
+        let bundle = stored_bundle(&tenant, &req.name).await?;
         self.check_batch(bundle::size(&bundle), &format!("bundle `{}`", bundle.name))?;
         let (batch, labels) = bundle::render_all(&bundle, &req.arguments)?;
-        let schema = schema_of(&tenant, "")?;
-        let snapshot = commit(
+        let schema = schema_of(&tenant, "").await?;
+        let revision = commit(
             tenant.clone(),
             schema,
             move |_| Ok(batch),
@@ -389,7 +390,7 @@ impl Service {
         )
         .await?;
         Ok(v1::BundleRunResponse {
-            snap_token: snap_token(&tenant, &snapshot),
+            snap_token: snap_token_at(&tenant, revision),
         })
     }
 
@@ -399,7 +400,7 @@ impl Service {
         &self,
         req: v1::BundleWriteRequest,
     ) -> Result<v1::BundleWriteResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         if req.bundles.is_empty() {
             return Err(ApiError::invalid(
                 "bundles: at least one bundle is required",
@@ -408,15 +409,15 @@ impl Service {
         for (i, b) in req.bundles.iter().enumerate() {
             bundle::check(b, &format!("bundles[{i}]"))?;
         }
-        let mut stored = tenant.bundles().write().unwrap_or_else(|e| e.into_inner());
-        let names = req
-            .bundles
-            .iter()
-            .map(|b| {
-                stored.insert(b.name.clone(), b.encode_to_vec());
-                b.name.clone()
-            })
-            .collect();
+        let names = req.bundles.iter().map(|b| b.name.clone()).collect();
+        tenant
+            .put_bundles(
+                req.bundles
+                    .iter()
+                    .map(|b| (b.name.clone(), b.encode_to_vec()))
+                    .collect(),
+            )
+            .await?;
         Ok(v1::BundleWriteResponse { names })
     }
 
@@ -424,9 +425,9 @@ impl Service {
         &self,
         req: v1::BundleReadRequest,
     ) -> Result<v1::BundleReadResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         Ok(v1::BundleReadResponse {
-            bundle: Some(stored_bundle(&tenant, &req.name)?),
+            bundle: Some(stored_bundle(&tenant, &req.name).await?),
         })
     }
 
@@ -435,26 +436,21 @@ impl Service {
         &self,
         req: v1::BundleDeleteRequest,
     ) -> Result<v1::BundleDeleteResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         if req.name.is_empty() {
             return Err(ApiError::invalid("name is required"));
         }
-        tenant
-            .bundles()
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&req.name);
+        tenant.delete_bundle(&req.name).await?;
         Ok(v1::BundleDeleteResponse { name: req.name })
     }
 }
 
 /// The stored bundle named `name`.
-fn stored_bundle(tenant: &Tenant, name: &str) -> Result<v1::DataBundle, ApiError> {
+async fn stored_bundle(tenant: &Tenant, name: &str) -> Result<v1::DataBundle, ApiError> {
     if name.is_empty() {
         return Err(ApiError::invalid("name is required"));
     }
-    let stored = tenant.bundles().read().unwrap_or_else(|e| e.into_inner());
-    let bytes = stored.get(name).ok_or_else(|| {
+    let bytes = tenant.bundle(name).await?.ok_or_else(|| {
         ApiError::new(
             ErrorCode::NotFound,
             format!("bundle `{name}` not found in tenant `{}`", tenant.id),

@@ -22,7 +22,7 @@ use lookout_engine::tokens::{self, SnapToken};
 use tokio::sync::oneshot;
 
 use crate::cache::ResultCache;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::tenants::{Retention, SchemaVersion, Tenant, Tenants};
 
 /// Defaults and limits of the service layer.
@@ -72,19 +72,24 @@ impl Service {
     }
 
     pub fn with_cache(limits: Limits, retention: Retention, cache_capacity: u64) -> Arc<Service> {
+        Service::with_tenants(limits, Tenants::new(retention), cache_capacity)
+    }
+
+    /// A service over tenants of any store (see [`crate::storage`]).
+    pub fn with_tenants(limits: Limits, tenants: Tenants, cache_capacity: u64) -> Arc<Service> {
         Arc::new(Service {
-            tenants: Tenants::new(retention),
+            tenants,
             limits,
             cache: ResultCache::new(cache_capacity),
         })
     }
 
-    fn tenant(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
+    async fn tenant(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
         if id.is_empty() {
             return Err(ApiError::invalid("tenant_id is required"));
         }
         check_tenant_id(id)?;
-        self.tenants.get(id)
+        self.tenants.get(id).await
     }
 
     /// The depth to use: 0 means the default; below 3 is an error.
@@ -140,42 +145,29 @@ pub fn check_tenant_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The snapshot a read must use: the head, after checking that it is at least as fresh as the
-/// request's snap token.
-fn read_snapshot(tenant: &Tenant, snap_token: &str) -> Result<Arc<Snapshot>, ApiError> {
-    let head = tenant.head();
+/// The snapshot a read must use: the head, once it is at least as fresh as the request's snap
+/// token (a replica of a database waits for it; see [`Tenant::read_at_least`]).
+async fn read_snapshot(tenant: &Tenant, snap_token: &str) -> Result<Arc<Snapshot>, ApiError> {
     if snap_token.is_empty() {
-        return Ok(head);
+        return Ok(tenant.head());
     }
     let token = SnapToken::decode(snap_token, &tenant.id)
         .map_err(|e| ApiError::invalid(format!("metadata.snap_token: {e}")))?;
-    if token.revision > head.revision() {
-        return Err(ApiError::invalid(format!(
-            "metadata.snap_token names revision {}, which this tenant has not reached (head is {})",
-            token.revision,
-            head.revision()
-        )));
-    }
-    Ok(head)
+    tenant.read_at_least(token.revision).await
 }
 
 /// The snapshot a continuous token pins.
-fn pinned_snapshot(tenant: &Tenant, revision: u64) -> Result<Arc<Snapshot>, ApiError> {
-    tenant.snapshot_at(revision).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::FailedPrecondition,
-            format!(
-                "continuous_token: the snapshot at revision {revision} is no longer retained; start the listing again"
-            ),
-        )
-    })
+async fn pinned_snapshot(tenant: &Tenant, revision: u64) -> Result<Arc<Snapshot>, ApiError> {
+    tenant.pinned(revision).await
 }
 
 pub fn snap_token(tenant: &Tenant, snapshot: &Snapshot) -> String {
-    SnapToken {
-        revision: snapshot.revision(),
-    }
-    .encode(&tenant.id)
+    snap_token_at(tenant, snapshot.revision())
+}
+
+/// The snap token of `revision` of `tenant`.
+pub fn snap_token_at(tenant: &Tenant, revision: u64) -> String {
+    SnapToken { revision }.encode(&tenant.id)
 }
 
 /// Fingerprints a request for its continuous tokens: the request with its paging fields (and
@@ -202,19 +194,7 @@ where
         .map_err(|_| ApiError::internal("evaluation worker stopped unexpectedly"))?
 }
 
-/// Runs blocking work (a commit, which waits for the tenant's write lock and applies the
-/// batch) on tokio's blocking pool, so neither a tokio worker nor the evaluation pool waits.
-pub async fn run_blocking<T, F>(work: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
-{
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| ApiError::internal("write worker stopped unexpectedly"))?
-}
-
 /// The schema version a request names (or the head).
-fn schema_of(tenant: &Tenant, version: &str) -> Result<Arc<SchemaVersion>, ApiError> {
-    tenant.schema(version)
+async fn schema_of(tenant: &Tenant, version: &str) -> Result<Arc<SchemaVersion>, ApiError> {
+    tenant.schema(version).await
 }

@@ -36,16 +36,16 @@ fn permission_name(name: &str) -> Result<(), ApiError> {
 }
 
 impl Service {
-    fn prepare(
+    async fn prepare(
         &self,
         tenant_id: &str,
         schema_version: &str,
         snap_token: &str,
         context: &Option<v1::Context>,
     ) -> Result<Prepared, ApiError> {
-        let tenant = self.tenant(tenant_id)?;
-        let schema = schema_of(&tenant, schema_version)?;
-        let snapshot = read_snapshot(&tenant, snap_token)?;
+        let tenant = self.tenant(tenant_id).await?;
+        let schema = schema_of(&tenant, schema_version).await?;
+        let snapshot = read_snapshot(&tenant, snap_token).await?;
         let context = convert::context(context)?;
         Ok(Prepared {
             tenant,
@@ -64,12 +64,14 @@ impl Service {
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
         permission_name(&req.permission)?;
-        let p = self.prepare(
-            &req.tenant_id,
-            &meta.schema_version,
-            &meta.snap_token,
-            &req.context,
-        )?;
+        let p = self
+            .prepare(
+                &req.tenant_id,
+                &meta.schema_version,
+                &meta.snap_token,
+                &req.context,
+            )
+            .await?;
         let cache = self.cache_slot(&p, &entity.ty, &req.permission, || {
             let mut key = req.clone();
             if let Some(m) = key.metadata.as_mut() {
@@ -156,12 +158,14 @@ impl Service {
                 .map_err(|e| ApiError::invalid(format!("{field}.{}", e.message)))?;
             items.push((entity, item.permission.clone(), subject));
         }
-        let p = self.prepare(
-            &req.tenant_id,
-            &meta.schema_version,
-            &meta.snap_token,
-            &req.context,
-        )?;
+        let p = self
+            .prepare(
+                &req.tenant_id,
+                &meta.schema_version,
+                &meta.snap_token,
+                &req.context,
+            )
+            .await?;
         let results = run_cpu(move || {
             let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
                 .map_err(ApiError::from_eval)?;
@@ -191,12 +195,14 @@ impl Service {
         let meta = req.metadata.clone().unwrap_or_default();
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
         permission_name(&req.permission)?;
-        let p = self.prepare(
-            &req.tenant_id,
-            &meta.schema_version,
-            &meta.snap_token,
-            &req.context,
-        )?;
+        let p = self
+            .prepare(
+                &req.tenant_id,
+                &meta.schema_version,
+                &meta.snap_token,
+                &req.context,
+            )
+            .await?;
         let permission = req.permission;
         let tree = run_cpu(move || {
             let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
@@ -211,7 +217,7 @@ impl Service {
 
     /// Resolves the snapshot and the starting position of a lookup: from the continuous token
     /// when there is one (pinned), else from the snap token.
-    fn lookup_start<M: prost::Message>(
+    async fn lookup_start<M: prost::Message>(
         &self,
         p: &mut Prepared,
         fingerprint_of: &M,
@@ -223,7 +229,7 @@ impl Service {
         }
         let token = ContinuousToken::decode(continuous_token, &p.tenant.id, query)
             .map_err(|e| ApiError::invalid(format!("continuous_token: {e}")))?;
-        p.snapshot = pinned_snapshot(&p.tenant, token.revision)?;
+        p.snapshot = pinned_snapshot(&p.tenant, token.revision).await?;
         let after = u32::try_from(token.after)
             .map_err(|_| ApiError::invalid("continuous_token: position out of range"))?;
         Ok((query, Some(after)))
@@ -241,19 +247,23 @@ impl Service {
             .map_err(|e| ApiError::invalid(format!("entity_type: {e}")))?;
         permission_name(&req.permission)?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
-        let mut p = self.prepare(
-            &req.tenant_id,
-            &meta.schema_version,
-            &meta.snap_token,
-            &req.context,
-        )?;
+        let mut p = self
+            .prepare(
+                &req.tenant_id,
+                &meta.schema_version,
+                &meta.snap_token,
+                &req.context,
+            )
+            .await?;
         let mut fingerprint_of = req.clone();
         fingerprint_of.page_size = 0;
         fingerprint_of.continuous_token.clear();
         if let Some(m) = fingerprint_of.metadata.as_mut() {
             m.snap_token.clear();
         }
-        let (query, after) = self.lookup_start(&mut p, &fingerprint_of, &req.continuous_token)?;
+        let (query, after) = self
+            .lookup_start(&mut p, &fingerprint_of, &req.continuous_token)
+            .await?;
         let cache = self.cache_slot(&p, &req.entity_type, &req.permission, || {
             let mut key = fingerprint_of.clone();
             key.tenant_id = String::from("lookup_entity");
@@ -310,22 +320,7 @@ impl Service {
         let page_size = self.page_size(req.page_size, None)?;
         let (p, query, after, set) = self.lookup_entity_set(&req).await?;
         let (numbers, next) = page(&set.numbers, after, page_size);
-        let entity_ids = p
-            .snapshot
-            .interner()
-            .names(&req.entity_type, numbers.iter().copied())
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let continuous_token = next
-            .map(|last| {
-                ContinuousToken {
-                    revision: p.snapshot.revision(),
-                    after: u64::from(last),
-                }
-                .encode(&p.tenant.id, query)
-            })
-            .unwrap_or_default();
+        let (entity_ids, continuous_token) = page_out(&p, &req.entity_type, &numbers, next, query);
         Ok(v1::PermissionLookupEntityResponse {
             entity_ids,
             continuous_token,
@@ -402,19 +397,23 @@ impl Service {
             .map_err(|e| ApiError::invalid(format!("subject_reference.type: {e}")))?;
         let subject_relation = model::normalize_subject_relation(&reference.relation);
         let subject_type = reference.r#type.clone();
-        let mut p = self.prepare(
-            &req.tenant_id,
-            &meta.schema_version,
-            &meta.snap_token,
-            &req.context,
-        )?;
+        let mut p = self
+            .prepare(
+                &req.tenant_id,
+                &meta.schema_version,
+                &meta.snap_token,
+                &req.context,
+            )
+            .await?;
         let mut fingerprint_of = req.clone();
         fingerprint_of.page_size = 0;
         fingerprint_of.continuous_token.clear();
         if let Some(m) = fingerprint_of.metadata.as_mut() {
             m.snap_token.clear();
         }
-        let (query, after) = self.lookup_start(&mut p, &fingerprint_of, &req.continuous_token)?;
+        let (query, after) = self
+            .lookup_start(&mut p, &fingerprint_of, &req.continuous_token)
+            .await?;
         let model = p.schema.model.clone();
         let snapshot = p.snapshot.clone();
         let context = p.context.clone();
@@ -435,22 +434,7 @@ impl Service {
         })
         .await?;
         let (numbers, next) = page(&set.numbers, after, page_size);
-        let subject_ids = p
-            .snapshot
-            .interner()
-            .names(&subject_type, numbers.iter().copied())
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let continuous_token = next
-            .map(|last| {
-                ContinuousToken {
-                    revision: p.snapshot.revision(),
-                    after: u64::from(last),
-                }
-                .encode(&p.tenant.id, query)
-            })
-            .unwrap_or_default();
+        let (subject_ids, continuous_token) = page_out(&p, &subject_type, &numbers, next, query);
         Ok(v1::PermissionLookupSubjectResponse {
             subject_ids,
             continuous_token,
@@ -465,12 +449,14 @@ impl Service {
         let depth = self.depth(meta.depth)?;
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
-        let p = self.prepare(
-            &req.tenant_id,
-            &meta.schema_version,
-            &meta.snap_token,
-            &req.context,
-        )?;
+        let p = self
+            .prepare(
+                &req.tenant_id,
+                &meta.schema_version,
+                &meta.snap_token,
+                &req.context,
+            )
+            .await?;
         let only_permission = meta.only_permission;
         let results = run_cpu(move || {
             let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
@@ -497,6 +483,33 @@ fn scope_ids(
     entity_type: &str,
 ) -> Option<Vec<String>> {
     scope.get(entity_type).map(|v| v.data.clone())
+}
+
+/// The IDs of one page and the continuous token for the next (empty after the last page).
+fn page_out(
+    p: &Prepared,
+    entity_type: &str,
+    numbers: &[u32],
+    next: Option<u32>,
+    query: u64,
+) -> (Vec<String>, String) {
+    let ids = p
+        .snapshot
+        .interner()
+        .names(entity_type, numbers.iter().copied())
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let token = next
+        .map(|last| {
+            ContinuousToken {
+                revision: p.snapshot.revision(),
+                after: u64::from(last),
+            }
+            .encode(&p.tenant.id, query)
+        })
+        .unwrap_or_default();
+    (ids, token)
 }
 
 /// One page of `set` after position `after`: the numbers, and the last one if more follow.

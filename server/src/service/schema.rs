@@ -13,6 +13,7 @@ use lookout_proto::v1;
 
 use super::{Service, convert, query_fingerprint, run_cpu, schema_of};
 use crate::error::{ApiError, ErrorCode};
+use crate::tenants::Tenant;
 
 /// Scope of schema-list continuous tokens, besides the tenant.
 fn list_query(tenant_id: &str) -> u64 {
@@ -131,10 +132,11 @@ impl Service {
         &self,
         req: v1::SchemaWriteRequest,
     ) -> Result<v1::SchemaWriteResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         let source = req.schema;
-        let version =
-            run_cpu(move || tenant.write_schema(&source).map_err(ApiError::from_schema)).await?;
+        let compiled =
+            run_cpu(move || Tenant::compile_schema(&source).map_err(ApiError::from_schema)).await?;
+        let version = tenant.add_schema(compiled).await?;
         Ok(v1::SchemaWriteResponse {
             schema_version: version.version.clone(),
         })
@@ -144,22 +146,21 @@ impl Service {
         &self,
         req: v1::SchemaPartialWriteRequest,
     ) -> Result<v1::SchemaPartialWriteResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         if req.partials.is_empty() {
             return Err(ApiError::invalid(
                 "partials: at least one entity is required",
             ));
         }
         let version = req.metadata.map(|m| m.schema_version).unwrap_or_default();
-        let base = schema_of(&tenant, &version)?;
+        let base = schema_of(&tenant, &version).await?;
         let partials = req.partials;
-        let written = run_cpu(move || {
+        let compiled = run_cpu(move || {
             let source = edited_source(&base.model.schema, &base.version, &partials)?;
-            tenant
-                .write_schema(&source)
-                .map_err(|e| edited_error(&e, &source))
+            Tenant::compile_schema(&source).map_err(|e| edited_error(&e, &source))
         })
         .await?;
+        let written = tenant.add_schema(compiled).await?;
         Ok(v1::SchemaPartialWriteResponse {
             schema_version: written.version.clone(),
         })
@@ -169,9 +170,9 @@ impl Service {
         &self,
         req: v1::SchemaReadRequest,
     ) -> Result<v1::SchemaReadResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         let version = req.metadata.map(|m| m.schema_version).unwrap_or_default();
-        let schema = schema_of(&tenant, &version)?;
+        let schema = schema_of(&tenant, &version).await?;
         Ok(v1::SchemaReadResponse {
             schema: Some(convert::schema_definition_out(&schema.model.schema)),
         })
@@ -183,9 +184,9 @@ impl Service {
         &self,
         req: v1::SchemaListRequest,
     ) -> Result<v1::SchemaListResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         let page_size = self.list_page_size(req.page_size)?;
-        let versions = tenant.schemas();
+        let versions = tenant.schemas().await?;
         let total = versions.len();
         let query = list_query(&tenant.id);
         let start = if req.continuous_token.is_empty() {

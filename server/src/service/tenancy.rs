@@ -34,7 +34,7 @@ impl Service {
                 req.name.len()
             )));
         }
-        let tenant = self.tenants.create(&req.id, &req.name)?;
+        let tenant = self.tenants.create(&req.id, &req.name).await?;
         Ok(v1::TenantCreateResponse {
             tenant: Some(convert::tenant_out(&tenant)),
         })
@@ -49,7 +49,7 @@ impl Service {
             return Err(ApiError::invalid("id is required"));
         }
         check_tenant_id(&req.id)?;
-        let tenant = self.tenants.delete(&req.id)?;
+        let tenant = self.tenants.delete(&req.id).await?;
         Ok(v1::TenantDeleteResponse {
             tenant_id: tenant.id.clone(),
         })
@@ -71,6 +71,7 @@ impl Service {
         let mut all: Vec<Arc<Tenant>> = self
             .tenants
             .list()
+            .await?
             .into_iter()
             .filter(|t| after.is_none_or(|a| t.incarnation > a))
             .collect();

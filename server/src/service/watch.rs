@@ -29,7 +29,7 @@ impl Service {
         &self,
         req: v1::WatchRequest,
     ) -> Result<mpsc::Receiver<Result<v1::WatchResponse, ApiError>>, ApiError> {
-        let tenant = self.tenant(&req.tenant_id)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
         let after = if req.snap_token.is_empty() {
             tenant.head().revision()
         } else {
@@ -37,7 +37,7 @@ impl Service {
                 .map_err(|e| ApiError::invalid(format!("snap_token: {e}")))?
                 .revision
         };
-        let (replay, mut live) = tenant.subscribe_after(after)?;
+        let (replay, mut live) = tenant.subscribe_after(after).await?;
         let (tx, rx) = mpsc::channel(self.limits.stream_buffer.max(1));
         let tenant_id = tenant.id.clone();
         tokio::spawn(async move {

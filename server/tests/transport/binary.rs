@@ -176,23 +176,26 @@ fn a_port_in_use_is_a_clear_error() {
 }
 
 #[test]
-fn postgres_is_not_supported_yet() {
+fn an_unreachable_database_is_a_clear_error() {
     let output = lookout()
         .args([
             "serve",
             "--database-engine",
             "postgres",
             "--database-uri",
-            "postgres://localhost/lookout",
+            "postgres://lookout:secret@127.0.0.1:1/lookout",
         ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("not yet supported in this build"),
+        stderr.contains(
+            "cannot connect to the database at postgres://lookout:***@127.0.0.1:1/lookout"
+        ),
         "{stderr}"
     );
+    assert!(!stderr.contains("secret"), "{stderr}");
 }
 
 #[test]

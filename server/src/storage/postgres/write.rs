@@ -1,0 +1,533 @@
+//! Transactions of the PostgreSQL store: data commits (see the module docs of
+//! [`super`] for their protocol), schema versions, tenants, and Watch's replay.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lookout_engine::eval::Model;
+use lookout_engine::index::{Change, ChangeOp, Snapshot, WriteBatch, WriteError};
+use sqlx::{Postgres, Transaction};
+
+use super::codec::{self, CHANGE_COLUMNS, ChangeColumns, ChangeRow};
+use super::{LOCK_CLASS, Pg, db_error};
+use crate::error::{ApiError, ErrorCode};
+use crate::tenants::{Commit, SchemaVersion, Tenant, Tenants};
+
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(super) fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+fn gone(tenant: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("tenant `{tenant}` not found"))
+}
+
+impl Pg {
+    /// Commits one batch as one revision (see the module docs) and returns the revision once
+    /// this replica has applied it.
+    pub(crate) async fn commit<B, R>(
+        &self,
+        tenant: &Arc<Tenant>,
+        model: &Model,
+        build: B,
+        rejected: R,
+    ) -> Result<u64, ApiError>
+    where
+        B: FnOnce(&Snapshot) -> Result<WriteBatch, ApiError> + Send + 'static,
+        R: FnOnce(WriteError) -> ApiError + Send + 'static,
+    {
+        let mut tx = self.pool.begin().await.map_err(db_error("begin a write"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(LOCK_CLASS)
+            .bind(&tenant.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("lock the tenant for writing"))?;
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT revision, incarnation FROM lookout_tenants WHERE id = $1")
+                .bind(&tenant.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error("read the tenant's revision"))?;
+        let current = match row {
+            Some((revision, incarnation)) if incarnation as u64 == tenant.incarnation => {
+                revision as u64
+            }
+            _ => return Err(gone(&tenant.id)),
+        };
+        // Build and validate against exactly the committed data.
+        self.kick(&tenant.id);
+        if !tenant
+            .wait_applied(current, self.options.snap_token_wait)
+            .await
+        {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "this server has not yet caught up with revision {current} of tenant `{}`; retry",
+                    tenant.id
+                ),
+            ));
+        }
+        let head = tenant.head();
+        if head.revision() != current {
+            return Err(ApiError::internal(format!(
+                "tenant `{}`: the index is at revision {} but the database at {current}",
+                tenant.id,
+                head.revision()
+            )));
+        }
+        let batch = build(&head)?;
+        let changes = head.plan(&model.schema, &batch).map_err(rejected)?;
+        let next = current + 1;
+        let next_db =
+            i64::try_from(next).map_err(|_| ApiError::internal("revision counter overflow"))?;
+        sqlx::query("UPDATE lookout_tenants SET revision = $2 WHERE id = $1")
+            .bind(&tenant.id)
+            .bind(next_db)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("bump the tenant's revision"))?;
+        sqlx::query("INSERT INTO lookout_revisions (tenant_id, revision) VALUES ($1, $2)")
+            .bind(&tenant.id)
+            .bind(next_db)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("record the revision"))?;
+        if !changes.is_empty() {
+            let numbers = number_entities(&mut tx, &tenant.id, &changes).await?;
+            apply_changes(&mut tx, &tenant.id, &changes).await?;
+            let c = ChangeColumns::of(&changes, &numbers).map_err(ApiError::internal)?;
+            sqlx::query(
+                "INSERT INTO lookout_changes (tenant_id, revision, seq, op, kind, entity_type, entity_id, entity_number, relation, subject_type, subject_id, subject_number, subject_relation, value)
+                 SELECT $1, $2, * FROM UNNEST($3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::int[], $13::text[], $14::text[])",
+            )
+            .bind(&tenant.id)
+            .bind(next_db)
+            .bind(&c.seq)
+            .bind(&c.op)
+            .bind(&c.kind)
+            .bind(&c.entity_type)
+            .bind(&c.entity_id)
+            .bind(&c.entity_number)
+            .bind(&c.relation)
+            .bind(&c.subject_type)
+            .bind(&c.subject_id)
+            .bind(&c.subject_number)
+            .bind(&c.subject_relation)
+            .bind(&c.value)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("append to the change log"))?;
+        }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::CHANNEL)
+            .bind(format!("c:{}:{next}", tenant.id))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("notify the other servers"))?;
+        tx.commit().await.map_err(db_error("commit the write"))?;
+        self.kick(&tenant.id);
+        if !tenant
+            .wait_applied(next, self.options.snap_token_wait)
+            .await
+        {
+            // Committed and durable: the token is right, only this replica is slow.
+            tracing::warn!(
+                tenant = %tenant.id,
+                revision = next,
+                "the write committed but this server did not apply it within snap-token-wait"
+            );
+        }
+        Ok(next)
+    }
+
+    /// Stores a schema version (already compiled) and returns it with its `seq`.
+    pub(crate) async fn write_schema(
+        &self,
+        tenant: &Tenant,
+        version: SchemaVersion,
+    ) -> Result<SchemaVersion, ApiError> {
+        let seq: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO lookout_schemas (tenant_id, version, source, created_ms)
+             SELECT id, $2, $3, $4 FROM lookout_tenants WHERE id = $1 AND incarnation = $5
+             RETURNING seq",
+        )
+        .bind(&tenant.id)
+        .bind(&version.version)
+        .bind(&version.source)
+        .bind(millis(version.created_at))
+        .bind(tenant.incarnation as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("store the schema"))?;
+        let seq = seq.ok_or_else(|| gone(&tenant.id))?;
+        self.notify(format!("s:{}", tenant.id)).await?;
+        Ok(SchemaVersion {
+            seq: seq as u64,
+            ..version
+        })
+    }
+
+    /// Adds the schema versions stored since the newest one this replica knows.
+    pub(crate) async fn refresh_schemas(&self, tenant: &Tenant) -> Result<(), ApiError> {
+        let after = tenant.last_schema_seq().map_or(-1, |s| s as i64);
+        let rows: Vec<(String, i64, String, i64)> = sqlx::query_as(
+            "SELECT version, seq, source, created_ms FROM lookout_schemas
+             WHERE tenant_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(&tenant.id)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("read schema versions"))?;
+        for (version, seq, source, created_ms) in rows {
+            match super::load::compile_stored(&tenant.id, version, seq, source, created_ms) {
+                Ok(v) => tenant.insert_schema(Arc::new(v)),
+                Err(e) => tracing::error!(error = %e, "skipping a stored schema version"),
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn create_tenant(
+        self: &Arc<Self>,
+        tenants: &Tenants,
+        id: &str,
+        name: &str,
+    ) -> Result<Arc<Tenant>, ApiError> {
+        let created: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO lookout_tenants (id, name, created_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO NOTHING RETURNING incarnation",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(millis(SystemTime::now()))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("create the tenant"))?;
+        if created.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!("tenant `{id}` already exists"),
+            ));
+        }
+        self.notify(format!("t:{id}")).await?;
+        self.load_tenant_by_id(tenants, id)
+            .await?
+            .ok_or_else(|| gone(id))
+    }
+
+    pub(crate) async fn delete_tenant(
+        &self,
+        tenants: &Tenants,
+        id: &str,
+    ) -> Result<Arc<Tenant>, ApiError> {
+        let deleted: Option<i64> =
+            sqlx::query_scalar("DELETE FROM lookout_tenants WHERE id = $1 RETURNING incarnation")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error("delete the tenant"))?;
+        let Some(incarnation) = deleted else {
+            return Err(gone(id));
+        };
+        self.notify(format!("t:{id}")).await?;
+        match tenants.remove_local(id) {
+            Some(t) => Ok(t),
+            None => Ok(Arc::new(Tenant::with_backend(
+                id,
+                crate::tenants::TenantInfo {
+                    name: String::new(),
+                    incarnation: incarnation as u64,
+                    created_at: SystemTime::now(),
+                },
+                tenants.retention(),
+                tenants.backend().clone(),
+            ))),
+        }
+    }
+
+    /// The committed changes of `tenant` after revision `after` up to `upto` (this replica's
+    /// head when Watch subscribed), from the change log. Errors if `after` is older than the
+    /// log keeps or newer than the tenant's latest revision.
+    pub(crate) async fn replay(
+        &self,
+        tenant: &Tenant,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<Commit>, ApiError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db_error("begin a watch replay"))?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("begin a watch replay"))?;
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT revision, gc_revision, incarnation FROM lookout_tenants WHERE id = $1",
+        )
+        .bind(&tenant.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error("read the tenant's revision"))?;
+        let (head, gc) = match row {
+            Some((head, gc, incarnation)) if incarnation as u64 == tenant.incarnation => {
+                (head as u64, gc as u64)
+            }
+            _ => return Err(gone(&tenant.id)),
+        };
+        if after > head {
+            return Err(ApiError::invalid(format!(
+                "snap token names revision {after}, beyond this tenant's head {head}"
+            )));
+        }
+        if after < gc {
+            return Err(ApiError::new(
+                ErrorCode::FailedPrecondition,
+                format!(
+                    "changes after revision {after} are no longer retained: the change log keeps the revisions after {gc} (watch-retention); start a new watch without a snap token"
+                ),
+            ));
+        }
+        if after >= upto {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<ChangeRow> = sqlx::query_as(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM lookout_changes
+             WHERE tenant_id = $1 AND revision > $2 AND revision <= $3 ORDER BY revision, seq"
+        ))
+        .bind(&tenant.id)
+        .bind(after as i64)
+        .bind(upto as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error("read the change log"))?;
+        let mut commits = Vec::new();
+        for (revision, rows) in codec::by_revision(rows) {
+            let decoded = codec::decode(&rows).map_err(ApiError::internal)?;
+            commits.push(Commit {
+                revision,
+                changes: Arc::new(decoded.changes),
+            });
+        }
+        Ok(commits)
+    }
+}
+
+/// The durable numbers of every ID `changes` mention, numbering new ones densely per type.
+async fn number_entities(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &str,
+    changes: &[Change],
+) -> Result<HashMap<(String, String), i32>, ApiError> {
+    let mut wanted: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for change in changes {
+        match change {
+            Change::Tuple(_, t) => {
+                wanted.insert((&t.entity.ty, &t.entity.id));
+                wanted.insert((&t.subject.ty, &t.subject.id));
+            }
+            Change::Attribute(_, a) => {
+                wanted.insert((&a.entity.ty, &a.entity.id));
+            }
+        }
+    }
+    let (types, ids): (Vec<&str>, Vec<&str>) = wanted.iter().copied().unzip();
+    let known: Vec<(String, String, i32)> = sqlx::query_as(
+        "SELECT e.entity_type, e.entity_id, e.number FROM lookout_entities e
+         JOIN UNNEST($2::text[], $3::text[]) AS w(entity_type, entity_id)
+           ON e.entity_type = w.entity_type AND e.entity_id = w.entity_id
+         WHERE e.tenant_id = $1",
+    )
+    .bind(tenant)
+    .bind(&types)
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_error("read entity numbers"))?;
+    let mut numbers: HashMap<(String, String), i32> =
+        known.into_iter().map(|(ty, id, n)| ((ty, id), n)).collect();
+    let mut missing: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (ty, id) in &wanted {
+        if !numbers.contains_key(&(ty.to_string(), id.to_string())) {
+            missing.entry(ty).or_default().push(id);
+        }
+    }
+    let (mut new_types, mut new_ids, mut new_numbers) = (Vec::new(), Vec::new(), Vec::new());
+    for (ty, ids) in missing {
+        let next: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(number) + 1, 0)::bigint FROM lookout_entities
+             WHERE tenant_id = $1 AND entity_type = $2",
+        )
+        .bind(tenant)
+        .bind(ty)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_error("number new entities"))?;
+        for (i, id) in ids.into_iter().enumerate() {
+            let n = i32::try_from(next + i as i64).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::ResourceExhausted,
+                    format!("too many distinct ids of type `{ty}` in tenant `{tenant}`"),
+                )
+            })?;
+            numbers.insert((ty.to_string(), id.to_string()), n);
+            new_types.push(ty);
+            new_ids.push(id);
+            new_numbers.push(n);
+        }
+    }
+    if !new_ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO lookout_entities (tenant_id, entity_type, entity_id, number)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int[])",
+        )
+        .bind(tenant)
+        .bind(&new_types)
+        .bind(&new_ids)
+        .bind(&new_numbers)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error("store entity numbers"))?;
+    }
+    Ok(numbers)
+}
+
+/// Applies effective changes (tuple deletes, tuple writes, attribute deletes, attribute
+/// writes, in that order, as [`Snapshot::plan`] lists them) to the data tables.
+async fn apply_changes(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &str,
+    changes: &[Change],
+) -> Result<(), ApiError> {
+    #[derive(Default)]
+    struct Tuples {
+        et: Vec<String>,
+        ei: Vec<String>,
+        rel: Vec<String>,
+        st: Vec<String>,
+        si: Vec<String>,
+        sr: Vec<String>,
+    }
+    let (mut created, mut deleted) = (Tuples::default(), Tuples::default());
+    let mut attr_deleted: Vec<(String, String, String)> = Vec::new();
+    // Last write per attribute wins.
+    let mut attr_written: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    for change in changes {
+        match change {
+            Change::Tuple(op, t) => {
+                let into = match op {
+                    ChangeOp::Create => &mut created,
+                    ChangeOp::Delete => &mut deleted,
+                };
+                into.et.push(t.entity.ty.clone());
+                into.ei.push(t.entity.id.clone());
+                into.rel.push(t.relation.clone());
+                into.st.push(t.subject.ty.clone());
+                into.si.push(t.subject.id.clone());
+                into.sr.push(t.subject.relation.clone().unwrap_or_default());
+            }
+            Change::Attribute(ChangeOp::Delete, a) => {
+                let key = (a.entity.ty.clone(), a.entity.id.clone(), a.name.clone());
+                attr_written.remove(&key);
+                attr_deleted.push(key);
+            }
+            Change::Attribute(ChangeOp::Create, a) => {
+                attr_written.insert(
+                    (a.entity.ty.clone(), a.entity.id.clone(), a.name.clone()),
+                    codec::encode_value(&a.value),
+                );
+            }
+        }
+    }
+    if !deleted.et.is_empty() {
+        sqlx::query(
+            "DELETE FROM lookout_tuples t
+             USING UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+               AS d(entity_type, entity_id, relation, subject_type, subject_id, subject_relation)
+             WHERE t.tenant_id = $1 AND t.entity_type = d.entity_type AND t.entity_id = d.entity_id
+               AND t.relation = d.relation AND t.subject_type = d.subject_type
+               AND t.subject_id = d.subject_id AND t.subject_relation = d.subject_relation",
+        )
+        .bind(tenant)
+        .bind(&deleted.et)
+        .bind(&deleted.ei)
+        .bind(&deleted.rel)
+        .bind(&deleted.st)
+        .bind(&deleted.si)
+        .bind(&deleted.sr)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error("delete tuples"))?;
+    }
+    if !created.et.is_empty() {
+        sqlx::query(
+            "INSERT INTO lookout_tuples (tenant_id, entity_type, entity_id, relation, subject_type, subject_id, subject_relation)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(&created.et)
+        .bind(&created.ei)
+        .bind(&created.rel)
+        .bind(&created.st)
+        .bind(&created.si)
+        .bind(&created.sr)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error("write tuples"))?;
+    }
+    if !attr_deleted.is_empty() {
+        let (mut et, mut ei, mut name) = (Vec::new(), Vec::new(), Vec::new());
+        for (t, i, n) in attr_deleted {
+            et.push(t);
+            ei.push(i);
+            name.push(n);
+        }
+        sqlx::query(
+            "DELETE FROM lookout_attributes a
+             USING UNNEST($2::text[], $3::text[], $4::text[]) AS d(entity_type, entity_id, name)
+             WHERE a.tenant_id = $1 AND a.entity_type = d.entity_type
+               AND a.entity_id = d.entity_id AND a.name = d.name",
+        )
+        .bind(tenant)
+        .bind(&et)
+        .bind(&ei)
+        .bind(&name)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error("delete attributes"))?;
+    }
+    if !attr_written.is_empty() {
+        let (mut et, mut ei, mut name, mut value) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for ((t, i, n), v) in attr_written {
+            et.push(t);
+            ei.push(i);
+            name.push(n);
+            value.push(v);
+        }
+        sqlx::query(
+            "INSERT INTO lookout_attributes (tenant_id, entity_type, entity_id, name, value)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[])
+             ON CONFLICT (tenant_id, entity_type, entity_id, name) DO UPDATE SET value = EXCLUDED.value",
+        )
+        .bind(tenant)
+        .bind(&et)
+        .bind(&ei)
+        .bind(&name)
+        .bind(&value)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error("write attributes"))?;
+    }
+    Ok(())
+}

@@ -115,7 +115,7 @@ impl Checker<'_, '_> {
         depth: u32,
     ) -> Result<bool, EvalError> {
         self.visits += 1;
-        if self.visits % super::cancel::POLL_EVERY as u64 == 0 {
+        if self.visits.is_multiple_of(super::cancel::POLL_EVERY as u64) {
             self.ev.cancelled()?;
         }
         if self.visits > VISIT_BUDGET {

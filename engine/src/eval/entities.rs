@@ -529,7 +529,7 @@ fn union_reverse(
     // accumulates in bitmap containers instead.
     let mut parts: Vec<&RoaringBitmap> = Vec::new();
     for (i, x) in small.iter().enumerate() {
-        if i % super::cancel::POLL_EVERY == 0 {
+        if i.is_multiple_of(super::cancel::POLL_EVERY) {
             ev.cancelled()?;
         }
         if large.contains(x)

@@ -17,9 +17,15 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
+use crate::auth::AuthnSettings;
+use crate::limits::TrafficLimits;
 use crate::service::Limits;
 use crate::storage::postgres::{WatchRetention, parse_watch_retention};
+use crate::telemetry::TelemetrySettings;
 use crate::tenants::Retention;
+
+mod hardening;
+pub use hardening::HardeningArgs;
 
 /// Where the data lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -163,6 +169,10 @@ pub struct ServeArgs {
     /// [default: 10s].
     #[arg(long, value_name = "DURATION", env = "LOOKOUT_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
     pub shutdown_timeout: Option<Duration>,
+
+    /// Authentication, traffic limits and telemetry (see `config/hardening.rs`).
+    #[command(flatten)]
+    pub hardening: HardeningArgs,
 }
 
 /// The settings of a running server, after resolving flags, environment and file.
@@ -181,6 +191,12 @@ pub struct Config {
     pub limits: Limits,
     pub retention: Retention,
     pub postgres: PgSettings,
+    /// Authentication of API calls.
+    pub authn: AuthnSettings,
+    /// Load shedding, stream limit and deadlines.
+    pub traffic: TrafficLimits,
+    /// OpenTelemetry export.
+    pub telemetry: TelemetrySettings,
 }
 
 /// Settings of the PostgreSQL store (ignored by the memory store).
@@ -219,6 +235,9 @@ impl Default for Config {
             limits: Limits::default(),
             retention: Retention::default(),
             postgres: PgSettings::default(),
+            authn: AuthnSettings::default(),
+            traffic: TrafficLimits::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
@@ -261,6 +280,9 @@ struct FileConfig {
     retained_snapshots: Option<usize>,
     retained_changes: Option<usize>,
     shutdown_timeout: Option<DurationText>,
+    /// The keys of authentication, limits and telemetry (taken out before the rest is read).
+    #[serde(skip)]
+    hardening: hardening::HardeningFile,
 }
 
 /// A duration in the config file: `10s`, `500ms`, `2m`, or a number of seconds.
@@ -331,7 +353,13 @@ impl FileConfig {
             }
             _ => return Err("expected a mapping of settings (`grpc-port: 3478`)".to_owned()),
         }
-        serde_norway::from_value(value).map_err(|e| e.to_string())
+        let hardening = match &mut value {
+            serde_norway::Value::Mapping(mapping) => hardening::take_file_keys(mapping)?,
+            _ => hardening::HardeningFile::default(),
+        };
+        let mut file: FileConfig = serde_norway::from_value(value).map_err(|e| e.to_string())?;
+        file.hardening = hardening;
+        Ok(file)
     }
 }
 
@@ -348,6 +376,7 @@ impl Config {
 
     fn merge(args: &ServeArgs, file: FileConfig) -> Result<Config, ConfigError> {
         let d = Config::default();
+        let hardened = hardening::merge(&args.hardening, &file.hardening)?;
         let watch_retention = match (args.watch_retention, file.watch_retention) {
             (Some(r), _) => r,
             (None, Some(text)) => parse_watch_retention(&text)
@@ -433,6 +462,9 @@ impl Config {
                     .unwrap_or(d.postgres.snap_token_wait),
                 watch_retention,
             },
+            authn: hardened.authn,
+            traffic: hardened.traffic,
+            telemetry: hardened.telemetry,
         };
         config.check()?;
         Ok(config)
@@ -484,6 +516,7 @@ impl Config {
         if self.database_engine == DatabaseEngine::Postgres && self.database_uri.is_none() {
             return fail("database-engine postgres needs --database-uri".to_owned());
         }
+        hardening::check(&self.authn, &self.traffic, &self.telemetry)?;
         Ok(())
     }
 }

@@ -1,14 +1,19 @@
 //! Lookout's server and command line. The `lookout` binary is a thin `main` over [`cli`].
 
+pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod gate;
 pub mod grpc;
 pub mod http;
+pub mod limits;
+pub mod metrics;
 pub mod serve;
 pub mod service;
 pub mod storage;
+pub mod telemetry;
 pub mod tenants;
 pub mod transport;
 pub mod validate_cmd;

@@ -11,7 +11,7 @@
 //! after `--shutdown-timeout` is dropped; a second signal exits at once.
 
 use std::future::Future;
-use std::io::{self, IsTerminal};
+use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
-use crate::config::{Config, ConfigError, DatabaseEngine, LogFormat, ServeArgs};
+use crate::config::{Config, ConfigError, DatabaseEngine, ServeArgs};
 use crate::service::Service;
 use crate::storage::postgres::{self, PgOptions};
 use crate::tenants::Tenants;
@@ -47,6 +47,8 @@ pub enum ServeError {
     Reflection(String),
     #[error("cannot set up the HTTP routes: {0}")]
     Routes(String),
+    #[error("cannot set up authentication or metrics: {0}")]
+    Gate(String),
     #[error("the {0} server failed: {1}")]
     Server(&'static str, String),
 }
@@ -118,12 +120,22 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
         crate::service::DEFAULT_CACHE_CAPACITY,
     );
 
+    // Authentication, limits and metrics: every call passes the gate (see crate::gate).
+    let gate = match start_gate(&config, &service, &shutdown).await {
+        Ok(gate) => gate,
+        Err(e) => {
+            shutdown.cancel();
+            return Err(e);
+        }
+    };
+
     let (grpc_router, health) = grpc::router(
         &service,
         &shutdown,
         grpc::GrpcOptions {
             max_message_bytes: config.max_request_bytes,
             watch: config.watch,
+            gate: crate::gate::GrpcGate::new(gate.clone()),
         },
     )
     .await
@@ -135,6 +147,7 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
         watch: config.watch,
     })
     .map_err(ServeError::Routes)?;
+    let http_router = crate::gate::http_router(http_router, gate);
 
     let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let grpc = spawn_server("gRPC", &shutdown, {
@@ -177,6 +190,26 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
         http,
         timeout: config.shutdown_timeout,
     })
+}
+
+/// The gate of both transports: the authenticator (an OIDC one fetches its keys now), the
+/// traffic limits and the metrics.
+async fn start_gate(
+    config: &Config,
+    service: &Arc<Service>,
+    shutdown: &CancellationToken,
+) -> Result<Arc<crate::gate::Gate>, ServeError> {
+    let auth = crate::auth::Authenticator::start(&config.authn, shutdown)
+        .await
+        .map_err(ServeError::Gate)?;
+    let metrics = crate::metrics::Metrics::new().map_err(|e| ServeError::Gate(e.to_string()))?;
+    let admission = crate::limits::Admission::new(config.traffic);
+    Ok(crate::gate::Gate::new(
+        auth,
+        admission,
+        metrics,
+        service.clone(),
+    ))
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -269,10 +302,6 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = init_logging(&config) {
-        eprintln!("lookout serve: {e}");
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -283,7 +312,19 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Inside the runtime: the trace exporter (feature `otel`) needs it.
+    let telemetry = {
+        let _enter = runtime.enter();
+        match crate::telemetry::init_logging(&config) {
+            Ok(guard) => guard,
+            Err(e) => {
+                eprintln!("lookout serve: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
     let result = runtime.block_on(serve_until_signal(config));
+    drop(telemetry);
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -347,18 +388,4 @@ async fn interrupt() {
         tracing::warn!(error = %e, "cannot listen for SIGINT");
         std::future::pending::<()>().await;
     }
-}
-
-fn init_logging(config: &Config) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
-        .map_err(|e| format!("log-level `{}`: {e}", config.log_level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal());
-    let result = match config.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-    result.map_err(|e| format!("cannot set up logging: {e}"))
 }

@@ -661,3 +661,26 @@ pub fn sizes(tenant: &Tenant) -> HashMap<&'static str, u64> {
         ("tuples", head.tuple_count()),
     ])
 }
+
+/// What metrics show of a tenant (see [`crate::metrics`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantGauges {
+    pub tuples: u64,
+    pub revision: u64,
+    pub watch_subscribers: u64,
+    /// Commits sent but not yet received by the slowest Watch subscriber.
+    pub watch_lag: u64,
+}
+
+impl Tenant {
+    /// The tenant's figures for metrics, read now.
+    pub fn gauges(&self) -> TenantGauges {
+        let head = self.head();
+        TenantGauges {
+            tuples: head.tuple_count(),
+            revision: head.revision(),
+            watch_subscribers: self.feed.receiver_count() as u64,
+            watch_lag: self.feed.len() as u64,
+        }
+    }
+}

@@ -27,7 +27,6 @@ use lookout_proto::v1::watch_server::WatchServer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
-use tonic::transport::server::Router;
 use tonic::{Response, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -80,12 +79,14 @@ async fn streaming<T: Send + 'static>(
 }
 
 /// Settings of the gRPC server.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GrpcOptions {
     /// Largest request message accepted, in bytes.
     pub max_message_bytes: usize,
     /// Whether the Watch service is served (otherwise it answers UNIMPLEMENTED).
     pub watch: bool,
+    /// Authentication, limits and metrics of every call (see [`crate::gate`]).
+    pub gate: crate::gate::GrpcGate,
 }
 
 /// The gRPC router with every service, and the health reporter that controls what
@@ -94,7 +95,7 @@ pub async fn router(
     service: &Arc<Service>,
     shutdown: &CancellationToken,
     options: GrpcOptions,
-) -> Result<(Router, HealthReporter), tonic_reflection::server::Error> {
+) -> Result<(crate::gate::GatedRouter, HealthReporter), tonic_reflection::server::Error> {
     let api = Api::new(service.clone(), shutdown.clone());
     let max = options.max_message_bytes;
 
@@ -114,7 +115,7 @@ pub async fn router(
     set_status(&health, &bundle, ServingStatus::Serving).await;
     set_status(&health, &tenancy, ServingStatus::Serving).await;
 
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder().layer(options.gate.clone());
     let router = builder
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -177,19 +177,25 @@ fn query_fingerprint<M: prost::Message>(request: &M) -> u64 {
 }
 
 /// Runs CPU-heavy work on the rayon pool and waits for it without blocking a tokio worker.
-/// The work is skipped if the caller has gone by the time it starts.
+/// The work is skipped if the caller has gone by the time it starts, and an evaluation it
+/// runs is cancelled if the caller goes (or its deadline passes) while it runs: evaluators
+/// built inside the work take the flag that dropping this future sets (see
+/// [`crate::limits::CancelOnDrop`]).
 pub async fn run_cpu<T, F>(work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, ApiError> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = cancel.clone();
     rayon::spawn(move || {
         if tx.is_closed() {
             return;
         }
-        let _ = tx.send(work());
+        let _ = tx.send(lookout_engine::eval::cancel::scope(&flag, work));
     });
+    let _cancel_on_drop = crate::limits::CancelOnDrop(cancel);
     rx.await
         .map_err(|_| ApiError::internal("evaluation worker stopped unexpectedly"))?
 }

@@ -1,0 +1,598 @@
+//! What every call passes on its way to a handler, over both transports: a request ID,
+//! authentication, load shedding, the stream limit, the deadline, and metrics.
+//!
+//! In order, for each call:
+//! 1. **Request ID**: the client's `x-request-id` if it sent a sane one (1 to 128 characters of
+//!    letters, digits and `-_.:`), else a new one. Every log line of the call carries it (a
+//!    `request` span with `request_id`, `transport` and `rpc`), and the response echoes it in
+//!    `x-request-id` (an HTTP header; gRPC response metadata).
+//! 2. **Open calls** — gRPC health and reflection, `GET /healthz` and `GET /metrics` — go
+//!    straight through: no credential, no limits, not counted.
+//! 3. **Authentication** (see [`crate::auth`]): UNAUTHENTICATED / 401 without a valid
+//!    credential.
+//! 4. **Limits** (see [`crate::limits`]): RESOURCE_EXHAUSTED / 429 when `--max-inflight` calls
+//!    are in flight, or for a stream when `--max-concurrent-streams` are open.
+//! 5. **Deadline**: the handler is dropped — and its evaluation cancelled — when the deadline
+//!    passes; the answer is DEADLINE_EXCEEDED / 504.
+//! 6. **Metrics**: the outcome and latency (see [`crate::metrics`]).
+//!
+//! The gRPC side is a tower layer on tonic's server ([`GrpcGate`]), the HTTP side an axum
+//! middleware ([`http_router`]); both share [`Gate`].
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use lookout_proto::routes::ROUTES;
+use prometheus::IntGauge;
+use tracing::Instrument;
+
+use crate::auth::Authenticator;
+use crate::error::{ApiError, ErrorCode};
+use crate::limits::{Admission, Permit, deadline_exceeded};
+use crate::metrics::Metrics;
+use crate::service::Service;
+
+/// The response header (and gRPC metadata key) of the request ID.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// What a call is, for the gate.
+#[derive(Debug, Clone)]
+struct RouteInfo {
+    /// `Service/Method`, the `rpc` label of metrics and logs.
+    rpc: Arc<str>,
+    streaming: bool,
+}
+
+/// The state both transports' gates share.
+#[derive(Debug)]
+pub struct Gate {
+    pub auth: Authenticator,
+    pub admission: Admission,
+    pub metrics: Metrics,
+    service: Arc<Service>,
+    /// By gRPC path (`/base.v1.Permission/Check`).
+    grpc_routes: HashMap<String, RouteInfo>,
+    /// By HTTP path template (`/v1/tenants/{tenant_id}/permissions/check`).
+    http_routes: HashMap<&'static str, RouteInfo>,
+    unknown: RouteInfo,
+}
+
+impl Gate {
+    pub fn new(
+        auth: Authenticator,
+        admission: Admission,
+        metrics: Metrics,
+        service: Arc<Service>,
+    ) -> Arc<Gate> {
+        let mut grpc_routes = HashMap::new();
+        let mut http_routes = HashMap::new();
+        for route in ROUTES {
+            let info = RouteInfo {
+                rpc: Arc::from(format!("{}/{}", route.service, route.rpc)),
+                streaming: route.server_streaming,
+            };
+            grpc_routes.insert(route.grpc_path(), info.clone());
+            http_routes.insert(route.path, info);
+        }
+        Arc::new(Gate {
+            auth,
+            admission,
+            metrics,
+            service,
+            grpc_routes,
+            http_routes,
+            unknown: RouteInfo {
+                rpc: Arc::from("unknown"),
+                streaming: false,
+            },
+        })
+    }
+
+    fn grpc_route(&self, path: &str) -> Option<&RouteInfo> {
+        if path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.") {
+            return None;
+        }
+        Some(self.grpc_routes.get(path).unwrap_or(&self.unknown))
+    }
+
+    fn http_route(&self, template: Option<&str>) -> Option<&RouteInfo> {
+        match template {
+            Some("/healthz" | "/metrics") => None,
+            Some(t) => Some(self.http_routes.get(t).unwrap_or(&self.unknown)),
+            None => Some(&self.unknown),
+        }
+    }
+
+    /// Authentication and limits: the permits the call holds, or why it is refused.
+    async fn admit(
+        &self,
+        transport: &'static str,
+        route: &RouteInfo,
+        headers: &HeaderMap,
+    ) -> Result<Admitted, ApiError> {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        if let Err(e) = self.auth.authenticate(authorization).await {
+            let reason = if e.code == ErrorCode::Unauthenticated {
+                "unauthenticated"
+            } else {
+                "authentication-unavailable"
+            };
+            self.metrics.reject(transport, reason);
+            return Err(e);
+        }
+        let call = self.admission.call().inspect_err(|_| {
+            self.metrics.reject(transport, "overloaded");
+        })?;
+        let stream = if route.streaming {
+            let permit = self.admission.stream().inspect_err(|_| {
+                self.metrics.reject(transport, "streams");
+            })?;
+            let gauge = self
+                .metrics
+                .open_streams
+                .with_label_values(&[transport, &route.rpc]);
+            gauge.inc();
+            Some(StreamPermit {
+                _permit: permit,
+                gauge,
+            })
+        } else {
+            None
+        };
+        self.metrics.in_flight.inc();
+        Ok(Admitted {
+            _call: call,
+            in_flight: self.metrics.in_flight.clone(),
+            stream,
+        })
+    }
+}
+
+/// The permits of an admitted call.
+struct Admitted {
+    _call: Permit,
+    in_flight: IntGauge,
+    stream: Option<StreamPermit>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.in_flight.dec();
+    }
+}
+
+/// A place among the open streams, held by the response body until the stream ends.
+struct StreamPermit {
+    _permit: Permit,
+    gauge: IntGauge,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// A response body that holds the stream's permit while it is being sent.
+pub struct Guarded<B> {
+    inner: B,
+    _permit: Option<StreamPermit>,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: Default> Default for Guarded<B> {
+    fn default() -> Self {
+        Guarded {
+            inner: B::default(),
+            _permit: None,
+        }
+    }
+}
+
+/// The request ID of a call: the client's, if sane, or a new one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(value) = headers.get(REQUEST_ID) {
+        let bytes = value.as_bytes();
+        let sane = !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
+        if sane {
+            return value.clone();
+        }
+    }
+    new_request_id()
+}
+
+/// 32 hex digits: a random number per process and a counter.
+fn new_request_id() -> HeaderValue {
+    use std::hash::{BuildHasher, RandomState};
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| RandomState::new().hash_one(std::process::id()));
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{seed:016x}{n:016x}");
+    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// The name of a gRPC code, as metrics label it.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The gRPC code name of an HTTP answer (as Lookout's error mapping assigns them).
+fn http_code_name(status: u16) -> &'static str {
+    match status {
+        200..=299 => "OK",
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        405 | 501 => "UNIMPLEMENTED",
+        409 => "ALREADY_EXISTS",
+        412 => "FAILED_PRECONDITION",
+        413 | 429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
+    }
+}
+
+/// How long the gate's deadline precedes a client's `grpc-timeout`, so that the call ends with
+/// this gate's DEADLINE_EXCEEDED rather than the transport's own timer.
+const CLIENT_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(2);
+
+fn log_rejection(e: &ApiError) {
+    tracing::debug!(code = ?e.code, error = %e.message, "refused at the gate");
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC
+// ---------------------------------------------------------------------------------------------
+
+/// tonic's router with the gate in front of every service.
+pub type GatedRouter = tonic::transport::server::Router<
+    tower::layer::util::Stack<GrpcGate, tower::layer::util::Identity>,
+>;
+
+/// The gate as a tower layer for tonic's server.
+#[derive(Debug, Clone)]
+pub struct GrpcGate {
+    gate: Arc<Gate>,
+}
+
+impl GrpcGate {
+    pub fn new(gate: Arc<Gate>) -> GrpcGate {
+        GrpcGate { gate }
+    }
+}
+
+impl<S> tower::Layer<S> for GrpcGate {
+    type Service = GrpcGated<S>;
+
+    fn layer(&self, inner: S) -> GrpcGated<S> {
+        GrpcGated {
+            gate: self.gate.clone(),
+            inner,
+        }
+    }
+}
+
+/// A tonic service behind the gate.
+#[derive(Debug, Clone)]
+pub struct GrpcGated<S> {
+    gate: Arc<Gate>,
+    inner: S,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A gRPC error answer (trailers-only) with the request ID.
+fn grpc_error<B: Default>(
+    e: ApiError,
+    request_id: &HeaderValue,
+) -> axum::http::Response<Guarded<B>> {
+    let mut response = tonic::Status::from(e).into_http::<Guarded<B>>();
+    response
+        .headers_mut()
+        .insert(REQUEST_ID, request_id.clone());
+    response
+}
+
+impl<S, ReqBody, ResBody> tower::Service<axum::http::Request<ReqBody>> for GrpcGated<S>
+where
+    S: tower::Service<axum::http::Request<ReqBody>, Response = axum::http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = axum::http::Response<Guarded<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<ReqBody>) -> Self::Future {
+        // The clone is ready only if polled; the polled one goes with this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let gate = self.gate.clone();
+        let request_id = request_id(request.headers());
+        let Some(route) = gate.grpc_route(request.uri().path()).cloned() else {
+            return Box::pin(async move {
+                let mut response = inner.call(request).await?;
+                response
+                    .headers_mut()
+                    .insert(REQUEST_ID, request_id.clone());
+                Ok(response.map(|inner| Guarded {
+                    inner,
+                    _permit: None,
+                }))
+            });
+        };
+        let span = tracing::info_span!(
+            "request",
+            request_id = %String::from_utf8_lossy(request_id.as_bytes()),
+            transport = "grpc",
+            rpc = %route.rpc,
+        );
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let finish = |code: &'static str| {
+                    gate.metrics
+                        .observe("grpc", &route.rpc, code, started.elapsed());
+                };
+                let mut admitted = match gate.admit("grpc", &route, request.headers()).await {
+                    Ok(admitted) => admitted,
+                    Err(e) => {
+                        log_rejection(&e);
+                        finish(code_name(e.grpc_code()));
+                        return Ok(grpc_error(e, &request_id));
+                    }
+                };
+                let client = request
+                    .headers()
+                    .get("grpc-timeout")
+                    .map(HeaderValue::as_bytes)
+                    .and_then(crate::limits::parse_grpc_timeout)
+                    .map(|d| d.saturating_sub(CLIENT_DEADLINE_MARGIN));
+                let deadline = match (gate.admission.limits().request_timeout, client) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let call = inner.call(request);
+                let result = match deadline {
+                    Some(d) => match tokio::time::timeout(d, call).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            gate.metrics.reject("grpc", "deadline");
+                            let e = deadline_exceeded(d);
+                            log_rejection(&e);
+                            finish(code_name(e.grpc_code()));
+                            return Ok(grpc_error(e, &request_id));
+                        }
+                    },
+                    None => call.await,
+                };
+                let mut response = result?;
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                finish(code_name(code));
+                response
+                    .headers_mut()
+                    .insert(REQUEST_ID, request_id.clone());
+                let permit = admitted.stream.take().filter(|_| code == tonic::Code::Ok);
+                Ok(response.map(|inner| Guarded {
+                    inner,
+                    _permit: permit,
+                }))
+            }
+            .instrument(span),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------------------------
+
+/// Adds `GET /metrics` to the HTTP router and puts every route behind the gate.
+pub fn http_router(router: axum::Router, gate: Arc<Gate>) -> axum::Router {
+    router
+        .route("/metrics", get(metrics).with_state(gate.clone()))
+        .layer(axum::middleware::from_fn_with_state(gate, http_gate))
+}
+
+async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
+    let text = gate.metrics.render(&gate.service);
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+fn http_error(e: &ApiError, request_id: &HeaderValue) -> Response {
+    let body = serde_json::to_vec(&e.json_body()).unwrap_or_default();
+    let status = axum::http::StatusCode::from_u16(e.http_status())
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if e.code == ErrorCode::Unauthenticated {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+        .headers_mut()
+        .insert(REQUEST_ID, request_id.clone());
+    response
+}
+
+async fn http_gate(
+    State(gate): State<Arc<Gate>>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let request_id = request_id(request.headers());
+    let template = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let Some(route) = gate.http_route(template.as_deref()).cloned() else {
+        let mut response = next.run(request).await;
+        response
+            .headers_mut()
+            .insert(REQUEST_ID, request_id.clone());
+        return response;
+    };
+    let span = tracing::info_span!(
+        "request",
+        request_id = %String::from_utf8_lossy(request_id.as_bytes()),
+        transport = "http",
+        rpc = %route.rpc,
+    );
+    async move {
+        let started = Instant::now();
+        let finish = |code: &'static str| {
+            gate.metrics
+                .observe("http", &route.rpc, code, started.elapsed());
+        };
+        let mut admitted = match gate.admit("http", &route, request.headers()).await {
+            Ok(admitted) => admitted,
+            Err(e) => {
+                log_rejection(&e);
+                finish(code_name(e.grpc_code()));
+                return http_error(&e, &request_id);
+            }
+        };
+        let deadline = gate.admission.deadline(
+            request
+                .headers()
+                .get("grpc-timeout")
+                .map(HeaderValue::as_bytes),
+        );
+        let call = next.run(request);
+        let mut response = match deadline {
+            Some(d) => match tokio::time::timeout(d, call).await {
+                Ok(response) => response,
+                Err(_) => {
+                    gate.metrics.reject("http", "deadline");
+                    let e = deadline_exceeded(d);
+                    log_rejection(&e);
+                    finish(code_name(e.grpc_code()));
+                    return http_error(&e, &request_id);
+                }
+            },
+            None => call.await,
+        };
+        let status = response.status();
+        finish(http_code_name(status.as_u16()));
+        response
+            .headers_mut()
+            .insert(REQUEST_ID, request_id.clone());
+        match admitted.stream.take() {
+            Some(permit) if status.is_success() => response.map(|inner| {
+                axum::body::Body::new(Guarded {
+                    inner,
+                    _permit: Some(permit),
+                })
+            }),
+            _ => response,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_made_otherwise() {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_static("abc-123_x.y:z"));
+        assert_eq!(request_id(&headers), "abc-123_x.y:z");
+        headers.insert(REQUEST_ID, HeaderValue::from_static("bad id with spaces"));
+        let made = request_id(&headers);
+        assert_eq!(made.len(), 32);
+        assert_ne!(made, request_id(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn codes_have_their_names() {
+        assert_eq!(code_name(tonic::Code::Unauthenticated), "UNAUTHENTICATED");
+        assert_eq!(http_code_name(401), "UNAUTHENTICATED");
+        assert_eq!(http_code_name(429), "RESOURCE_EXHAUSTED");
+        assert_eq!(http_code_name(504), "DEADLINE_EXCEEDED");
+        assert_eq!(http_code_name(200), "OK");
+    }
+}

@@ -218,10 +218,22 @@ impl Tenant {
     }
 
     /// The snapshot a continuous token pins: exactly `revision`, waited for on a replica that
-    /// has not reached it yet.
+    /// has not reached it yet. A replica of a database that no longer holds `revision` (it
+    /// started after it, or evicted it) continues on its oldest snapshot after it: entity
+    /// numbers come from the database, so the positions the token records mean the same there
+    /// and the listing goes on in the same order, reflecting the writes made since.
     pub async fn pinned(&self, revision: u64) -> Result<Arc<Snapshot>, ApiError> {
-        if let (Backend::Postgres(pg), true) = (&self.backend, revision > self.head().revision()) {
-            pg.reach(self, revision).await?;
+        if let Backend::Postgres(pg) = &self.backend {
+            if revision > self.head().revision() {
+                pg.reach(self, revision).await?;
+            }
+            let found = {
+                let retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
+                retained.iter().find(|s| s.revision() >= revision).cloned()
+            };
+            if let Some(s) = found {
+                return Ok(s);
+            }
         }
         self.snapshot_at(revision).ok_or_else(|| {
             ApiError::new(

@@ -130,6 +130,10 @@ fn start(commit_timestamps: bool) -> Cluster {
         data = data.display(),
         dir = dir.display(),
     );
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the watchdog outlives this process on purpose"
+    )]
     Command::new("setsid")
         .args(["sh", "-c", &stop])
         .stdin(Stdio::null())

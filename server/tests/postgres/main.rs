@@ -6,4 +6,5 @@
 
 mod cluster;
 mod conformance;
+mod durable;
 mod support;

@@ -35,15 +35,12 @@ entity doc {
 /// A service over one store; stopping its background tasks when dropped.
 pub struct Fixture {
     pub service: Arc<Service>,
-    /// The database's URI (PostgreSQL fixtures).
-    pub uri: Option<String>,
     _stop: Option<DropGuard>,
 }
 
 pub async fn memory() -> Fixture {
     Fixture {
         service: Service::new(Limits::default(), Retention::default()),
-        uri: None,
         _stop: None,
     }
 }
@@ -55,16 +52,14 @@ pub fn pg_options(uri: &str) -> PgOptions {
     options
 }
 
-/// A service over `uri` (migrated at start).
-pub async fn postgres_at(uri: &str, options: PgOptions) -> Fixture {
+/// A service over the database `options` name (migrated at start).
+pub async fn postgres_at(options: PgOptions) -> Fixture {
     let stop = CancellationToken::new();
     let tenants: Tenants = postgres::start(options, Retention::default(), stop.clone())
         .await
         .unwrap_or_else(|e| panic!("the postgres store starts: {e}"));
-    let _ = uri;
     Fixture {
         service: Service::with_tenants(Limits::default(), tenants, 10_000),
-        uri: Some(uri.to_string()),
         _stop: Some(stop.drop_guard()),
     }
 }
@@ -82,7 +77,7 @@ pub fn logs() {
 pub async fn postgres() -> Fixture {
     logs();
     let uri = Cluster::get().database().await;
-    postgres_at(&uri, pg_options(&uri)).await
+    postgres_at(pg_options(&uri)).await
 }
 
 /// A whole server (gRPC and HTTP on free ports) over the database at `uri`.

@@ -1,0 +1,411 @@
+//! What only a database store can show: concurrent writers watched exactly once, crash
+//! safety, replicas sharing one database, Watch retention and its start-up check.
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lookout_engine::tokens::SnapToken;
+use lookout_proto::v1;
+use lookout_server::error::ErrorCode;
+use lookout_server::storage::postgres::WatchRetention;
+
+use super::cluster::Cluster;
+use super::support::*;
+
+fn revision(token: &str) -> u64 {
+    SnapToken::decode(token, "t1").unwrap().revision
+}
+
+/// 8 writers × 50 single-tuple writes while a watcher listens: every change is delivered
+/// once, in commit order, each with the snap token its writer got back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_are_watched_exactly_once_in_commit_order() {
+    let f = postgres().await;
+    write_schema(&f.service, "t1").await;
+    let mut rx = watch(&f.service, "").await.unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let service = f.service.clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0..50 {
+                    let tuple = format!("doc:{w}-{i}#owner@user:{w}");
+                    let token = write(&service, &[&tuple], &[]).await.unwrap();
+                    acked.push((format!("+{tuple}"), token));
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    let got = next_messages(&mut rx, 400).await;
+    // In commit order: strictly increasing revisions, none twice.
+    let revisions: Vec<u64> = got.iter().map(|(_, token)| revision(token)).collect();
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
+    let delivered: HashSet<(String, String)> = got
+        .iter()
+        .map(|(lines, token)| {
+            assert_eq!(lines.len(), 1, "one change per write: {lines:?}");
+            (lines[0].clone(), token.clone())
+        })
+        .collect();
+    assert_eq!(delivered.len(), 400);
+    // Each change arrives with the snap token its writer was answered with.
+    assert_eq!(delivered, acked.into_iter().collect::<HashSet<_>>());
+    // Each writer's own writes in the order it made them.
+    for w in 0..8 {
+        let mine: Vec<&String> = got
+            .iter()
+            .map(|(lines, _)| &lines[0])
+            .filter(|l| l.ends_with(&format!("@user:{w}")))
+            .collect();
+        let expected: Vec<String> = (0..50)
+            .map(|i| format!("+doc:{w}-{i}#owner@user:{w}"))
+            .collect();
+        assert_eq!(mine, expected.iter().collect::<Vec<_>>());
+    }
+    // Nothing more.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .is_err()
+    );
+}
+
+/// Two servers on one database: a write through A is visible on B at A's snap token, B's
+/// Watch delivers it, and a lookup paged on A continues on B with A's continuous token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_database() {
+    let uri = Cluster::get().database().await;
+    let a = server(&uri).await;
+    let b = server(&uri).await;
+    let (sa, sb) = (a.service.clone(), b.service.clone());
+    write_schema(&sa, "t1").await;
+    let mut watch_b = watch(&sb, "").await.unwrap();
+
+    let tuples: Vec<String> = (0..9).map(|i| format!("doc:{i}#owner@user:a")).collect();
+    let refs: Vec<&str> = tuples.iter().map(String::as_str).collect();
+    let token = write(&sa, &refs, &[]).await.unwrap();
+    // Visible on B at A's token (B waits for its tailer if it must).
+    assert!(check(&sb, "doc:4", "user:a", &token).await);
+    assert_eq!(read_all(&sb, &token).await.len(), 9);
+    let got = next_messages(&mut watch_b, 1).await;
+    assert_eq!(got[0].1, token);
+    assert_eq!(got[0].0.len(), 9);
+
+    // Page 1 on A, the rest on B.
+    let (mut ids, mut next) = lookup_page(&sa, "user:a", 4, "", &token).await.unwrap();
+    while !next.is_empty() {
+        let (more, after) = lookup_page(&sb, "user:a", 4, &next, "").await.unwrap();
+        ids.extend(more);
+        next = after;
+    }
+    let (all_on_a, _) = lookup_page(&sa, "user:a", 0, "", &token).await.unwrap();
+    assert_eq!(ids, all_on_a);
+    assert_eq!(ids.len(), 9);
+
+    // Tenants, schema versions and bundles written through B are seen through A.
+    sb.tenant_create(v1::TenantCreateRequest {
+        id: "acme".into(),
+        name: String::new(),
+    })
+    .await
+    .unwrap();
+    let version = write_schema(&sb, "acme").await;
+    let read = sa
+        .schema_read(v1::SchemaReadRequest {
+            tenant_id: "acme".into(),
+            metadata: Some(v1::SchemaReadRequestMetadata {
+                schema_version: version,
+            }),
+        })
+        .await;
+    assert!(read.is_ok(), "{read:?}");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+/// A restarted server has every acknowledged write, and continues listings and Watch from
+/// tokens handed out before the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_survive_a_restart() {
+    let uri = Cluster::get().database().await;
+    let first = server(&uri).await;
+    let s = first.service.clone();
+    write_schema(&s, "t1").await;
+    let tuples: Vec<String> = (0..6).map(|i| format!("doc:{i}#owner@user:a")).collect();
+    let refs: Vec<&str> = tuples.iter().map(String::as_str).collect();
+    let token = write(&s, &refs, &[]).await.unwrap();
+    let (page, next) = lookup_page(&s, "user:a", 3, "", &token).await.unwrap();
+    let later = write(&s, &["doc:7#owner@user:a"], &[]).await.unwrap();
+    first.shutdown().await.unwrap();
+
+    let second = server(&uri).await;
+    let s = second.service.clone();
+    assert!(check(&s, "doc:7", "user:a", &later).await);
+    let (rest, _) = lookup_page(&s, "user:a", 0, &next, "").await.unwrap();
+    let all: Vec<String> = page.into_iter().chain(rest).collect();
+    assert_eq!(all, ["0", "1", "2", "3", "4", "5", "7"]);
+    let mut rx = watch(&s, &token).await.unwrap();
+    let got = next_messages(&mut rx, 1).await;
+    assert_eq!(got, [(vec!["+doc:7#owner@user:a".to_string()], later)]);
+    second.shutdown().await.unwrap();
+}
+
+/// Watch from a snap token older than the retention window is a clear error, never a silent
+/// empty stream; a token inside the window still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_retention_collects_old_revisions() {
+    let uri = Cluster::get().database().await;
+    let mut options = pg_options(&uri);
+    options.watch_retention = WatchRetention::Revisions(3);
+    options.gc_interval = Duration::from_millis(100);
+    let f = postgres_at(options).await;
+    write_schema(&f.service, "t1").await;
+    let mut tokens = Vec::new();
+    for i in 0..10 {
+        tokens.push(
+            write(&f.service, &[&format!("doc:{i}#owner@user:a")], &[])
+                .await
+                .unwrap(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let e = loop {
+        match watch(&f.service, &tokens[0]).await {
+            Err(e) => break e,
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(_) => panic!("old revisions were not collected within 10 s"),
+        }
+    };
+    assert_eq!(e.code, ErrorCode::FailedPrecondition, "{e}");
+    assert!(e.message.contains("no longer retained"), "{e}");
+    let mut rx = watch(&f.service, &tokens[8]).await.unwrap();
+    let got = next_messages(&mut rx, 1).await;
+    assert_eq!(got[0].1, tokens[9]);
+    // A snap token beyond the database's head is a bad token, after the bounded wait.
+    let beyond = SnapToken { revision: 1_000 }.encode("t1");
+    let started = Instant::now();
+    let e = lookup_page(&f.service, "user:a", 0, "", &beyond)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument, "{e}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+fn lookout() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lookout"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `lookout serve` child process over `uri`, its gRPC address, and its log file.
+fn spawn_server(uri: &str, log: &PathBuf) -> (Child, String) {
+    let grpc = free_port();
+    let http = free_port();
+    let child = lookout()
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--database-engine",
+            "postgres",
+            "--database-uri",
+            uri,
+            "--grpc-port",
+            &grpc.to_string(),
+            "--http-port",
+            &http.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    (child, format!("http://127.0.0.1:{grpc}"))
+}
+
+async fn connect(addr: &str) -> tonic::transport::Channel {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let endpoint = tonic::transport::Endpoint::from_shared(addr.to_string()).unwrap();
+        match endpoint.connect().await {
+            Ok(channel) => return channel,
+            Err(e) if Instant::now() > deadline => panic!("cannot reach {addr}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// `kill -9` of a server in the middle of writing: after a restart every acknowledged write
+/// is there, and Watch resumed from a mid-stream snap token replays exactly the later changes
+/// in the order they were acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let uri = Cluster::get().database().await;
+    let log = std::env::temp_dir().join(format!("lookout-kill9-{}.log", std::process::id()));
+    let (mut child, addr) = spawn_server(&uri, &log);
+    let channel = connect(&addr).await;
+    let mut schema = v1::schema_client::SchemaClient::new(channel.clone());
+    schema
+        .write(v1::SchemaWriteRequest {
+            tenant_id: "t1".into(),
+            schema: SCHEMA.into(),
+        })
+        .await
+        .unwrap();
+    // One writer writes until the server dies; the test kills it after 60 acknowledgements.
+    let (acks_tx, mut acks_rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = {
+        let channel = channel.clone();
+        tokio::spawn(async move {
+            let mut data = v1::data_client::DataClient::new(channel);
+            for i in 0.. {
+                let tuple = format!("doc:{i}#owner@user:k");
+                let written = data
+                    .write(v1::DataWriteRequest {
+                        tenant_id: "t1".into(),
+                        metadata: Some(v1::DataWriteRequestMetadata {
+                            schema_version: String::new(),
+                        }),
+                        tuples: vec![t(&tuple)],
+                        attributes: vec![],
+                    })
+                    .await;
+                match written {
+                    Ok(r) => {
+                        if acks_tx.send((tuple, r.into_inner().snap_token)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    let mut acked = Vec::new();
+    while acked.len() < 60 {
+        let ack = tokio::time::timeout(Duration::from_secs(30), acks_rx.recv())
+            .await
+            .expect("writes are acknowledged")
+            .expect("the writer runs");
+        acked.push(ack);
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let _ = writer.await;
+    while let Ok(ack) = acks_rx.try_recv() {
+        acked.push(ack);
+    }
+
+    let (mut child, addr) = spawn_server(&uri, &log);
+    let channel = connect(&addr).await;
+    let mut data = v1::data_client::DataClient::new(channel.clone());
+    let last = acked.last().map(|(_, token)| token.clone()).unwrap();
+    let mut stored = HashSet::new();
+    let mut token = String::new();
+    loop {
+        let page = data
+            .read_relationships(v1::RelationshipReadRequest {
+                tenant_id: "t1".into(),
+                metadata: Some(v1::RelationshipReadRequestMetadata {
+                    snap_token: last.clone(),
+                }),
+                filter: Some(v1::TupleFilter {
+                    entity: Some(v1::EntityFilter {
+                        r#type: "doc".into(),
+                        ids: vec![],
+                    }),
+                    ..Default::default()
+                }),
+                page_size: 100,
+                continuous_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        stored.extend(page.tuples.iter().map(text));
+        if page.continuous_token.is_empty() {
+            break;
+        }
+        token = page.continuous_token;
+    }
+    for (tuple, _) in &acked {
+        assert!(stored.contains(tuple), "acknowledged {tuple} was lost");
+    }
+    // At most the one write in flight at the kill committed without its acknowledgement.
+    assert!(stored.len() <= acked.len() + 1, "{} stored", stored.len());
+
+    // Watch from the 20th acknowledgement replays exactly the later ones, in order.
+    let mut watch = v1::watch_client::WatchClient::new(channel)
+        .watch(v1::WatchRequest {
+            tenant_id: "t1".into(),
+            snap_token: acked[19].1.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for (tuple, token) in &acked[20..] {
+        let m = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("a watch message within 10 s")
+            .unwrap()
+            .expect("the watch stream is open");
+        let (lines, got_token) = watch_lines(&m);
+        assert_eq!(lines, [format!("+{tuple}")]);
+        assert_eq!(&got_token, token);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(&log);
+}
+
+/// With Watch on, a database without commit timestamps is refused at start, naming the
+/// setting; with Watch off it is fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_needs_track_commit_timestamp() {
+    let cluster = Cluster::without_commit_timestamps();
+    let uri = cluster.database().await;
+    let output = lookout()
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+            "--database-engine",
+            "postgres",
+            "--database-uri",
+            &uri,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("track_commit_timestamp = on"), "{stderr}");
+    let mut options = pg_options(&uri);
+    options.watch = false;
+    let f = postgres_at(options).await;
+    write_schema(&f.service, "t1").await;
+}

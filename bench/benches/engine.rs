@@ -153,5 +153,33 @@ fn social(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(engine, benches, social);
+/// Bulk writes: 100k document-model tuples into an empty store, one batch (validation,
+/// interning, both bitmap directions, a new snapshot).
+fn bulk_write(c: &mut Criterion) {
+    let model = Model::compile(docs::SCHEMA).unwrap_or_else(|e| panic!("schema: {e}"));
+    let mut tuples = Vec::new();
+    docs::generate(30_000, 7, 1_000_000, |batch| tuples.extend(batch));
+    tuples.truncate(100_000);
+    let mut group = c.benchmark_group("write");
+    group.sample_size(10);
+    group.throughput(criterion::Throughput::Elements(tuples.len() as u64));
+    group.bench_function("100k tuples, one batch, empty store", |b| {
+        b.iter_batched(
+            || {
+                (
+                    Store::new(),
+                    WriteBatch {
+                        tuple_writes: tuples.clone(),
+                        ..WriteBatch::default()
+                    },
+                )
+            },
+            |(store, batch)| black_box(store.write(&model.schema, &batch).map(|o| o.changes.len())),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(engine, benches, social, bulk_write);
 criterion_main!(engine);

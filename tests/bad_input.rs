@@ -9,11 +9,12 @@
 use hyper::StatusCode;
 use lookout_proto::v1;
 use lookout_server::config::Config;
-use lookout_server::serve::Handle;
 use serde_json::{Value, json};
 use tonic::Code;
 
-use crate::harness::{Client, Failure, Transport, config, http_failure, msg, start, start_with};
+use crate::harness::{
+    Client, Failure, Mode, Server, Transport, config_in, http_failure, msg, start_with,
+};
 
 const SCHEMA: &str = "entity user {}
 
@@ -50,7 +51,7 @@ struct Seeded {
 }
 
 impl Seeded {
-    async fn new(server: &Handle, transport: Transport) -> Seeded {
+    async fn new(server: &Server, transport: Transport) -> Seeded {
         let client = Client::connect(transport, server).await;
         let tenant = format!("bad-{}", transport.to_string().to_lowercase());
         client
@@ -287,6 +288,30 @@ fn tampered(token: &str) -> String {
     chars.into_iter().collect()
 }
 
+/// Defines a test that runs `body` twice: against an open server, and against one that
+/// requires a preshared key (which the harness's clients send). Bad input must be answered
+/// the same either way.
+macro_rules! both_modes {
+    ($(#[$attr:meta])* async fn $name:ident($mode:ident) $body:block) => {
+        $(#[$attr])*
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn open() {
+                run(Mode::Open).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn authenticated() {
+                run(Mode::Authenticated).await;
+            }
+
+            async fn run($mode: Mode) $body
+        }
+    };
+}
+
 /// Runs `body` against a fresh seeded tenant per transport, then checks the tenant is intact.
 macro_rules! over_both {
     ($server:expr, |$seeded:ident| $body:block) => {
@@ -298,9 +323,8 @@ macro_rules! over_both {
     };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_json_is_400() {
-    let server = start().await;
+both_modes! { async fn malformed_json_is_400(mode) {
+    let server = start_with(config_in(mode)).await;
     let seeded = Seeded::new(&server, Transport::Http).await;
     let Client::Http(http) = &seeded.client else {
         unreachable!()
@@ -345,11 +369,10 @@ async fn malformed_json_is_400() {
     );
     seeded.assert_intact().await;
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schema_syntax_errors_give_line_and_column() {
-    let server = start().await;
+both_modes! { async fn schema_syntax_errors_give_line_and_column(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let e = seeded
             .write_schema("entity user {}\n\nentity doc {\n    relation owner @user\n    permision view = owner\n}\n")
@@ -363,11 +386,10 @@ async fn schema_syntax_errors_give_line_and_column() {
         e.assert(Code::InvalidArgument, &["5:"]);
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn undefined_relations_in_a_schema_are_named() {
-    let server = start().await;
+both_modes! { async fn undefined_relations_in_a_schema_are_named(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let e = seeded
             .write_schema("entity user {}\nentity doc {\n    relation owner @user\n    permission view = owner or nothing\n}\n")
@@ -383,11 +405,10 @@ async fn undefined_relations_in_a_schema_are_named() {
         e.assert(Code::InvalidArgument, &["4:", "`nothing`"]);
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_names_in_a_check_are_named() {
-    let server = start().await;
+both_modes! { async fn unknown_names_in_a_check_are_named(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let alice = || subject("user", "alice", "");
         let e = seeded
@@ -416,11 +437,10 @@ async fn unknown_names_in_a_check_are_named() {
         e.assert(Code::InvalidArgument, &["permission"]);
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_names_in_a_write_are_named() {
-    let server = start().await;
+both_modes! { async fn unknown_names_in_a_write_are_named(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let alice = || subject("user", "alice", "");
         let e = seeded
@@ -466,11 +486,10 @@ async fn unknown_names_in_a_write_are_named() {
         e.assert(Code::InvalidArgument, &["attributes[0]", "`secret`"]);
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subject_types_a_relation_does_not_allow_are_rejected() {
-    let server = start().await;
+both_modes! { async fn subject_types_a_relation_does_not_allow_are_rejected(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let e = seeded
             .write(
@@ -510,12 +529,11 @@ async fn subject_types_a_relation_does_not_allow_are_rejected() {
         e.assert(Code::InvalidArgument, &["`group#member`", "`document`"]);
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attribute_values_of_the_wrong_type_are_rejected() {
+both_modes! { async fn attribute_values_of_the_wrong_type_are_rejected(mode) {
     use lookout_engine::model::AttrValue;
-    let server = start().await;
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let public = |value: prost_types::Any| v1::Attribute {
             entity: msg::entity_text("document:1"),
@@ -556,11 +574,10 @@ async fn attribute_values_of_the_wrong_type_are_rejected() {
         e.assert(Code::InvalidArgument, &["public", "boolean"]);
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_must_be_1_to_128_characters() {
-    let server = start().await;
+both_modes! { async fn ids_must_be_1_to_128_characters(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let alice = || subject("user", "alice", "");
         let e = seeded
@@ -606,11 +623,10 @@ async fn ids_must_be_1_to_128_characters() {
         assert_eq!(can, v1::CheckResult::Denied as i32);
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn page_sizes_over_100_are_rejected() {
-    let server = start().await;
+both_modes! { async fn page_sizes_over_100_are_rejected(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let mut lookup = seeded.lookup("user:dave");
         lookup.page_size = 101;
@@ -666,11 +682,10 @@ async fn page_sizes_over_100_are_rejected() {
         );
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_snap_tokens_are_rejected() {
-    let server = start().await;
+both_modes! { async fn forged_snap_tokens_are_rejected(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let alice = || subject("user", "alice", "");
         for forged in ["abc", "not a token at all", &tampered(&seeded.snap_token)] {
@@ -714,11 +729,10 @@ async fn forged_snap_tokens_are_rejected() {
         e.assert(Code::InvalidArgument, &["snap_token", "another tenant"]);
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_continuous_tokens_are_rejected() {
-    let server = start().await;
+both_modes! { async fn forged_continuous_tokens_are_rejected(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let first = seeded
             .client
@@ -768,11 +782,10 @@ async fn forged_continuous_tokens_are_rejected() {
         );
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn continuous_tokens_of_another_query_are_rejected() {
-    let server = start().await;
+both_modes! { async fn continuous_tokens_of_another_query_are_rejected(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let token = seeded
             .client
@@ -831,11 +844,10 @@ async fn continuous_tokens_of_another_query_are_rejected() {
             .expect("the same query");
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_tenants_are_404() {
-    let server = start().await;
+both_modes! { async fn unknown_tenants_are_404(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let mut check = seeded.check(
             entity("document", "1"),
@@ -866,15 +878,15 @@ async fn unknown_tenants_are_404() {
         e.assert(Code::NotFound, &["no-such-tenant"]);
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
+both_modes! {
 /// Bodies and messages over `--max-request-bytes` are refused before they are read whole.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_over_the_size_limit_are_refused() {
+async fn requests_over_the_size_limit_are_refused(mode) {
     const LIMIT: usize = 16 * 1024;
     let server = start_with(Config {
         max_request_bytes: LIMIT,
-        ..config()
+        ..config_in(mode)
     })
     .await;
     over_both!(server, |seeded| {
@@ -893,11 +905,10 @@ async fn requests_over_the_size_limit_are_refused() {
         }
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_schema_nested_100000_levels_deep_is_400() {
-    let server = start().await;
+both_modes! { async fn a_schema_nested_100000_levels_deep_is_400(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let depth = 100_000;
         let schema = format!(
@@ -922,11 +933,10 @@ async fn a_schema_nested_100000_levels_deep_is_400() {
         e.assert(Code::InvalidArgument, &["4:", "`view`"]);
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_with_one_bad_tuple_changes_nothing() {
-    let server = start().await;
+both_modes! { async fn a_batch_with_one_bad_tuple_changes_nothing(mode) {
+    let server = start_with(config_in(mode)).await;
     over_both!(server, |seeded| {
         let e = seeded
             .write(
@@ -955,4 +965,4 @@ async fn a_batch_with_one_bad_tuple_changes_nothing() {
         assert!(!seeded.allowed("document:5", "view", "user:anyone").await);
     });
     server.shutdown().await.expect("a clean shutdown");
-}
+}}

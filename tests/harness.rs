@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Deref;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -25,11 +26,15 @@ use lookout_proto::v1::data_client::DataClient;
 use lookout_proto::v1::permission_client::PermissionClient;
 use lookout_proto::v1::schema_client::SchemaClient;
 use lookout_proto::v1::tenancy_client::TenancyClient;
+use lookout_server::auth::AuthnMethod;
 use lookout_server::config::Config;
-use lookout_server::serve::{self, Handle};
+use lookout_server::serve::{self, Handle, ServeError};
 use prost::{Message, Name};
 use serde_json::{Map, Value, json};
 use tonic::Code;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// How long any one call may take before the test fails instead of hanging.
@@ -46,13 +51,61 @@ pub fn config() -> Config {
     }
 }
 
+/// The preshared key of servers started in [`Mode::Authenticated`].
+pub const TEST_KEY: &str = "e2e-test-key";
+
+/// Whether a test server requires a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Open,
+    /// Preshared-key authentication with [`TEST_KEY`]; the harness's clients send it.
+    Authenticated,
+}
+
+/// The test config in `mode`.
+pub fn config_in(mode: Mode) -> Config {
+    let mut config = config();
+    if mode == Mode::Authenticated {
+        config.authn.method = AuthnMethod::Preshared;
+        config.authn.preshared_keys = vec![TEST_KEY.to_owned()];
+    }
+    config
+}
+
+/// A running test server and the credential its clients send (the first preshared key of
+/// its config, if it authenticates with preshared keys).
+#[derive(Debug)]
+pub struct Server {
+    handle: Handle,
+    pub credential: Option<String>,
+}
+
+impl Deref for Server {
+    type Target = Handle;
+
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Server {
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.handle.shutdown().await
+    }
+}
+
 /// Starts a server with `config`.
-pub async fn start_with(config: Config) -> Handle {
-    serve::start(config).await.expect("the server starts")
+pub async fn start_with(config: Config) -> Server {
+    let credential = match config.authn.method {
+        AuthnMethod::Preshared => config.authn.preshared_keys.first().cloned(),
+        _ => None,
+    };
+    let handle = serve::start(config).await.expect("the server starts");
+    Server { handle, credential }
 }
 
 /// Starts a server with the test config.
-pub async fn start() -> Handle {
+pub async fn start() -> Server {
     start_with(config()).await
 }
 
@@ -104,9 +157,11 @@ pub fn http_status_of(code: Code) -> u16 {
         Code::NotFound => 404,
         Code::AlreadyExists => 409,
         Code::FailedPrecondition => 412,
+        Code::Unauthenticated => 401,
         Code::ResourceExhausted => 429,
         Code::Unimplemented => 501,
         Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
         _ => 500,
     }
 }
@@ -132,15 +187,61 @@ impl Failure {
 /// A client of one server over one transport.
 #[derive(Clone)]
 pub enum Client {
-    Grpc(Channel),
+    Grpc(GrpcChannel),
     Http(Box<Http>),
 }
 
+/// Sends `authorization: Bearer CREDENTIAL` with every gRPC call, when there is one.
+#[derive(Debug, Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    pub fn new(credential: Option<&str>) -> Bearer {
+        Bearer(credential.map(|c| {
+            format!("Bearer {c}")
+                .parse()
+                .expect("a credential fits in metadata")
+        }))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A gRPC channel that sends a credential.
+pub type GrpcChannel = InterceptedService<Channel, Bearer>;
+
 impl Client {
-    pub async fn connect(transport: Transport, server: &Handle) -> Client {
+    pub async fn connect(transport: Transport, server: &Server) -> Client {
+        Client::connect_as(transport, server, server.credential.as_deref()).await
+    }
+
+    /// A client that sends `credential` (or none).
+    pub async fn connect_as(
+        transport: Transport,
+        server: &Handle,
+        credential: Option<&str>,
+    ) -> Client {
         match transport {
-            Transport::Grpc => Client::Grpc(channel(server.grpc_addr).await),
-            Transport::Http => Client::Http(Box::new(Http::new(server.http_addr))),
+            Transport::Grpc => Client::Grpc(InterceptedService::new(
+                channel(server.grpc_addr).await,
+                Bearer::new(credential),
+            )),
+            Transport::Http => Client::Http(Box::new(Http::with_credential(
+                server.http_addr,
+                credential,
+            ))),
         }
     }
 
@@ -409,13 +510,20 @@ pub fn grpc_failure(status: &tonic::Status) -> Failure {
 pub struct Http {
     client: HyperClient<HttpConnector, Full<Bytes>>,
     addr: SocketAddr,
+    /// Sent as `authorization: Bearer CREDENTIAL` when set.
+    credential: Option<String>,
 }
 
 impl Http {
     pub fn new(addr: SocketAddr) -> Http {
+        Http::with_credential(addr, None)
+    }
+
+    pub fn with_credential(addr: SocketAddr, credential: Option<&str>) -> Http {
         Http {
             client: HyperClient::builder(TokioExecutor::new()).build_http(),
             addr,
+            credential: credential.map(str::to_owned),
         }
     }
 
@@ -426,10 +534,14 @@ impl Http {
         path: &str,
         body: impl Into<Bytes>,
     ) -> Response<Incoming> {
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr))
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(credential) = &self.credential {
+            request = request.header("authorization", format!("Bearer {credential}"));
+        }
+        let request = request
             .body(Full::new(body.into()))
             .expect("a valid request");
         tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))

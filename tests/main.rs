@@ -3,7 +3,9 @@
 //!
 //! - [`replay`]: every validation file, replayed through the API over both transports;
 //! - [`bad_input`]: malformed and out-of-range requests get clear errors and change nothing;
-//! - [`node`]: Permify's official Node client against the server.
+//! - [`node`]: Permify's official Node client against the server;
+//! - [`hardening`]: authentication (preshared keys, OIDC), limits, deadlines, metrics and
+//!   request IDs.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +15,7 @@
 )]
 
 mod bad_input;
+mod hardening;
 mod harness;
 mod node;
 mod replay;

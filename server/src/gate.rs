@@ -289,9 +289,52 @@ fn http_code_name(status: u16) -> &'static str {
     }
 }
 
-/// How long the gate's deadline precedes a client's `grpc-timeout`, so that the call ends with
-/// this gate's DEADLINE_EXCEEDED rather than the transport's own timer.
-const CLIENT_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(2);
+/// The deadline of a client's `grpc-timeout`: a tenth earlier (at most 100 ms), so that the
+/// call ends with this gate's DEADLINE_EXCEEDED before the client's own timer cancels it.
+fn client_deadline(timeout: std::time::Duration) -> std::time::Duration {
+    let margin = (timeout / 10).min(std::time::Duration::from_millis(100));
+    timeout.saturating_sub(margin)
+}
+
+/// Records a call's outcome once: with the code given, or as CANCELLED if the call is dropped
+/// first (the client went away).
+struct Outcome<'a> {
+    gate: &'a Gate,
+    transport: &'static str,
+    rpc: &'a str,
+    started: Instant,
+    recorded: bool,
+}
+
+impl<'a> Outcome<'a> {
+    fn new(gate: &'a Gate, transport: &'static str, rpc: &'a str, started: Instant) -> Self {
+        Outcome {
+            gate,
+            transport,
+            rpc,
+            started,
+            recorded: false,
+        }
+    }
+
+    fn record(&mut self, code: &'static str) {
+        if !self.recorded {
+            self.recorded = true;
+            self.gate
+                .metrics
+                .observe(self.transport, self.rpc, code, self.started.elapsed());
+        }
+    }
+}
+
+impl Drop for Outcome<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            tracing::debug!("the client went away before the answer");
+            self.record("CANCELLED");
+        }
+    }
+}
 
 fn log_rejection(e: &ApiError) {
     tracing::debug!(code = ?e.code, error = %e.message, "refused at the gate");
@@ -396,10 +439,8 @@ where
         Box::pin(
             async move {
                 let started = Instant::now();
-                let finish = |code: &'static str| {
-                    gate.metrics
-                        .observe("grpc", &route.rpc, code, started.elapsed());
-                };
+                let mut outcome = Outcome::new(&gate, "grpc", &route.rpc, started);
+                let mut finish = |code: &'static str| outcome.record(code);
                 let mut admitted = match gate.admit("grpc", &route, request.headers()).await {
                     Ok(admitted) => admitted,
                     Err(e) => {
@@ -413,7 +454,7 @@ where
                     .get("grpc-timeout")
                     .map(HeaderValue::as_bytes)
                     .and_then(crate::limits::parse_grpc_timeout)
-                    .map(|d| d.saturating_sub(CLIENT_DEADLINE_MARGIN));
+                    .map(client_deadline);
                 let deadline = match (gate.admission.limits().request_timeout, client) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -475,8 +516,17 @@ async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
     response
 }
 
-fn http_error(e: &ApiError, request_id: &HeaderValue) -> Response {
-    let body = serde_json::to_vec(&e.json_body()).unwrap_or_default();
+/// An HTTP error answer: Permify's error body, or for a streaming route the one
+/// `{"error": ...}` line a stream that fails before it starts answers (see `http::handler`).
+fn http_error(e: &ApiError, request_id: &HeaderValue, streaming: bool) -> Response {
+    let body = if streaming {
+        let mut line =
+            serde_json::to_vec(&serde_json::json!({ "error": e.json_body() })).unwrap_or_default();
+        line.push(b'\n');
+        line
+    } else {
+        serde_json::to_vec(&e.json_body()).unwrap_or_default()
+    };
     let status = axum::http::StatusCode::from_u16(e.http_status())
         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, body).into_response();
@@ -520,16 +570,14 @@ async fn http_gate(
     );
     async move {
         let started = Instant::now();
-        let finish = |code: &'static str| {
-            gate.metrics
-                .observe("http", &route.rpc, code, started.elapsed());
-        };
+        let mut outcome = Outcome::new(&gate, "http", &route.rpc, started);
+        let mut finish = |code: &'static str| outcome.record(code);
         let mut admitted = match gate.admit("http", &route, request.headers()).await {
             Ok(admitted) => admitted,
             Err(e) => {
                 log_rejection(&e);
                 finish(code_name(e.grpc_code()));
-                return http_error(&e, &request_id);
+                return http_error(&e, &request_id, route.streaming);
             }
         };
         let deadline = gate.admission.deadline(
@@ -547,7 +595,7 @@ async fn http_gate(
                     let e = deadline_exceeded(d);
                     log_rejection(&e);
                     finish(code_name(e.grpc_code()));
-                    return http_error(&e, &request_id);
+                    return http_error(&e, &request_id, route.streaming);
                 }
             },
             None => call.await,

@@ -126,7 +126,7 @@ fn delete_batch(
         return Err(ApiError::new(
             ErrorCode::ResourceExhausted,
             format!(
-                "the filters match {} tuples and attributes, more than the batch limit of {max_batch} (max_batch); narrow the filters",
+                "the filters match {} tuples and attributes, more than the batch limit of {max_batch} (--max-batch-size); narrow the filters",
                 batch.len()
             ),
         ));
@@ -167,7 +167,7 @@ impl Service {
             return Err(ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 format!(
-                    "{field}: {size} items are more than the batch limit of {} (max_batch)",
+                    "{field}: {size} items are more than the batch limit of {} (--max-batch-size)",
                     self.limits.max_batch
                 ),
             ));

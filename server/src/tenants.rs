@@ -385,18 +385,29 @@ impl Tenant {
 
     /// Applies a revision committed to the database (whose new IDs the caller has numbered)
     /// and publishes it. `changes` are the committed changes as the database lists them.
+    /// Revisions must come in order: one already applied (by the server that wrote it, or
+    /// by the tailer) is skipped and returns `false`; a gap is an error.
     pub(crate) fn apply_committed(
         &self,
         revision: u64,
         batch: &WriteBatch,
         changes: Vec<Change>,
-    ) -> Result<(), WriteError> {
+    ) -> Result<bool, WriteError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let head = self.store.head().revision();
+        if revision <= head {
+            return Ok(false);
+        }
+        if revision != head + 1 {
+            return Err(WriteError::Replica(format!(
+                "cannot apply revision {revision}: the index is at revision {head}"
+            )));
+        }
         let outcome = self.store.apply_at(revision, batch, |revision, applied| {
             self.mark_changed(revision, applied)
         })?;
         self.publish(outcome.snapshot, Arc::new(changes));
-        Ok(())
+        Ok(true)
     }
 
     /// Marks the data `changes` touch as changed at `revision` (before the snapshot is visible:

@@ -96,15 +96,23 @@ impl Pg {
     }
 
     /// Catches up with the database's list of tenants: loads new ones, drops deleted ones,
-    /// reloads re-created ones.
-    pub(crate) async fn sync_tenants(self: &Arc<Self>, tenants: &Tenants) -> Result<(), ApiError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT id, incarnation FROM lookout_tenants")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error("list tenants"))?;
-        let stored: std::collections::HashMap<String, u64> =
-            rows.into_iter().map(|(id, inc)| (id, inc as u64)).collect();
+    /// reloads re-created ones. Returns each tenant's latest revision and schema `seq`.
+    pub(crate) async fn sync_tenants(
+        self: &Arc<Self>,
+        tenants: &Tenants,
+    ) -> Result<Vec<(String, u64, Option<u64>)>, ApiError> {
+        let rows: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT t.id, t.incarnation, t.revision,
+                    (SELECT MAX(s.seq) FROM lookout_schemas s WHERE s.tenant_id = t.id)
+             FROM lookout_tenants t",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("list tenants"))?;
+        let stored: std::collections::HashMap<String, u64> = rows
+            .iter()
+            .map(|(id, inc, _, _)| (id.clone(), *inc as u64))
+            .collect();
         for local in tenants.list_local() {
             if stored.get(&local.id) != Some(&local.incarnation) {
                 tenants.remove_local(&local.id);
@@ -113,7 +121,10 @@ impl Pg {
         for id in stored.keys() {
             self.load_tenant_by_id(tenants, id).await?;
         }
-        Ok(())
+        Ok(rows
+            .into_iter()
+            .map(|(id, _, revision, seq)| (id, revision as u64, seq.map(|s| s as u64)))
+            .collect())
     }
 
     async fn load_tenant(

@@ -62,6 +62,8 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
+/// Stops the tailer and the collector [`start`] runs (re-exported for callers of `start`).
+pub use tokio_util::sync::CancellationToken;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::tenants::{Retention, Tenant};
@@ -351,7 +353,7 @@ impl Pg {
 pub async fn start(
     options: PgOptions,
     retention: Retention,
-    shutdown: tokio_util::sync::CancellationToken,
+    shutdown: CancellationToken,
 ) -> Result<crate::tenants::Tenants, StartError> {
     let uri = redact(&options.uri);
     let pool = connect(&options.uri, options.max_connections).await?;

@@ -97,12 +97,13 @@ pub(super) fn spawn(
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut due: HashSet<String> = HashSet::new();
+            let mut schemas: HashSet<String> = HashSet::new();
             let mut everything = false;
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = poll.tick() => everything = true,
                 got = heard.recv() => match got {
-                    Some(h) => note(h, &mut due, &mut everything),
+                    Some(h) => note(h, &mut due, &mut schemas, &mut everything),
                     None => return,
                 },
                 got = kicks.recv() => match got {
@@ -112,7 +113,7 @@ pub(super) fn spawn(
             }
             // Coalesce whatever else is already waiting.
             while let Ok(h) = heard.try_recv() {
-                note(h, &mut due, &mut everything);
+                note(h, &mut due, &mut schemas, &mut everything);
             }
             while let Ok(id) = kicks.try_recv() {
                 due.insert(id);
@@ -123,6 +124,13 @@ pub(super) fn spawn(
                 }
                 continue;
             }
+            for id in schemas {
+                if let Some(tenant) = tenants.local(&id)
+                    && let Err(e) = pg.refresh_schemas(&tenant).await
+                {
+                    tracing::warn!(tenant = %id, error = %e, "reading new schema versions failed");
+                }
+            }
             for id in due {
                 if let Err(e) = pg.sync_one(&tenants, &id).await {
                     tracing::warn!(tenant = %id, error = %e, "catching up with the database failed; retrying");
@@ -132,15 +140,23 @@ pub(super) fn spawn(
     });
 }
 
-fn note(heard: Heard, due: &mut HashSet<String>, everything: &mut bool) {
+fn note(
+    heard: Heard,
+    due: &mut HashSet<String>,
+    schemas: &mut HashSet<String>,
+    everything: &mut bool,
+) {
     match heard {
         Heard::Reconnected => *everything = true,
         Heard::Payload(p) => {
             // `c:<tenant>:<revision>`, `t:<tenant>`, `s:<tenant>`, `b:<tenant>`.
             let mut parts = p.splitn(3, ':');
             match (parts.next(), parts.next()) {
-                (Some("c" | "t" | "s"), Some(tenant)) => {
+                (Some("c" | "t"), Some(tenant)) => {
                     due.insert(tenant.to_string());
+                }
+                (Some("s"), Some(tenant)) => {
+                    schemas.insert(tenant.to_string());
                 }
                 (Some("b"), _) => {}
                 _ => tracing::debug!(payload = %p, "ignoring an unknown notification"),
@@ -152,20 +168,24 @@ fn note(heard: Heard, due: &mut HashSet<String>, everything: &mut bool) {
 impl Pg {
     /// Catches up with every tenant: the tenant list, then each tenant's revisions.
     async fn sync_all(self: &Arc<Self>, tenants: &Tenants) -> Result<(), ApiError> {
-        self.sync_tenants(tenants).await?;
-        for tenant in tenants.list_local() {
-            self.catch_up(tenants, &tenant).await?;
+        for (id, revision, schema_seq) in self.sync_tenants(tenants).await? {
+            let Some(tenant) = tenants.local(&id) else {
+                continue;
+            };
+            if schema_seq > tenant.last_schema_seq() {
+                self.refresh_schemas(&tenant).await?;
+            }
+            if revision > tenant.head().revision() {
+                self.catch_up(tenants, &tenant).await?;
+            }
         }
         Ok(())
     }
 
-    /// Catches up with one tenant: its existence, its schema versions and its revisions.
+    /// Catches up with one tenant: its existence and its revisions.
     async fn sync_one(self: &Arc<Self>, tenants: &Tenants, id: &str) -> Result<(), ApiError> {
         match tenants.local(id) {
-            Some(tenant) => {
-                self.refresh_schemas(&tenant).await?;
-                self.catch_up(tenants, &tenant).await
-            }
+            Some(tenant) => self.catch_up(tenants, &tenant).await,
             None => {
                 // Created on another replica: load it now (a no-op if it is gone again).
                 self.load_tenant_by_id(tenants, id).await.map(|_| ())
@@ -234,6 +254,13 @@ impl Pg {
             drop(tx);
             let mut groups = codec::by_revision(rows).into_iter().peekable();
             for revision in applied + 1..=upto {
+                if revision <= tenant.head().revision() {
+                    // Applied meanwhile by the server that wrote it.
+                    if groups.peek().is_some_and(|(r, _)| *r == revision) {
+                        groups.next();
+                    }
+                    continue;
+                }
                 let rows = match groups.peek() {
                     Some((r, _)) if *r == revision => groups.next().map(|(_, rows)| rows),
                     _ => None,

@@ -99,8 +99,9 @@ impl Pg {
             .execute(&mut *tx)
             .await
             .map_err(db_error("record the revision"))?;
+        let mut numbers = HashMap::new();
         if !changes.is_empty() {
-            let numbers = number_entities(&mut tx, &tenant.id, &changes).await?;
+            numbers = number_entities(&mut tx, &tenant.id, &changes).await?;
             apply_changes(&mut tx, &tenant.id, &changes).await?;
             let c = ChangeColumns::of(&changes, &numbers).map_err(ApiError::internal)?;
             sqlx::query(
@@ -132,6 +133,11 @@ impl Pg {
             .await
             .map_err(db_error("notify the other servers"))?;
         tx.commit().await.map_err(db_error("commit the write"))?;
+        // This server knows what it committed: apply it now unless the tailer got there first
+        // (or another server's later revision is already waiting, then the tailer applies both).
+        if let Err(e) = apply_own(tenant, next, &batch_of(&changes), changes, &numbers) {
+            tracing::warn!(tenant = %tenant.id, revision = next, error = %e, "applying an own write failed; the tailer will");
+        }
         self.kick(&tenant.id);
         if !tenant
             .wait_applied(next, self.options.snap_token_wait)
@@ -320,6 +326,40 @@ impl Pg {
         }
         Ok(commits)
     }
+}
+
+/// The batch that replays effective changes (listed as [`Snapshot::plan`] lists them).
+fn batch_of(changes: &[Change]) -> WriteBatch {
+    let mut batch = WriteBatch::default();
+    for change in changes {
+        match change {
+            Change::Tuple(ChangeOp::Create, t) => batch.tuple_writes.push(t.clone()),
+            Change::Tuple(ChangeOp::Delete, t) => batch.tuple_deletes.push(t.clone()),
+            Change::Attribute(ChangeOp::Create, a) => batch.attribute_writes.push(a.clone()),
+            Change::Attribute(ChangeOp::Delete, a) => batch
+                .attribute_deletes
+                .push((a.entity.clone(), a.name.clone())),
+        }
+    }
+    batch
+}
+
+/// Applies a revision this server just committed to its own replica.
+fn apply_own(
+    tenant: &Tenant,
+    revision: u64,
+    batch: &WriteBatch,
+    changes: Vec<Change>,
+    numbers: &HashMap<(String, String), i32>,
+) -> Result<bool, String> {
+    let interner = tenant.store().interner();
+    for ((ty, id), n) in numbers {
+        let n = u32::try_from(*n).map_err(|_| format!("entity number {n} is negative"))?;
+        interner.intern_as(ty, id, n).map_err(|e| e.to_string())?;
+    }
+    tenant
+        .apply_committed(revision, batch, changes)
+        .map_err(|e| e.to_string())
 }
 
 /// The durable numbers of every ID `changes` mention, numbering new ones densely per type.

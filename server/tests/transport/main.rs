@@ -9,6 +9,7 @@
 )]
 
 mod binary;
+mod cancel;
 mod common;
 mod grpc;
 mod http;

@@ -409,3 +409,84 @@ async fn watch_needs_track_commit_timestamp() {
     let f = postgres_at(options).await;
     write_schema(&f.service, "t1").await;
 }
+
+/// `lookout migrate up|down|status` against a fresh database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_commands_apply_revert_and_list() {
+    let uri = Cluster::get().database().await;
+    let migrate = |args: &[&str]| {
+        let output = lookout()
+            .arg("migrate")
+            .args(args)
+            .args(["--database-uri", &uri])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        stdout
+    };
+    assert!(migrate(&["status"]).contains("0001 pending"));
+    assert!(migrate(&["up"]).contains("applied 1 migration(s)"));
+    assert!(migrate(&["status"]).contains("0001 applied"));
+    assert!(migrate(&["up"]).contains("applied 0 migration(s)"));
+    migrate(&["down"]);
+    assert!(migrate(&["status"]).contains("0001 pending"));
+    // Without the tables and with --auto-migrate=false, serve says what to do.
+    let output = lookout()
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+            "--auto-migrate=false",
+            "--database-engine",
+            "postgres",
+            "--database-uri",
+            &uri,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lookout migrate up"), "{stderr}");
+    let output = lookout()
+        .args(["migrate", "up"])
+        .env_remove("LOOKOUT_DATABASE_URI")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+/// A replica that cannot reach a snap token's revision within `--snap-token-wait` answers
+/// UNAVAILABLE, naming the revision, instead of a stale answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_replica_is_unavailable_not_stale() {
+    let uri = Cluster::get().database().await;
+    let a = postgres_at(pg_options(&uri)).await;
+    let mut b = postgres_at(pg_options(&uri)).await;
+    write_schema(&a.service, "t1").await;
+    // B has the schema; then it stops following.
+    let first = write(&a.service, &["doc:1#owner@user:a"], &[])
+        .await
+        .unwrap();
+    assert!(check(&b.service, "doc:1", "user:a", &first).await);
+    b.stop_following();
+    let token = write(&a.service, &["doc:2#owner@user:a"], &[])
+        .await
+        .unwrap();
+    let e = lookup_page(&b.service, "user:a", 0, "", &token)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable, "{e}");
+    assert!(
+        e.message.contains(&format!(
+            "has not yet reached revision {}",
+            revision(&token)
+        )),
+        "{e}"
+    );
+}

@@ -38,6 +38,13 @@ pub struct Fixture {
     _stop: Option<DropGuard>,
 }
 
+impl Fixture {
+    /// Stops the background tasks (the tailer): this replica stops following the database.
+    pub fn stop_following(&mut self) {
+        self._stop.take();
+    }
+}
+
 pub async fn memory() -> Fixture {
     Fixture {
         service: Service::new(Limits::default(), Retention::default()),

@@ -25,6 +25,7 @@ use crate::telemetry::TelemetrySettings;
 use crate::tenants::Retention;
 
 mod hardening;
+pub mod reference;
 pub use hardening::HardeningArgs;
 
 /// Where the data lives.

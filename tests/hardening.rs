@@ -77,7 +77,7 @@ async fn preshared_keys_guard_both_transports() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_metrics_stay_open() {
+async fn health_reflection_and_metrics_stay_open() {
     let server = start_with(preshared(&["k"])).await;
     let mut health = HealthClient::new(channel(server.grpc_addr).await);
     for service in ["", "base.v1.Permission"] {
@@ -90,6 +90,47 @@ async fn health_and_metrics_stay_open() {
             .into_inner();
         assert_eq!(answer.status, ServingStatus::Serving as i32);
     }
+    // Reflection lists the services without a credential (v1 and v1alpha).
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+    };
+    let mut reflection =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
+            channel(server.grpc_addr).await,
+        );
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection needs no credential")
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    assert!(
+        format!("{answer:?}").contains("base.v1.Permission"),
+        "{answer:?}"
+    );
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+    };
+    let mut reflection =
+        tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient::new(
+            channel(server.grpc_addr).await,
+        );
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("v1alpha reflection needs no credential")
+        .into_inner();
+    assert!(answers.message().await.unwrap().is_some());
     let http = Http::new(server.http_addr);
     let (status, _) = http.raw("GET", "/healthz", "").await;
     assert_eq!(status, StatusCode::OK);

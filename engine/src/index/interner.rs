@@ -35,6 +35,32 @@ struct TypeTable {
 }
 
 impl TypeTable {
+    /// The number of `id`, assigning the next one if it is new (see [`Interner::intern`]).
+    fn assign(&mut self, ty: &str, id: &str, durable: bool) -> Result<u32, InternerFull> {
+        if let Some(n) = self.numbers.get(id) {
+            return Ok(*n);
+        }
+        let name: Arc<str> = Arc::from(id);
+        let n = if durable {
+            let n = u32::try_from(self.local.len())
+                .ok()
+                .and_then(|i| LOCAL_BASE.checked_add(i))
+                .filter(|n| *n != u32::MAX)
+                .ok_or_else(|| InternerFull(ty.to_string()))?;
+            self.local.push(name.clone());
+            n
+        } else {
+            let n = u32::try_from(self.names.len())
+                .ok()
+                .filter(|n| *n < LOCAL_BASE)
+                .ok_or_else(|| InternerFull(ty.to_string()))?;
+            self.names.push(Some(name.clone()));
+            n
+        };
+        self.numbers.insert(name, n);
+        Ok(n)
+    }
+
     fn name(&self, n: u32) -> Option<&Arc<str>> {
         if n >= LOCAL_BASE {
             self.local.get((n - LOCAL_BASE) as usize)
@@ -115,28 +141,27 @@ impl Interner {
         }
         let mut types = self.types.write().unwrap_or_else(|e| e.into_inner());
         let table = types.entry(ty.to_string()).or_default();
-        if let Some(n) = table.numbers.get(id) {
-            return Ok(*n);
+        table.assign(ty, id, self.durable)
+    }
+
+    /// Interns many `(type, id)` pairs under one write lock (a bulk write's IDs), returning
+    /// their numbers in order.
+    pub fn intern_many<'i>(
+        &self,
+        ids: impl IntoIterator<Item = (&'i str, &'i str)>,
+    ) -> Result<Vec<u32>, InternerFull> {
+        let mut types = self.types.write().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for (ty, id) in ids {
+            if !types.contains_key(ty) {
+                types.insert(ty.to_string(), TypeTable::default());
+            }
+            let table = types
+                .get_mut(ty)
+                .ok_or_else(|| InternerFull(ty.to_string()))?;
+            out.push(table.assign(ty, id, self.durable)?);
         }
-        let name: Arc<str> = Arc::from(id);
-        let n = if self.durable {
-            let n = u32::try_from(table.local.len())
-                .ok()
-                .and_then(|i| LOCAL_BASE.checked_add(i))
-                .filter(|n| *n != u32::MAX)
-                .ok_or_else(|| InternerFull(ty.to_string()))?;
-            table.local.push(name.clone());
-            n
-        } else {
-            let n = u32::try_from(table.names.len())
-                .ok()
-                .filter(|n| *n < LOCAL_BASE)
-                .ok_or_else(|| InternerFull(ty.to_string()))?;
-            table.names.push(Some(name.clone()));
-            n
-        };
-        table.numbers.insert(name, n);
-        Ok(n)
+        Ok(out)
     }
 
     /// Records that the database numbered `id` of type `ty` as `number`. Idempotent; a number

@@ -407,17 +407,44 @@ pub(super) fn apply_unchecked(
             changes.push(super::Change::Tuple(super::ChangeOp::Delete, t.clone()));
         }
     }
-    for t in &batch.tuple_writes {
-        let e = interner
-            .intern(&t.entity.ty, &t.entity.id)
+    if !batch.tuple_writes.is_empty() {
+        // One interner lock for the whole batch, and each relation store taken out of the map
+        // once: per tuple, only a lookup by borrowed names (skipped when the key repeats).
+        let numbers = interner
+            .intern_many(batch.tuple_writes.iter().flat_map(|t| {
+                [
+                    (t.entity.ty.as_str(), t.entity.id.as_str()),
+                    (t.subject.ty.as_str(), t.subject.id.as_str()),
+                ]
+            }))
             .map_err(capacity)?;
-        let s = interner
-            .intern(&t.subject.ty, &t.subject.id)
-            .map_err(capacity)?;
-        let store = relations.entry(key_of(t)).or_default();
-        if Arc::make_mut(store).insert(e, s) {
-            changes.push(super::Change::Tuple(super::ChangeOp::Create, t.clone()));
+        type Names<'t> = (&'t str, &'t str, &'t str, Option<&'t str>);
+        let mut slot_of: HashMap<Names<'_>, usize> = HashMap::new();
+        let mut taken: Vec<(RelKey, Arc<RelStore>)> = Vec::new();
+        let mut last: Option<(Names<'_>, usize)> = None;
+        for (i, t) in batch.tuple_writes.iter().enumerate() {
+            let names: Names<'_> = (
+                &t.entity.ty,
+                &t.relation,
+                &t.subject.ty,
+                t.subject.relation.as_deref(),
+            );
+            let slot = match last {
+                Some((held, slot)) if held == names => slot,
+                _ => *slot_of.entry(names).or_insert_with(|| {
+                    let key = key_of(t);
+                    let store = relations.remove(&key).unwrap_or_default();
+                    taken.push((key, store));
+                    taken.len() - 1
+                }),
+            };
+            last = Some((names, slot));
+            let (e, s) = (numbers[2 * i], numbers[2 * i + 1]);
+            if Arc::make_mut(&mut taken[slot].1).insert(e, s) {
+                changes.push(super::Change::Tuple(super::ChangeOp::Create, t.clone()));
+            }
         }
+        relations.extend(taken);
     }
     for (entity, name) in &batch.attribute_deletes {
         let Some(e) = interner.get(&entity.ty, &entity.id) else {

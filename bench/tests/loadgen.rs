@@ -64,11 +64,13 @@ async fn checks_and_streams_against_a_live_server() {
     assert_eq!(checks.histogram.iter().map(|b| b.count).sum::<u64>(), 100);
     let answers = checks.check.expect("check answers");
     assert_eq!(answers.allowed + answers.denied, 100);
-    // Every user reaches folder 0 through group 0, so most random pairs are allowed.
-    assert!(answers.allowed > 50, "{answers:?}");
+    // Only user:0 sees everything; the others see their direct and group grants, so random
+    // pairs give both answers.
+    assert!(answers.allowed > 0 && answers.denied > 0, "{answers:?}");
     assert_eq!(checks.connections, 4);
 
-    // The data set is loaded now: every user sees about all 200 documents.
+    // The data set is loaded now: each of the 20 users is a direct viewer of about 20 of the
+    // 200 documents, plus its groups' and folders' grants.
     let streams = loadgen::run(&args(
         addr,
         &[
@@ -88,7 +90,7 @@ async fn checks_and_streams_against_a_live_server() {
     assert_eq!(streams.errors, 0, "{}", streams.to_text());
     let s = streams.stream.as_ref().expect("stream figures");
     assert!(s.items > 0, "{s:?}");
-    assert!(s.items_per_stream > 100.0, "{s:?}");
+    assert!(s.items_per_stream > 5.0, "{s:?}");
     assert!(s.items_per_sec > 0.0);
     assert_eq!(s.first_message_ms.count, 8);
     assert!(

@@ -298,7 +298,7 @@ async fn batch_limit_is_enforced_and_named() {
     .await
     .unwrap_err();
     assert_eq!(e.code, ErrorCode::PayloadTooLarge);
-    assert!(e.message.contains("max_batch"), "{e}");
+    assert!(e.message.contains("--max-batch-size"), "{e}");
     write(&s, &["doc:1#owner@user:1", "doc:2#owner@user:1"], &[])
         .await
         .unwrap();
@@ -311,7 +311,7 @@ async fn batch_limit_is_enforced_and_named() {
         })
         .await
         .unwrap_err();
-    assert!(e.message.contains("max_batch"), "{e}");
+    assert!(e.message.contains("--max-batch-size"), "{e}");
     assert_eq!(read_all(&s, None).await.len(), 3);
 }
 

@@ -102,21 +102,24 @@ impl OidcSettings {
 
 /// The issuer URL without a trailing slash, after checking its scheme.
 fn issuer_base(issuer: &str) -> Result<&str, String> {
-    let uri: hyper::Uri = issuer
+    check_scheme("authn-oidc-issuer", issuer)?;
+    Ok(issuer.trim_end_matches('/'))
+}
+
+/// Checks that `url` is https, or http on a loopback host.
+fn check_scheme(what: &str, url: &str) -> Result<(), String> {
+    let uri: hyper::Uri = url
         .parse()
-        .map_err(|e| format!("authn-oidc-issuer `{issuer}` is not a URL: {e}"))?;
+        .map_err(|e| format!("{what} `{url}` is not a URL: {e}"))?;
     let host = uri.host().unwrap_or_default();
     let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1");
     match uri.scheme_str() {
-        Some("https") => {}
-        Some("http") if loopback => {}
-        _ => {
-            return Err(format!(
-                "authn-oidc-issuer `{issuer}` must be an https:// URL (http:// only on a loopback host)"
-            ));
-        }
+        Some("https") => Ok(()),
+        Some("http") if loopback => Ok(()),
+        _ => Err(format!(
+            "{what} `{url}` must be an https:// URL (http:// only on a loopback host)"
+        )),
     }
-    Ok(issuer.trim_end_matches('/'))
 }
 
 /// One signing key of the issuer.
@@ -269,6 +272,7 @@ impl OidcVerifier {
         let jwks_uri = discovery["jwks_uri"]
             .as_str()
             .ok_or_else(|| format!("{discovery_url} has no `jwks_uri`"))?;
+        check_scheme("the discovery document's jwks_uri", jwks_uri)?;
         let jwks = self.get_json(jwks_uri).await?;
         let entries = jwks["keys"]
             .as_array()
@@ -415,6 +419,8 @@ mod tests {
         assert!(issuer_base("http://localhost:8080/realms/x").is_ok());
         assert!(issuer_base("http://id.example.com").is_err());
         assert!(issuer_base("ftp://id.example.com").is_err());
+        assert!(check_scheme("jwks_uri", "http://id.example.com/keys").is_err());
+        assert!(check_scheme("jwks_uri", "https://id.example.com/keys").is_ok());
         assert_eq!(
             issuer_base("https://id.example.com/").unwrap(),
             "https://id.example.com"

@@ -62,6 +62,16 @@ pub struct SchemaVersion {
     pub seq: u64,
 }
 
+/// The committed writes a new Watch subscriber gets before the live feed (see
+/// [`Tenant::subscribe_after`] and [`Tenant::replay_next`]).
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Commits ready to send.
+    ready: Vec<Commit>,
+    /// Revisions still to read from the database's change log: after `.0` up to `.1`.
+    database: Option<(u64, u64)>,
+}
+
 /// One committed write as Watch sees it.
 #[derive(Debug, Clone)]
 pub struct Commit {
@@ -465,13 +475,14 @@ impl Tenant {
         self.applied.send_replace(head.revision());
     }
 
-    /// Subscribes to commits after `revision`: the ones already committed now, and a receiver
-    /// for the rest (which may repeat some of them: the caller drops revisions it has seen).
-    /// Errors when commits after `revision` are no longer retained.
+    /// Subscribes to commits after `revision`: the ones already committed now (to be read with
+    /// [`Tenant::replay_next`]), and a receiver for the rest (which may repeat some of them:
+    /// the caller drops revisions it has seen). Errors when commits after `revision` are no
+    /// longer retained.
     pub async fn subscribe_after(
         &self,
         revision: u64,
-    ) -> Result<(Vec<Commit>, broadcast::Receiver<Commit>), ApiError> {
+    ) -> Result<(Replay, broadcast::Receiver<Commit>), ApiError> {
         // Subscribe first, then read the head under the write lock, so nothing published in
         // between is missed.
         let (receiver, head, replay) = {
@@ -484,16 +495,48 @@ impl Tenant {
             };
             (receiver, head, replay)
         };
-        if let Some(replay) = replay {
-            return Ok((replay, receiver));
+        if let Some(ready) = replay {
+            return Ok((
+                Replay {
+                    ready,
+                    database: None,
+                },
+                receiver,
+            ));
         }
-        match &self.backend {
-            Backend::Postgres(pg) => {
-                let replay = pg.replay(self, revision, head).await?;
-                Ok((replay, receiver))
+        let Backend::Postgres(pg) = &self.backend else {
+            return Ok((Replay::default(), receiver));
+        };
+        // The first step checks the token (too old, beyond the head) before anything is sent.
+        let (ready, read_upto) = pg.replay(self, revision, head).await?;
+        let replay = Replay {
+            ready,
+            database: Some((read_upto, head)),
+        };
+        Ok((replay, receiver))
+    }
+
+    /// The next commits of a replay, in order; empty when it is done. Reads the database's
+    /// change log a step at a time, so a long replay never sits in memory whole.
+    pub async fn replay_next(&self, replay: &mut Replay) -> Result<Vec<Commit>, ApiError> {
+        if !replay.ready.is_empty() {
+            return Ok(std::mem::take(&mut replay.ready));
+        }
+        let Backend::Postgres(pg) = &self.backend else {
+            return Ok(Vec::new());
+        };
+        while let Some((after, upto)) = replay.database {
+            if after >= upto {
+                replay.database = None;
+                break;
             }
-            Backend::Memory => Ok((Vec::new(), receiver)),
+            let (commits, read_upto) = pg.replay(self, after, upto).await?;
+            replay.database = Some((read_upto, upto));
+            if !commits.is_empty() {
+                return Ok(commits);
+            }
         }
+        Ok(Vec::new())
     }
 
     fn memory_replay(&self, revision: u64, head: u64) -> Result<Vec<Commit>, ApiError> {

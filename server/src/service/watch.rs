@@ -37,20 +37,30 @@ impl Service {
                 .map_err(|e| ApiError::invalid(format!("snap_token: {e}")))?
                 .revision
         };
-        let (replay, mut live) = tenant.subscribe_after(after).await?;
+        let (mut replay, mut live) = tenant.subscribe_after(after).await?;
         let (tx, rx) = mpsc::channel(self.limits.stream_buffer.max(1));
         let tenant_id = tenant.id.clone();
         tokio::spawn(async move {
             let mut last = after;
-            for commit in replay {
-                if commit.changes.is_empty() {
+            loop {
+                let commits = match tenant.replay_next(&mut replay).await {
+                    Ok(commits) if commits.is_empty() => break,
+                    Ok(commits) => commits,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                for commit in commits {
+                    if commit.changes.is_empty() {
+                        last = commit.revision;
+                        continue;
+                    }
+                    if tx.send(Ok(message(&tenant_id, &commit))).await.is_err() {
+                        return;
+                    }
                     last = commit.revision;
-                    continue;
                 }
-                if tx.send(Ok(message(&tenant_id, &commit))).await.is_err() {
-                    return;
-                }
-                last = commit.revision;
             }
             loop {
                 tokio::select! {

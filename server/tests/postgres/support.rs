@@ -56,6 +56,8 @@ pub fn pg_options(uri: &str) -> PgOptions {
     let mut options = PgOptions::new(uri);
     options.snap_token_wait = Duration::from_secs(1);
     options.max_connections = 12;
+    // Small, so that replays take several steps.
+    options.replay_step = 2;
     options
 }
 

@@ -144,6 +144,8 @@ pub struct PgOptions {
     pub gc_interval: Duration,
     /// Whether Watch is served (then `track_commit_timestamp` must be on).
     pub watch: bool,
+    /// Revisions a Watch replay reads from the change log at a time.
+    pub replay_step: u64,
 }
 
 impl PgOptions {
@@ -157,6 +159,7 @@ impl PgOptions {
             poll_interval: Duration::from_secs(1),
             gc_interval: Duration::from_secs(60),
             watch: true,
+            replay_step: 1000,
         }
     }
 }

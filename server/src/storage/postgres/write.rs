@@ -82,8 +82,16 @@ impl Pg {
                 head.revision()
             )));
         }
-        let batch = build(&head)?;
-        let changes = head.plan(&model.schema, &batch).map_err(rejected)?;
+        // CPU work (a delete by filter may match many tuples): off the async worker's duty
+        // where the runtime allows it.
+        let work = || -> Result<Vec<Change>, ApiError> {
+            let batch = build(&head)?;
+            head.plan(&model.schema, &batch).map_err(rejected)
+        };
+        let changes = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work)?,
+            _ => work()?,
+        };
         let next = current + 1;
         let next_db =
             i64::try_from(next).map_err(|_| ApiError::internal("revision counter overflow"))?;
@@ -259,15 +267,16 @@ impl Pg {
         }
     }
 
-    /// The committed changes of `tenant` after revision `after` up to `upto` (this replica's
-    /// head when Watch subscribed), from the change log. Errors if `after` is older than the
-    /// log keeps or newer than the tenant's latest revision.
+    /// The committed changes of `tenant` after revision `after`, up to `upto` (this replica's
+    /// head when Watch subscribed) but at most `replay_step` revisions, from the change log,
+    /// and the last revision read. Errors if `after` is older than the log keeps (also when
+    /// the collector got there during a long replay) or newer than the tenant's latest revision.
     pub(crate) async fn replay(
         &self,
         tenant: &Tenant,
         after: u64,
         upto: u64,
-    ) -> Result<Vec<Commit>, ApiError> {
+    ) -> Result<(Vec<Commit>, u64), ApiError> {
         let mut tx = self
             .pool
             .begin()
@@ -304,8 +313,9 @@ impl Pg {
             ));
         }
         if after >= upto {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), after));
         }
+        let upto = upto.min(after.saturating_add(self.options.replay_step.max(1)));
         let rows: Vec<ChangeRow> = sqlx::query_as(&format!(
             "SELECT {CHANGE_COLUMNS} FROM lookout_changes
              WHERE tenant_id = $1 AND revision > $2 AND revision <= $3 ORDER BY revision, seq"
@@ -324,7 +334,7 @@ impl Pg {
                 changes: Arc::new(decoded.changes),
             });
         }
-        Ok(commits)
+        Ok((commits, upto))
     }
 }
 

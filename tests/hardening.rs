@@ -487,6 +487,64 @@ async fn calls_beyond_max_inflight_are_shed_at_once() {
     server.shutdown().await.expect("a clean shutdown");
 }
 
+/// Under twice the load it admits, the server takes what it admits and refuses the rest at
+/// once: nothing waits in a queue that grows with the load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twice_the_admitted_load_is_half_shed() {
+    const LIMIT: usize = 3;
+    let mut config = config();
+    config.traffic.max_inflight = LIMIT;
+    let server = start_with(config).await;
+    let client = Client::connect(Transport::Grpc, &server).await;
+    slow_tenant(&client, "twice", 2000).await;
+    let calls: Vec<_> = (0..2 * LIMIT)
+        .map(|i| {
+            let transport = Transport::ALL[i % 2];
+            let server_grpc = server.grpc_addr;
+            let server_http = server.http_addr;
+            tokio::spawn(async move {
+                let client = match transport {
+                    Transport::Grpc => {
+                        Client::Grpc(tonic::service::interceptor::InterceptedService::new(
+                            channel(server_grpc).await,
+                            crate::harness::Bearer::new(None),
+                        ))
+                    }
+                    Transport::Http => Client::Http(Box::new(Http::new(server_http))),
+                };
+                client.lookup_entity(slow_lookup("twice", 20_000)).await
+            })
+        })
+        .collect();
+    // The refused half answers at once; the admitted half is still working.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let finished = calls.iter().filter(|c| c.is_finished()).count();
+        if finished >= LIMIT {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{finished} refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (done, working): (Vec<_>, Vec<_>) = calls.into_iter().partition(|c| c.is_finished());
+    assert_eq!(done.len(), LIMIT, "exactly the excess is refused");
+    for call in done {
+        call.await
+            .unwrap()
+            .unwrap_err()
+            .assert(Code::ResourceExhausted, &["--max-inflight"]);
+    }
+    assert_eq!(
+        sample(&metrics(&server).await, "lookout_requests_in_flight "),
+        Some(LIMIT as f64)
+    );
+    for call in working {
+        call.abort();
+    }
+    server.shutdown().await.expect("a clean shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_max_concurrent_streams_are_refused() {
     let mut config = config();

@@ -539,6 +539,35 @@ mod tests {
     }
 
     #[test]
+    fn postgres_settings_come_from_flags_and_the_file() {
+        let file = FileConfig::parse(
+            "database-engine: postgres\ndatabase-uri: postgres://db/x\nauto-migrate: false\nsnap-token-wait: 2s\nwatch-retention: 500 revisions\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            database_max_connections: Some(7),
+            ..ServeArgs::default()
+        };
+        let config = Config::merge(&args, file).unwrap();
+        assert_eq!(
+            config.postgres,
+            PgSettings {
+                auto_migrate: false,
+                max_connections: 7,
+                snap_token_wait: Duration::from_secs(2),
+                watch_retention: WatchRetention::Revisions(500),
+            }
+        );
+        let e = Config::merge(
+            &ServeArgs::default(),
+            FileConfig::parse("watch-retention: forever\n").unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("watch-retention"), "{e}");
+        assert_eq!(Config::default().postgres, PgSettings::default());
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let file = FileConfig::parse(
             "grpc-port: 5000\nhttp_port: 5001\nwatch: false\nshutdown-timeout: 250ms\nlog-format: json\n",

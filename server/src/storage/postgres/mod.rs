@@ -415,3 +415,44 @@ pub async fn start(
     tail::spawn(pg, tenants.clone(), notifications, kicks, shutdown);
     Ok(tenants)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_retention_is_an_age_or_a_count() {
+        assert_eq!(
+            parse_watch_retention("24h"),
+            Ok(WatchRetention::Age(Duration::from_secs(86_400)))
+        );
+        assert_eq!(
+            parse_watch_retention("90s"),
+            Ok(WatchRetention::Age(Duration::from_secs(90)))
+        );
+        assert_eq!(
+            parse_watch_retention("100000 revisions"),
+            Ok(WatchRetention::Revisions(100_000))
+        );
+        assert_eq!(
+            parse_watch_retention("5rev"),
+            Ok(WatchRetention::Revisions(5))
+        );
+        for bad in ["", "0", "0 revisions", "ten revisions", "1d"] {
+            let e = parse_watch_retention(bad).unwrap_err();
+            assert!(e.contains("watch retention"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            redact("postgres://lookout:secret@db:5432/lookout"),
+            "postgres://lookout:***@db:5432/lookout"
+        );
+        assert_eq!(redact("postgres://db/lookout"), "postgres://db/lookout");
+        assert_eq!(redact("postgres://me@db/x"), "postgres://me@db/x");
+        assert_eq!(redact("not a uri"), "not a uri");
+    }
+}

@@ -230,7 +230,9 @@ fn flip(file: &mut ValidationFile, k: usize) -> bool {
 
 #[test]
 fn flipping_any_assertion_fails_exactly_that_assertion() {
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("flipped");
+    // One directory per process: two runs of the suite at once must not share files.
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("flipped-{}", std::process::id()));
     fs::create_dir_all(&tmp).unwrap();
     let mut problems = Vec::new();
     let mut flipped_files = 0;
@@ -267,6 +269,7 @@ fn flipping_any_assertion_fails_exactly_that_assertion() {
             flipped_files += 1;
         }
     }
+    let _ = fs::remove_dir_all(&tmp);
     assert!(flipped_files > 0);
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }

@@ -62,6 +62,9 @@ impl Service {
                     last = commit.revision;
                 }
             }
+            // The live feed ends when the tenant is deleted (its last holder goes): do not
+            // hold it beyond the replay.
+            drop(tenant);
             loop {
                 tokio::select! {
                     _ = tx.closed() => return,

@@ -282,9 +282,19 @@ pub async fn tenants_schemas_and_bundles(f: Fixture) {
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::NotFound);
 
+    let mut watching = s
+        .watch(v1::WatchRequest {
+            tenant_id: "acme".into(),
+            snap_token: String::new(),
+        })
+        .await
+        .unwrap();
     s.tenant_delete(v1::TenantDeleteRequest { id: "acme".into() })
         .await
         .unwrap();
+    // Open watches of a deleted tenant end.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), watching.recv()).await;
+    assert!(matches!(ended, Ok(None)), "{ended:?}");
     let e = write_schema_result(s, "acme").await.unwrap_err();
     assert_eq!(e.code, ErrorCode::NotFound);
 }

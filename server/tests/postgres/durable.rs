@@ -475,6 +475,8 @@ async fn a_lagging_replica_is_unavailable_not_stale() {
         .unwrap();
     assert!(check(&b.service, "doc:1", "user:a", &first).await);
     b.stop_following();
+    // Let its tailer see the cancellation before anything else arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let token = write(&a.service, &["doc:2#owner@user:a"], &[])
         .await
         .unwrap();

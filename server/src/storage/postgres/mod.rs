@@ -236,6 +236,9 @@ pub async fn connect(uri: &str, max_connections: u32) -> Result<PgPool, StartErr
 #[derive(Debug)]
 pub struct Pg {
     pool: PgPool,
+    /// The tailer's own connections, so that writers holding every connection of `pool`
+    /// while they wait for the tailer can never starve it.
+    tail_pool: PgPool,
     options: PgOptions,
     /// Asks the tailer to catch up with one tenant now.
     kick: mpsc::UnboundedSender<String>,
@@ -402,9 +405,11 @@ pub async fn start(
             what: "listen for changes",
             source,
         })?;
+    let tail_pool = connect(&options.uri, 2).await?;
     let (kick, kicks) = mpsc::unbounded_channel();
     let pg = Arc::new(Pg {
         pool,
+        tail_pool,
         options,
         kick,
         loading: tokio::sync::Mutex::new(()),

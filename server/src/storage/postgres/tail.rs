@@ -202,7 +202,7 @@ impl Pg {
         loop {
             let applied = tenant.head().revision();
             let mut tx = self
-                .pool
+                .tail_pool
                 .begin()
                 .await
                 .map_err(db_error("begin catching up"))?;

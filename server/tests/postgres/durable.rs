@@ -492,3 +492,68 @@ async fn a_lagging_replica_is_unavailable_not_stale() {
         "{e}"
     );
 }
+
+/// A tenant deleted and created again through one replica is a new, empty tenant on the other
+/// replica too, never a mix of old and new data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_tenant_is_reloaded_on_other_replicas() {
+    let uri = Cluster::get().database().await;
+    let a = postgres_at(pg_options(&uri)).await;
+    let b = postgres_at(pg_options(&uri)).await;
+    let (sa, sb) = (&a.service, &b.service);
+    write_schema(sa, "t1").await;
+    let old = write(sa, &["doc:old#owner@user:a"], &[]).await.unwrap();
+    assert!(check(sb, "doc:old", "user:a", &old).await);
+    sa.tenant_delete(v1::TenantDeleteRequest { id: "t1".into() })
+        .await
+        .unwrap();
+    sa.tenant_create(v1::TenantCreateRequest {
+        id: "t1".into(),
+        name: "again".into(),
+    })
+    .await
+    .unwrap();
+    write_schema(sa, "t1").await;
+    let new = write(sa, &["doc:new#owner@user:a"], &[]).await.unwrap();
+    // The new tenant's revision 1 is not the old one's: B must have reloaded, not caught up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tuples = read_all(sb, "").await;
+        if tuples == ["doc:new#owner@user:a"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B still holds {tuples:?} (token {new})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(check(sb, "doc:new", "user:a", &new).await);
+    assert!(!check(sb, "doc:old", "user:a", &new).await);
+}
+
+/// A replica whose listening connection is dropped reconnects and catches up with what was
+/// committed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_listener_reconnects_and_catches_up() {
+    let uri = Cluster::get().database().await;
+    let a = postgres_at(pg_options(&uri)).await;
+    let b = postgres_at(pg_options(&uri)).await;
+    write_schema(&a.service, "t1").await;
+    let pool = sqlx::PgPool::connect(&uri).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, [true, true], "both replicas listen");
+    let mut rx = watch(&b.service, "").await.unwrap();
+    let token = write(&a.service, &["doc:1#owner@user:a"], &[])
+        .await
+        .unwrap();
+    let got = next_messages(&mut rx, 1).await;
+    assert_eq!(got[0].1, token);
+    assert!(check(&b.service, "doc:1", "user:a", &token).await);
+}

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::ServeArgs;
+use crate::export_cmd::ExportArgs;
+use crate::import_cmd::ImportArgs;
 use crate::storage::postgres::migrate::{self, MigrateArgs};
-use crate::{serve, validate_cmd};
+use crate::{export_cmd, import_cmd, serve, validate_cmd};
 
 /// Lookout: a Permify-compatible authorization service.
 #[derive(Debug, Parser)]
@@ -32,6 +34,14 @@ pub enum Command {
     ///
     /// Exits with status 1 if an assertion fails or a file cannot be read or run.
     Validate(ValidateArgs),
+    /// Write the tuples and attributes of a file (text or JSON lines) to a running server.
+    ///
+    /// Batches of `--batch-size` lines; the progress after every acknowledged batch is kept in
+    /// `FILE.lookout-import-state`, so running the same command again after an interruption
+    /// goes on after the last committed line. Prints the snap token of the last write.
+    Import(ImportArgs),
+    /// Write every tuple and attribute of a tenant of a running server, one per line.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +61,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Validate(args) => validate_cmd::run(&args),
         Command::Migrate(args) => migrate::run(&args),
+        Command::Import(args) => import_cmd::run(&args),
+        Command::Export(args) => export_cmd::run(&args),
     }
 }
 

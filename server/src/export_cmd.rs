@@ -1,0 +1,197 @@
+//! `lookout export`: writes every tuple and then every attribute of a tenant, one per line (text
+//! or JSON, see [`crate::data_file`]), to stdout or `--output FILE`, reading them page by page
+//! with `Data.ReadRelationships` and `Data.ReadAttributes`.
+//!
+//! All pages of the tuples come from one revision, and all pages of the attributes from one
+//! revision: the first page of each is read at `--snap-token` (or the latest revision) and the
+//! continuous tokens of the next pages pin it. The API cannot pin a fresh query to an exact
+//! earlier revision, so the attributes' revision is the tuples' one only if nothing was written
+//! between the two first pages (stop writers for an exact point-in-time copy). A file written with `--output` is written to `FILE.tmp` and renamed when complete,
+//! so an interrupted export never leaves a partial file under the final name.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lookout_proto::v1;
+
+use crate::data_file::{self, ConnectArgs, Format, Item};
+use crate::service::convert;
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Line format: text lines as in validation files, or JSON lines (exact for every value).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+
+    /// Write to this file instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Read at least as fresh as this snap token (by default, the latest revision).
+    #[arg(long, value_name = "TOKEN")]
+    pub snap_token: Option<String>,
+
+    /// Items per read request (at most the server's --max-page-size).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: u32,
+
+    /// No progress display and no summary (errors are still printed).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub tuples: u64,
+    pub attributes: u64,
+}
+
+/// Runs the command.
+pub fn run(args: &ExportArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let show = !args.quiet && io::stderr().is_terminal();
+    let result = match &args.output {
+        Some(path) => runtime.block_on(export_to_file(args, path, show)),
+        None => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            runtime
+                .block_on(export(args, &mut out, show))
+                .and_then(|s| out.flush().map(|()| s).map_err(|e| format!("stdout: {e}")))
+        }
+    };
+    match result {
+        Ok(summary) => {
+            if !args.quiet {
+                eprintln!(
+                    "exported {} tuples and {} attributes",
+                    summary.tuples, summary.attributes
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exports into `path` (through `path.tmp`, renamed when complete).
+pub async fn export_to_file(
+    args: &ExportArgs,
+    path: &std::path::Path,
+    progress: bool,
+) -> Result<Summary, String> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let file = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let mut out = BufWriter::new(file);
+    let summary = export(args, &mut out, progress).await?;
+    out.flush()
+        .and_then(|()| out.get_ref().sync_all())
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(summary)
+}
+
+/// Exports to `out`, drawing a spinner on stderr if `progress`.
+pub async fn export(
+    args: &ExportArgs,
+    out: &mut dyn Write,
+    progress: bool,
+) -> Result<Summary, String> {
+    let mut client = data_file::connect(&args.connect).await?;
+    let bar = if progress {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} items {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let tenant = args.connect.tenant.clone();
+    let snap = args.snap_token.clone().unwrap_or_default();
+    let mut summary = Summary::default();
+    let write = |item: Item, out: &mut dyn Write| -> Result<(), String> {
+        let line = data_file::format_line(&item, args.format)?;
+        writeln!(out, "{line}").map_err(|e| format!("cannot write: {e}"))?;
+        bar.inc(1);
+        Ok(())
+    };
+
+    let mut token = String::new();
+    loop {
+        let response = client
+            .read_relationships(v1::RelationshipReadRequest {
+                tenant_id: tenant.clone(),
+                metadata: Some(v1::RelationshipReadRequestMetadata {
+                    snap_token: snap.clone(),
+                }),
+                filter: Some(v1::TupleFilter::default()),
+                page_size: args.page_size,
+                continuous_token: token.clone(),
+            })
+            .await
+            .map_err(|s| format!("reading tuples: {}", data_file::status_text(&s)))?
+            .into_inner();
+        for (i, t) in response.tuples.iter().enumerate() {
+            let tuple = convert::tuple(t, &format!("tuples[{i}]"))
+                .map_err(|e| format!("the server sent an unreadable tuple: {}", e.message))?;
+            write(Item::Tuple(tuple), out)?;
+            summary.tuples += 1;
+        }
+        if response.continuous_token.is_empty() {
+            break;
+        }
+        token = response.continuous_token;
+    }
+
+    let mut token = String::new();
+    loop {
+        let response = client
+            .read_attributes(v1::AttributeReadRequest {
+                tenant_id: tenant.clone(),
+                metadata: Some(v1::AttributeReadRequestMetadata {
+                    snap_token: snap.clone(),
+                }),
+                filter: Some(v1::AttributeFilter::default()),
+                page_size: args.page_size,
+                continuous_token: token.clone(),
+            })
+            .await
+            .map_err(|s| format!("reading attributes: {}", data_file::status_text(&s)))?
+            .into_inner();
+        for (i, a) in response.attributes.iter().enumerate() {
+            let attribute = convert::attribute(a, &format!("attributes[{i}]"))
+                .map_err(|e| format!("the server sent an unreadable attribute: {}", e.message))?;
+            write(Item::Attribute(attribute), out)?;
+            summary.attributes += 1;
+        }
+        if response.continuous_token.is_empty() {
+            break;
+        }
+        token = response.continuous_token;
+    }
+    bar.finish_and_clear();
+    Ok(summary)
+}

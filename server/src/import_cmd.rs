@@ -1,0 +1,471 @@
+//! `lookout import FILE`: writes the tuples and attributes of a file (text or JSON lines, see
+//! [`crate::data_file`]) to a running server over gRPC, in batches of `--batch-size` lines per
+//! `Data.Write`.
+//!
+//! **Resumption.** After every batch the server acknowledges, the number of the last line it
+//! carried, the snap token of the write and a SHA-256 of the file up to that line go to
+//! `FILE.lookout-import-state` (written to a temporary file and renamed, so it is never half
+//! written). Run again after an interruption, the import checks that the file still starts with
+//! what was committed, skips those lines and goes on from the next one; `--restart` ignores the
+//! state. The state file is removed when the import completes. Writes are idempotent anyway (a
+//! tuple written twice is stored once; an attribute written twice keeps the last value), so a
+//! batch repeated because the process died between the write and the state update does no harm.
+//!
+//! **Bad lines.** A line that does not parse stops the import with `FILE:LINE: reason`, after
+//! committing the good lines before it, so that fixing the line and running again goes on from
+//! exactly that line. A batch the server refuses (say, a relation the schema lacks) stops it with
+//! the batch's line range and the line the server names.
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lookout_proto::v1;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data_file::{self, ConnectArgs, Format, Item};
+use crate::service::convert;
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// Tuples and attributes, one per line: text (`doc:1#viewer@user:2`,
+    /// `doc:1$public|boolean:true`) or JSON (`base.v1.Tuple` / `base.v1.Attribute`).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Line format; by default each line's own (JSON if it starts with `{`, text otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    /// Lines per write request (at most the server's --max-batch-size).
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+
+    /// Ignore the state of an earlier, interrupted import and start from the first line.
+    #[arg(long)]
+    pub restart: bool,
+
+    /// No progress bar and no summary (errors are still printed).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Stop after this many batches, as if interrupted (for tests).
+    #[arg(long, hide = true)]
+    pub stop_after_batches: Option<u64>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub tuples: u64,
+    pub attributes: u64,
+    pub batches: u64,
+    /// Lines skipped because an earlier run committed them.
+    pub resumed_after_line: u64,
+    /// The snap token of the last write (empty if nothing was written).
+    pub snap_token: String,
+    /// Whether `--stop-after-batches` stopped it before the end.
+    pub stopped: bool,
+}
+
+/// The progress of an import, as recorded after every acknowledged batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub tenant: String,
+    /// The last committed line (1-based); every line up to it is on the server.
+    pub line: u64,
+    /// Bytes of the file up to the end of that line.
+    pub bytes: u64,
+    /// SHA-256 (hex) of those bytes, to notice a file changed between runs.
+    pub sha256: String,
+    pub snap_token: String,
+}
+
+/// Where the state of importing `file` is kept: `FILE.lookout-import-state`.
+pub fn state_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".lookout-import-state");
+    PathBuf::from(name)
+}
+
+/// Reads the state file, if any.
+pub fn read_state(file: &Path) -> Result<Option<State>, String> {
+    let path = state_path(file);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: unreadable import state: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn write_state(file: &Path, state: &State) -> Result<(), String> {
+    let path = state_path(file);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let bytes = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
+    let write = || -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| format!("{}: cannot record the import state: {e}", path.display()))
+}
+
+/// Runs the command.
+pub fn run(args: &ImportArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let show = !args.quiet && io::stderr().is_terminal();
+    match runtime.block_on(import(args, show)) {
+        Ok(summary) => {
+            if summary.stopped {
+                eprintln!(
+                    "stopped after {} batches (--stop-after-batches); run again to resume",
+                    summary.batches
+                );
+                return ExitCode::FAILURE;
+            }
+            if !args.quiet {
+                eprintln!(
+                    "imported {} tuples and {} attributes in {} batches{}",
+                    summary.tuples,
+                    summary.attributes,
+                    summary.batches,
+                    if summary.resumed_after_line > 0 {
+                        format!(
+                            ", resuming after line {} (committed by an earlier run)",
+                            summary.resumed_after_line
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            if !summary.snap_token.is_empty() {
+                println!("{}", summary.snap_token);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A batch being filled: its items and the line each came from.
+#[derive(Default)]
+struct Batch {
+    tuples: Vec<v1::Tuple>,
+    tuple_lines: Vec<u64>,
+    attributes: Vec<v1::Attribute>,
+    attribute_lines: Vec<u64>,
+    first_line: Option<u64>,
+}
+
+impl Batch {
+    fn len(&self) -> u64 {
+        (self.tuples.len() + self.attributes.len()) as u64
+    }
+
+    /// The file line of the item the server names in `message` (`tuples[3]...`).
+    fn line_named_in(&self, message: &str) -> Option<u64> {
+        let index = |key: &str| -> Option<usize> {
+            let rest = &message[message.find(key)? + key.len()..];
+            rest[..rest.find(']')?].parse().ok()
+        };
+        if let Some(i) = index("tuples[") {
+            return self.tuple_lines.get(i).copied();
+        }
+        index("attributes[").and_then(|i| self.attribute_lines.get(i).copied())
+    }
+}
+
+/// Imports `args.file`, drawing a progress bar on stderr if `progress`.
+pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, String> {
+    let name = args.file.display().to_string();
+    let file = File::open(&args.file).map_err(|e| format!("{name}: {e}"))?;
+    let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut reader = BufReader::new(file);
+
+    let resume = if args.restart {
+        None
+    } else {
+        read_state(&args.file)?
+    };
+    if let Some(state) = &resume
+        && state.tenant != args.connect.tenant
+    {
+        return Err(format!(
+            "{}: an interrupted import into tenant `{}` is recorded; use --tenant {} to resume it or --restart to start over",
+            state_path(&args.file).display(),
+            state.tenant,
+            state.tenant
+        ));
+    }
+
+    let mut client = data_file::connect(&args.connect).await?;
+
+    let bar = if progress {
+        let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let mut summary = Summary::default();
+    let mut hasher = Sha256::new();
+    let mut bytes_read: u64 = 0;
+    let mut line_no: u64 = 0;
+    let mut batch = Batch::default();
+    let mut line = String::new();
+
+    // Skip what an earlier run committed, checking the file has not changed.
+    if let Some(state) = &resume {
+        while line_no < state.line {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| format!("{name}:{}: {e}", line_no + 1))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            bytes_read += n as u64;
+            hasher.update(line.as_bytes());
+        }
+        let digest = format!("{:x}", hasher.clone().finalize());
+        if line_no != state.line || bytes_read != state.bytes || digest != state.sha256 {
+            return Err(format!(
+                "{name}: the file changed since lines 1-{} were imported (see {}); use --restart to import it from the start",
+                state.line,
+                state_path(&args.file).display()
+            ));
+        }
+        summary.resumed_after_line = state.line;
+        summary.snap_token = state.snap_token.clone();
+        bar.set_position(bytes_read);
+    }
+
+    let mut committed = Committed {
+        line: line_no,
+        bytes: bytes_read,
+        hasher: hasher.clone(),
+    };
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| format!("{name}:{}: {e}", line_no + 1))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if !data_file::is_skipped(&line) {
+            match data_file::parse_line(&line, args.format) {
+                Ok(item) => {
+                    batch.first_line.get_or_insert(line_no);
+                    match item {
+                        Item::Tuple(t) => {
+                            batch.tuples.push(convert::tuple_out(&t));
+                            batch.tuple_lines.push(line_no);
+                        }
+                        Item::Attribute(a) => {
+                            batch.attributes.push(convert::attribute_out(&a));
+                            batch.attribute_lines.push(line_no);
+                        }
+                    }
+                }
+                Err(reason) => {
+                    // Commit the good lines before this one, so nothing before it is lost
+                    // and a run after fixing it starts at this line.
+                    let upto = Committed {
+                        line: line_no - 1,
+                        bytes: bytes_read,
+                        hasher: hasher.clone(),
+                    };
+                    flush(
+                        args,
+                        &mut client,
+                        &mut batch,
+                        &mut summary,
+                        &mut committed,
+                        upto,
+                    )
+                    .await?;
+                    bar.finish_and_clear();
+                    return Err(format!("{name}:{line_no}: {reason}"));
+                }
+            }
+        }
+        bytes_read += n as u64;
+        hasher.update(line.as_bytes());
+        if batch.len() >= args.batch_size {
+            let upto = Committed {
+                line: line_no,
+                bytes: bytes_read,
+                hasher: hasher.clone(),
+            };
+            flush(
+                args,
+                &mut client,
+                &mut batch,
+                &mut summary,
+                &mut committed,
+                upto,
+            )
+            .await?;
+            bar.set_position(bytes_read);
+            bar.set_message(format!("{line_no} lines committed"));
+            if args
+                .stop_after_batches
+                .is_some_and(|n| summary.batches >= n)
+            {
+                summary.stopped = true;
+                bar.finish_and_clear();
+                return Ok(summary);
+            }
+        }
+    }
+    flush(
+        args,
+        &mut client,
+        &mut batch,
+        &mut summary,
+        &mut committed,
+        Committed {
+            line: line_no,
+            bytes: bytes_read,
+            hasher,
+        },
+    )
+    .await?;
+    bar.finish_and_clear();
+    match fs::remove_file(state_path(&args.file)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(format!(
+                "{}: cannot remove the import state: {e}",
+                state_path(&args.file).display()
+            ));
+        }
+    }
+    Ok(summary)
+}
+
+/// A point in the file up to which everything is on the server.
+struct Committed {
+    line: u64,
+    bytes: u64,
+    hasher: Sha256,
+}
+
+/// Writes the batch (if it has anything) and records `upto` as committed.
+async fn flush(
+    args: &ImportArgs,
+    client: &mut data_file::Client,
+    batch: &mut Batch,
+    summary: &mut Summary,
+    committed: &mut Committed,
+    upto: Committed,
+) -> Result<(), String> {
+    let name = args.file.display();
+    if batch.len() > 0 {
+        let request = v1::DataWriteRequest {
+            tenant_id: args.connect.tenant.clone(),
+            metadata: Some(v1::DataWriteRequestMetadata::default()),
+            tuples: std::mem::take(&mut batch.tuples),
+            attributes: std::mem::take(&mut batch.attributes),
+        };
+        let first = batch.first_line.unwrap_or(upto.line);
+        let mut attempt = 0u32;
+        let response = loop {
+            match client.write(request.clone()).await {
+                Ok(response) => break response.into_inner(),
+                Err(status) if retryable(status.code()) && attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+                Err(status) => {
+                    let at = batch
+                        .line_named_in(status.message())
+                        .map(|l| format!(" (the item the server names is line {l})"))
+                        .unwrap_or_default();
+                    let hint = if status.code() == tonic::Code::OutOfRange
+                        || status.message().contains("too large")
+                    {
+                        " (a smaller --batch-size may help)"
+                    } else {
+                        ""
+                    };
+                    let done = if committed.line == 0 {
+                        "nothing is committed yet".to_string()
+                    } else {
+                        format!("lines 1-{} are committed", committed.line)
+                    };
+                    return Err(format!(
+                        "{name}: lines {first}-{}: the server refused the batch: {}{at}{hint}; {done}",
+                        upto.line,
+                        data_file::status_text(&status),
+                    ));
+                }
+            }
+        };
+        summary.tuples += request.tuples.len() as u64;
+        summary.attributes += request.attributes.len() as u64;
+        summary.batches += 1;
+        summary.snap_token = response.snap_token;
+    }
+    *batch = Batch::default();
+    if upto.line > committed.line {
+        let state = State {
+            version: 1,
+            tenant: args.connect.tenant.clone(),
+            line: upto.line,
+            bytes: upto.bytes,
+            sha256: format!("{:x}", upto.hasher.clone().finalize()),
+            snap_token: summary.snap_token.clone(),
+        };
+        write_state(&args.file, &state)?;
+        *committed = upto;
+    }
+    Ok(())
+}
+
+/// Attempts after the first for a write the server could not take just then.
+const MAX_RETRIES: u32 = 5;
+
+fn retryable(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable | tonic::Code::ResourceExhausted | tonic::Code::Aborted
+    )
+}

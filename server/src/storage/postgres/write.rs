@@ -95,18 +95,21 @@ impl Pg {
         let next = current + 1;
         let next_db =
             i64::try_from(next).map_err(|_| ApiError::internal("revision counter overflow"))?;
-        sqlx::query("UPDATE lookout_tenants SET revision = $2 WHERE id = $1")
-            .bind(&tenant.id)
-            .bind(next_db)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error("bump the tenant's revision"))?;
-        sqlx::query("INSERT INTO lookout_revisions (tenant_id, revision) VALUES ($1, $2)")
-            .bind(&tenant.id)
-            .bind(next_db)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error("record the revision"))?;
+        // One round trip: bump the counter, record the revision, and queue the notification
+        // (delivered at COMMIT, and only if it commits).
+        sqlx::query(
+            "WITH bumped AS (UPDATE lookout_tenants SET revision = $2 WHERE id = $1 RETURNING id),
+                  recorded AS (INSERT INTO lookout_revisions (tenant_id, revision)
+                               SELECT id, $2 FROM bumped RETURNING 1)
+             SELECT pg_notify($3, $4) FROM recorded",
+        )
+        .bind(&tenant.id)
+        .bind(next_db)
+        .bind(super::CHANNEL)
+        .bind(format!("c:{}:{next}", tenant.id))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error("record the revision"))?;
         let mut numbers = HashMap::new();
         if !changes.is_empty() {
             numbers = number_entities(&mut tx, &tenant.id, &changes).await?;
@@ -134,12 +137,6 @@ impl Pg {
             .await
             .map_err(db_error("append to the change log"))?;
         }
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(super::CHANNEL)
-            .bind(format!("c:{}:{next}", tenant.id))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error("notify the other servers"))?;
         tx.commit().await.map_err(db_error("commit the write"))?;
         // This server knows what it committed: apply it now unless the tailer got there first
         // (or another server's later revision is already waiting, then the tailer applies both).
@@ -412,16 +409,28 @@ async fn number_entities(
         }
     }
     let (mut new_types, mut new_ids, mut new_numbers) = (Vec::new(), Vec::new(), Vec::new());
-    for (ty, ids) in missing {
-        let next: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(number) + 1, 0)::bigint FROM lookout_entities
-             WHERE tenant_id = $1 AND entity_type = $2",
+    // The next number of every type with new IDs, in one round trip (each subquery reads one
+    // end of the (tenant, type, number) index).
+    let missing_types: Vec<&str> = missing.keys().copied().collect();
+    let next_numbers: HashMap<String, i64> = if missing_types.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT t.entity_type,
+                    COALESCE((SELECT MAX(e.number) + 1 FROM lookout_entities e
+                              WHERE e.tenant_id = $1 AND e.entity_type = t.entity_type), 0)::bigint
+             FROM UNNEST($2::text[]) AS t(entity_type)",
         )
         .bind(tenant)
-        .bind(ty)
-        .fetch_one(&mut **tx)
+        .bind(&missing_types)
+        .fetch_all(&mut **tx)
         .await
-        .map_err(db_error("number new entities"))?;
+        .map_err(db_error("number new entities"))?
+        .into_iter()
+        .collect()
+    };
+    for (ty, ids) in missing {
+        let next = next_numbers.get(ty).copied().unwrap_or(0);
         for (i, id) in ids.into_iter().enumerate() {
             let n = i32::try_from(next + i as i64).map_err(|_| {
                 ApiError::new(

@@ -11,11 +11,13 @@
 //!    the batch is built and validated against exactly the committed data: a delete by filter
 //!    deletes exactly what matches at that revision), build the batch and compute its
 //!    effective changes. A rejected batch rolls back: nothing changes.
-//! 3. Bump the counter to `R + 1`, number new entity IDs (dense per type, table
-//!    `lookout_entities`), apply the tuple and attribute changes, append the change rows of
-//!    revision `R + 1`, `NOTIFY lookout`, COMMIT.
-//! 4. Wait until the local tailer has applied `R + 1`, then answer with its snap token, so a
-//!    client reading its own write on the same server never waits.
+//! 3. Bump the counter to `R + 1` (recording the revision and queueing `NOTIFY lookout` in the
+//!    same statement), number new entity IDs (dense per type, table `lookout_entities`), apply
+//!    the tuple and attribute changes, append the change rows of revision `R + 1`, COMMIT.
+//! 4. Apply `R + 1` to the local index (the writer knows exactly what it committed; if the
+//!    tailer got there first, or a later revision from another server must come first, the
+//!    tailer applies it), and answer with its snap token only once the local index has it, so
+//!    a client reading its own write on the same server never waits.
 //!
 //! # Why Watch is exactly-once and in commit order
 //!

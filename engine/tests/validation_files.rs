@@ -231,8 +231,8 @@ fn flip(file: &mut ValidationFile, k: usize) -> bool {
 #[test]
 fn flipping_any_assertion_fails_exactly_that_assertion() {
     // One directory per process: two runs of the suite at once must not share files.
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("flipped-{}", std::process::id()));
+    let tmp =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("flipped-{}", std::process::id()));
     fs::create_dir_all(&tmp).unwrap();
     let mut problems = Vec::new();
     let mut flipped_files = 0;

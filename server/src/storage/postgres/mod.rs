@@ -14,10 +14,10 @@
 //! 3. Bump the counter to `R + 1` (recording the revision and queueing `NOTIFY lookout` in the
 //!    same statement), number new entity IDs (dense per type, table `lookout_entities`), apply
 //!    the tuple and attribute changes, append the change rows of revision `R + 1`, COMMIT.
-//! 4. Apply `R + 1` to the local index (the writer knows exactly what it committed; if the
-//!    tailer got there first, or a later revision from another server must come first, the
-//!    tailer applies it), and answer with its snap token only once the local index has it, so
-//!    a client reading its own write on the same server never waits.
+//! 4. Apply `R + 1` to the local index (the writer knows exactly what it committed, and the
+//!    index is at `R` since step 2; if the tailer got there first, that is that), and answer
+//!    with its snap token only once the local index has it, so a client reading its own write
+//!    on the same server never waits.
 //!
 //! # Why Watch is exactly-once and in commit order
 //!

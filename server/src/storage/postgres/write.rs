@@ -364,6 +364,12 @@ fn apply_own(
         let n = u32::try_from(*n).map_err(|_| format!("entity number {n} is negative"))?;
         interner.intern_as(ty, id, n).map_err(|e| e.to_string())?;
     }
+    // Defensive: the writer waited for revision - 1 under the lock, so the head is at least
+    // that; were it not, the tailer would apply both in order. (The head only moves forward,
+    // so passing this check rules out a gap inside `apply_committed`.)
+    if tenant.head().revision() + 1 < revision {
+        return Ok(false);
+    }
     tenant
         .apply_committed(revision, batch, changes)
         .map_err(|e| e.to_string())

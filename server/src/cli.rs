@@ -114,6 +114,42 @@ mod tests {
         assert!(Cli::try_parse_from(["lookout", "migrate", "sideways"]).is_err());
     }
 
+    #[test]
+    fn import_and_export_take_a_target_a_tenant_and_a_format() {
+        let cli = Cli::try_parse_from([
+            "lookout",
+            "import",
+            "data.txt",
+            "--target",
+            "h:1",
+            "--tenant",
+            "t9",
+            "--format",
+            "json",
+            "--batch-size",
+            "7",
+        ])
+        .unwrap();
+        let Command::Import(args) = cli.command else {
+            panic!("not import");
+        };
+        assert_eq!(args.file, PathBuf::from("data.txt"));
+        assert_eq!(args.connect.target, "h:1");
+        assert_eq!(args.connect.tenant, "t9");
+        assert_eq!(args.format, Some(crate::data_file::Format::Json));
+        assert_eq!(args.batch_size, 7);
+        assert!(Cli::try_parse_from(["lookout", "import", "f", "--batch-size", "0"]).is_err());
+        assert!(Cli::try_parse_from(["lookout", "import"]).is_err());
+
+        let cli = Cli::try_parse_from(["lookout", "export", "-o", "out.txt"]).unwrap();
+        let Command::Export(args) = cli.command else {
+            panic!("not export");
+        };
+        assert_eq!(args.output, Some(PathBuf::from("out.txt")));
+        assert_eq!(args.format, crate::data_file::Format::Text);
+        assert_eq!(args.connect.target, "127.0.0.1:3478");
+    }
+
     fn serve_args(args: &[&str]) -> ServeArgs {
         let cli = Cli::try_parse_from(args).unwrap();
         let Command::Serve(args) = cli.command else {

@@ -251,6 +251,8 @@ const subjectRef = (type, id, rel = "") => ({ object: { objectType: type, object
 async function startSpiceDB() {
   const t0 = now();
   spicedb = await EmbeddedSpiceDB.start({ datastore: "memory" });
+  // Also on an error exit: disposing removes the library's Unix socket from the temp dir.
+  process.on("exit", () => spicedb.close());
   await spicedb.schema().promises.writeSchema(v1.WriteSchemaRequest.create({ schema: SPICEDB_SCHEMA }));
   return (now() - t0) / 1000;
 }

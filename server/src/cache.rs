@@ -41,7 +41,8 @@ pub struct CacheKey {
 
 #[derive(Debug)]
 pub struct ResultCache {
-    entries: moka::sync::Cache<CacheKey, Arc<Entry>>,
+    /// `None` when the cache is turned off (capacity 0).
+    entries: Option<moka::sync::Cache<CacheKey, Arc<Entry>>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -70,19 +71,22 @@ pub trait ChangeClock {
 }
 
 impl ResultCache {
-    /// A cache holding at most `capacity` weight units (a check counts 1, a set its bytes / 64).
+    /// A cache holding at most `capacity` weight units (a check counts 1, a set its bytes / 64);
+    /// with capacity 0 it holds nothing and every lookup is a miss.
     pub fn new(capacity: u64) -> ResultCache {
-        let entries = moka::sync::Cache::builder()
-            .max_capacity(capacity.max(1))
-            .weigher(|_k: &CacheKey, e: &Arc<Entry>| -> u32 {
-                match &e.value {
-                    Cached::Check(_) => 1,
-                    Cached::Set(set) => {
-                        u32::try_from(set.serialized_size() / 64 + 1).unwrap_or(u32::MAX)
+        let entries = (capacity > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .weigher(|_k: &CacheKey, e: &Arc<Entry>| -> u32 {
+                    match &e.value {
+                        Cached::Check(_) => 1,
+                        Cached::Set(set) => {
+                            u32::try_from(set.serialized_size() / 64 + 1).unwrap_or(u32::MAX)
+                        }
                     }
-                }
-            })
-            .build();
+                })
+                .build()
+        });
         ResultCache {
             entries,
             hits: AtomicU64::new(0),
@@ -92,13 +96,14 @@ impl ResultCache {
 
     /// The cached answer for `key` if it is valid at snapshot revision `at`.
     pub fn get(&self, key: &CacheKey, at: u64, clock: &dyn ChangeClock) -> Option<Cached> {
-        let found = self.entries.get(key).and_then(|entry| {
+        let entries = self.entries.as_ref()?;
+        let found = entries.get(key).and_then(|entry| {
             let floor = entry.revision.min(at);
             let fresh = entry.deps.iter().all(|d| clock.last_changed(d) <= floor);
             if fresh {
                 Some(entry.value.clone())
             } else {
-                self.entries.invalidate(key);
+                entries.invalidate(key);
                 None
             }
         });
@@ -111,7 +116,10 @@ impl ResultCache {
 
     /// Stores an answer computed at snapshot revision `revision`.
     pub fn insert(&self, key: CacheKey, revision: u64, deps: Arc<[DataKey]>, value: Cached) {
-        self.entries.insert(
+        let Some(entries) = &self.entries else {
+            return;
+        };
+        entries.insert(
             key,
             Arc::new(Entry {
                 revision,
@@ -172,5 +180,22 @@ mod tests {
         assert!(cache.get(&k, 9, &clock).is_none());
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses), (2, 2));
+    }
+
+    #[test]
+    fn capacity_zero_holds_nothing() {
+        let cache = ResultCache::new(0);
+        let k = CacheKey {
+            tenant: 1,
+            schema_version: Arc::from("v1"),
+            query: 42,
+        };
+        cache.insert(
+            k.clone(),
+            5,
+            Arc::from(vec![key("viewer")]),
+            Cached::Check(true),
+        );
+        assert!(cache.get(&k, 5, &Clock(HashMap::new())).is_none());
     }
 }

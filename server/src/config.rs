@@ -158,6 +158,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "LOOKOUT_STREAM_BUFFER")]
     pub stream_buffer: Option<usize>,
 
+    /// Weight of the result cache: a check answer counts 1, a lookup result its bytes / 64;
+    /// 0 turns the cache off [default: 1000000].
+    #[arg(long, value_name = "N", env = "LOOKOUT_CACHE_CAPACITY")]
+    pub cache_capacity: Option<u64>,
+
     /// Snapshots kept per tenant for continuous tokens [default: 1024].
     #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_SNAPSHOTS")]
     pub retained_snapshots: Option<usize>,
@@ -191,6 +196,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub limits: Limits,
     pub retention: Retention,
+    /// Weight capacity of the result cache; 0 turns it off.
+    pub cache_capacity: u64,
     pub postgres: PgSettings,
     /// Authentication of API calls.
     pub authn: AuthnSettings,
@@ -235,6 +242,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             retention: Retention::default(),
+            cache_capacity: crate::service::DEFAULT_CACHE_CAPACITY,
             postgres: PgSettings::default(),
             authn: AuthnSettings::default(),
             traffic: TrafficLimits::default(),
@@ -278,6 +286,7 @@ struct FileConfig {
     max_batch_size: Option<usize>,
     max_bulk_check: Option<usize>,
     stream_buffer: Option<usize>,
+    cache_capacity: Option<u64>,
     retained_snapshots: Option<usize>,
     retained_changes: Option<usize>,
     shutdown_timeout: Option<DurationText>,
@@ -438,6 +447,10 @@ impl Config {
                     .or(file.stream_buffer)
                     .unwrap_or(d.limits.stream_buffer),
             },
+            cache_capacity: args
+                .cache_capacity
+                .or(file.cache_capacity)
+                .unwrap_or(d.cache_capacity),
             retention: Retention {
                 snapshots: args
                     .retained_snapshots

@@ -114,11 +114,7 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
         }
     };
     let database = tenants.backend().name();
-    let service = Service::with_tenants(
-        config.limits.clone(),
-        tenants,
-        crate::service::DEFAULT_CACHE_CAPACITY,
-    );
+    let service = Service::with_tenants(config.limits.clone(), tenants, config.cache_capacity);
 
     // Authentication, limits and metrics: every call passes the gate (see crate::gate).
     let gate = match start_gate(&config, &service, &shutdown).await {

@@ -10,10 +10,10 @@
 use std::time::Duration;
 
 use futures_util::Stream;
-use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::service::stream::{ServerStream, TryNext};
 
 /// Logs the outcome of one call: at debug level, except server bugs (internal errors), which
 /// are logged as errors.
@@ -45,7 +45,7 @@ pub fn shutting_down() -> ApiError {
 
 /// Forwards `rx` until it ends, errs, or `shutdown` is cancelled (see the module docs).
 pub fn until_shutdown<T: Send + 'static>(
-    rx: mpsc::Receiver<Result<T, ApiError>>,
+    rx: ServerStream<T>,
     shutdown: CancellationToken,
 ) -> impl Stream<Item = Result<T, ApiError>> + Send + 'static {
     futures_util::stream::unfold(Some((rx, shutdown)), |state| async move {
@@ -55,10 +55,10 @@ pub fn until_shutdown<T: Send + 'static>(
         if shutdown.is_cancelled() {
             return Some((Err(shutting_down()), None));
         }
-        let item = match rx.try_recv() {
-            Ok(item) => item,
-            Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) => {
+        let item = match rx.try_next() {
+            TryNext::Item(item) => item,
+            TryNext::Ended => return None,
+            TryNext::Empty => {
                 tokio::select! {
                     biased;
                     () = shutdown.cancelled() => return Some((Err(shutting_down()), None)),
@@ -79,22 +79,23 @@ pub fn until_shutdown<T: Send + 'static>(
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
+    use crate::service::stream::channel;
     use futures_util::StreamExt;
 
     #[tokio::test]
     async fn forwards_until_the_first_error() {
-        let (tx, rx) = mpsc::channel(8);
-        tx.send(Ok(1)).await.unwrap();
-        tx.send(Err(ApiError::invalid("bad"))).await.unwrap();
-        tx.send(Ok(2)).await.unwrap();
+        let (tx, rx) = channel(8);
+        tx.send_batch(vec![1]).await.unwrap();
+        tx.fail(ApiError::invalid("bad")).await;
+        tx.send(2).await.unwrap();
         let items: Vec<_> = until_shutdown(rx, CancellationToken::new()).collect().await;
         assert_eq!(items, vec![Ok(1), Err(ApiError::invalid("bad"))]);
     }
 
     #[tokio::test]
     async fn ends_when_the_sender_goes() {
-        let (tx, rx) = mpsc::channel::<Result<u32, ApiError>>(8);
-        tx.send(Ok(7)).await.unwrap();
+        let (tx, rx) = channel::<u32>(8);
+        tx.send(7).await.unwrap();
         drop(tx);
         let items: Vec<_> = until_shutdown(rx, CancellationToken::new()).collect().await;
         assert_eq!(items, vec![Ok(7)]);
@@ -102,7 +103,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_ends_an_idle_stream_with_unavailable() {
-        let (tx, rx) = mpsc::channel::<Result<u32, ApiError>>(8);
+        let (tx, rx) = channel::<u32>(8);
         let token = CancellationToken::new();
         let stream = until_shutdown(rx, token.clone());
         let cancel = token.clone();

@@ -224,6 +224,25 @@ impl Interner {
             .collect()
     }
 
+    /// Calls `each` with every number of `numbers` and its ID, under one lock and without
+    /// cloning the IDs; unknown numbers are skipped. Keep `each` short: it runs under the lock.
+    pub fn for_each_name(
+        &self,
+        ty: &str,
+        numbers: impl IntoIterator<Item = u32>,
+        mut each: impl FnMut(u32, &str),
+    ) {
+        let types = self.types.read().unwrap_or_else(|e| e.into_inner());
+        let Some(table) = types.get(ty) else {
+            return;
+        };
+        for n in numbers {
+            if let Some(name) = table.name(n) {
+                each(n, name);
+            }
+        }
+    }
+
     /// How many IDs of type `ty` are interned.
     pub fn len(&self, ty: &str) -> usize {
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());

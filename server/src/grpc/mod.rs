@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::service::stream::ServerStream;
 use futures_util::{Stream, StreamExt};
 use lookout_proto::v1::bundle_server::BundleServer;
 use lookout_proto::v1::data_server::DataServer;
@@ -24,7 +25,6 @@ use lookout_proto::v1::permission_server::PermissionServer;
 use lookout_proto::v1::schema_server::SchemaServer;
 use lookout_proto::v1::tenancy_server::TenancyServer;
 use lookout_proto::v1::watch_server::WatchServer;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::{Response, Status};
@@ -68,7 +68,7 @@ async fn unary<T>(
 async fn streaming<T: Send + 'static>(
     api: &Api,
     method: &'static str,
-    call: impl Future<Output = Result<mpsc::Receiver<Result<T, ApiError>>, ApiError>>,
+    call: impl Future<Output = Result<ServerStream<T>, ApiError>>,
 ) -> Result<Response<GrpcStream<T>>, Status> {
     let started = Instant::now();
     let result = call.await;

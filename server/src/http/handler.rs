@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::service::stream::ServerStream;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
 use axum::extract::{RawPathParams, State};
@@ -25,7 +26,6 @@ use lookout_proto::json::{self, JsonError};
 use lookout_proto::routes::Route;
 use lookout_proto::v1;
 use prost::{Message, Name};
-use tokio::sync::mpsc;
 
 use super::AppState;
 use crate::error::{ApiError, ErrorCode};
@@ -161,7 +161,7 @@ where
     Req: Message + Name + Default + PathFields + Send + 'static,
     Item: Message + Name + Send + 'static,
     F: Fn(Arc<Service>, Req) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<mpsc::Receiver<Result<Item, ApiError>>, ApiError>> + Send + 'static,
+    Fut: Future<Output = Result<ServerStream<Item>, ApiError>> + Send + 'static,
 {
     let handler = move |State(state): State<AppState>, params: PathParams, body: RequestBody| {
         let call = call.clone();

@@ -10,6 +10,7 @@ pub mod convert;
 mod data;
 mod permission;
 mod schema;
+pub mod stream;
 mod tenancy;
 #[cfg(test)]
 mod tests;

@@ -14,9 +14,9 @@ use lookout_engine::model;
 use lookout_engine::tokens::ContinuousToken;
 use lookout_proto::v1;
 use roaring::RoaringBitmap;
-use tokio::sync::mpsc;
 
 use super::convert::{self, required};
+use super::stream::{self, ServerStream};
 use super::{Service, pinned_snapshot, query_fingerprint, read_snapshot, run_cpu, schema_of};
 use crate::cache::{CacheKey, Cached};
 use crate::error::ApiError;
@@ -30,6 +30,11 @@ struct Prepared {
     snapshot: Arc<Snapshot>,
     context: EvalContext,
 }
+
+/// The most messages a stream hands to its channel at once.
+const STREAM_BATCH: usize = 1024;
+/// The size of a stream's first batch: small, so the first IDs leave at once.
+const FIRST_STREAM_BATCH: usize = 16;
 
 fn permission_name(name: &str) -> Result<(), ApiError> {
     model::check_name("permission", name).map_err(|e| ApiError::invalid(format!("permission: {e}")))
@@ -328,18 +333,19 @@ impl Service {
     }
 
     /// Streams the entities one message each, every message with the continuous token that
-    /// resumes after it. The stream ends early (and the work stops) when the receiver is dropped.
+    /// resumes after it. Messages go through the channel in batches that start small (the first
+    /// IDs go out at once) and grow to [`STREAM_BATCH`]. The stream ends early (and the work
+    /// stops) when the receiver is dropped.
     pub async fn lookup_entity_stream(
         &self,
         req: v1::PermissionLookupEntityRequest,
-    ) -> Result<mpsc::Receiver<Result<v1::PermissionLookupEntityStreamResponse, ApiError>>, ApiError>
-    {
+    ) -> Result<ServerStream<v1::PermissionLookupEntityStreamResponse>, ApiError> {
         let limit = self.page_size(req.page_size, None)?;
         let (p, query, after, set) = self.lookup_entity_set(&req).await?;
-        let (tx, rx) = mpsc::channel(self.limits.stream_buffer.max(1));
+        let (tx, rx) = stream::channel(self.limits.stream_buffer.div_ceil(STREAM_BATCH).max(2));
         let entity_type = req.entity_type.clone();
         tokio::spawn(async move {
-            let revision = p.snapshot.revision();
+            let tokens = ContinuousToken::encoder(&p.tenant.id, query, p.snapshot.revision());
             let interner = p.snapshot.interner().clone();
             let start = after.map_or(0, |a| u64::from(a) + 1);
             let mut numbers = set.numbers;
@@ -349,33 +355,29 @@ impl Service {
                     numbers.clear();
                 }
             }
-            let mut sent = 0u32;
-            let mut pending: Vec<u32> = Vec::with_capacity(256);
-            let mut iter = numbers.iter();
+            let total = limit.map_or(u64::MAX, u64::from).min(numbers.len());
+            let mut iter = numbers
+                .iter()
+                .take(usize::try_from(total).unwrap_or(usize::MAX));
+            let mut size = FIRST_STREAM_BATCH;
+            let mut pending: Vec<u32> = Vec::with_capacity(STREAM_BATCH);
             loop {
                 pending.clear();
-                pending.extend(iter.by_ref().take(256));
+                pending.extend(iter.by_ref().take(size));
                 if pending.is_empty() {
-                    break;
+                    return;
                 }
-                let names = interner.names(&entity_type, pending.iter().copied());
-                for (number, name) in pending.iter().zip(names) {
-                    if limit.is_some_and(|l| sent >= l) {
-                        return;
-                    }
-                    let message = v1::PermissionLookupEntityStreamResponse {
-                        entity_id: name.to_string(),
-                        continuous_token: ContinuousToken {
-                            revision,
-                            after: u64::from(*number),
-                        }
-                        .encode(&p.tenant.id, query),
-                    };
-                    if tx.send(Ok(message)).await.is_err() {
-                        return;
-                    }
-                    sent += 1;
+                let mut batch = Vec::with_capacity(pending.len());
+                interner.for_each_name(&entity_type, pending.iter().copied(), |number, name| {
+                    batch.push(v1::PermissionLookupEntityStreamResponse {
+                        entity_id: name.to_owned(),
+                        continuous_token: tokens.encode(u64::from(number)),
+                    });
+                });
+                if tx.send_batch(batch).await.is_err() {
+                    return;
                 }
+                size = (size * 4).min(STREAM_BATCH);
             }
         });
         Ok(rx)

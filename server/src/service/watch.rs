@@ -3,8 +3,9 @@
 
 use lookout_engine::tokens::SnapToken;
 use lookout_proto::v1;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
+use super::stream::{self, ServerStream};
 use super::{Service, convert};
 use crate::error::{ApiError, ErrorCode};
 use crate::tenants::Commit;
@@ -28,7 +29,7 @@ impl Service {
     pub async fn watch(
         &self,
         req: v1::WatchRequest,
-    ) -> Result<mpsc::Receiver<Result<v1::WatchResponse, ApiError>>, ApiError> {
+    ) -> Result<ServerStream<v1::WatchResponse>, ApiError> {
         let tenant = self.tenant(&req.tenant_id).await?;
         let after = if req.snap_token.is_empty() {
             tenant.head().revision()
@@ -38,7 +39,7 @@ impl Service {
                 .revision
         };
         let (mut replay, mut live) = tenant.subscribe_after(after).await?;
-        let (tx, rx) = mpsc::channel(self.limits.stream_buffer.max(1));
+        let (tx, rx) = stream::channel(self.limits.stream_buffer);
         let tenant_id = tenant.id.clone();
         tokio::spawn(async move {
             let mut last = after;
@@ -47,19 +48,19 @@ impl Service {
                     Ok(commits) if commits.is_empty() => break,
                     Ok(commits) => commits,
                     Err(e) => {
-                        let _ = tx.send(Err(e)).await;
+                        tx.fail(e).await;
                         return;
                     }
                 };
+                let mut batch = Vec::with_capacity(commits.len());
                 for commit in commits {
-                    if commit.changes.is_empty() {
-                        last = commit.revision;
-                        continue;
-                    }
-                    if tx.send(Ok(message(&tenant_id, &commit))).await.is_err() {
-                        return;
+                    if !commit.changes.is_empty() {
+                        batch.push(message(&tenant_id, &commit));
                     }
                     last = commit.revision;
+                }
+                if tx.send_batch(batch).await.is_err() {
+                    return;
                 }
             }
             // The live feed ends when the tenant is deleted (its last holder goes): do not
@@ -77,18 +78,17 @@ impl Service {
                             if commit.changes.is_empty() {
                                 continue;
                             }
-                            if tx.send(Ok(message(&tenant_id, &commit))).await.is_err() {
+                            if tx.send(message(&tenant_id, &commit)).await.is_err() {
                                 return;
                             }
                         }
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            let _ = tx
-                                .send(Err(ApiError::new(
+                            tx.fail(ApiError::new(
                                     ErrorCode::ResourceExhausted,
                                     format!(
                                         "watch fell {missed} commits behind; resume with the last snap token received"
                                     ),
-                                )))
+                                ))
                                 .await;
                             return;
                         }

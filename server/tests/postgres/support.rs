@@ -284,7 +284,7 @@ pub fn watch_lines(m: &v1::WatchResponse) -> (Vec<String>, String) {
 pub async fn watch(
     s: &Service,
     snap: &str,
-) -> Result<tokio::sync::mpsc::Receiver<Result<v1::WatchResponse, ApiError>>, ApiError> {
+) -> Result<lookout_server::service::stream::ServerStream<v1::WatchResponse>, ApiError> {
     s.watch(v1::WatchRequest {
         tenant_id: "t1".into(),
         snap_token: snap.to_string(),
@@ -294,7 +294,7 @@ pub async fn watch(
 
 /// The next `n` Watch messages (each within 10 s), as (lines, snap token).
 pub async fn next_messages(
-    rx: &mut tokio::sync::mpsc::Receiver<Result<v1::WatchResponse, ApiError>>,
+    rx: &mut lookout_server::service::stream::ServerStream<v1::WatchResponse>,
     n: usize,
 ) -> Vec<(Vec<String>, String)> {
     let mut out = Vec::new();

@@ -238,7 +238,7 @@ impl Checker<'_, '_> {
                 // `@group#member`: test the entity's groups against the groups the subject
                 // is in (reverse bitmaps), instead of walking into every group.
                 let holders = self.holders(slot.subject_type, m)?;
-                if !subjects.is_disjoint(&holders) {
+                if !subjects.is_disjoint(holders.as_ref()) {
                     return Ok(true);
                 }
                 continue;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
-use roaring::{MultiOps, RoaringBitmap};
+use roaring::RoaringBitmap;
 
 use crate::model::SubjectRef;
 use crate::schema::{Expr, Member, TypeId};
@@ -327,7 +327,7 @@ impl Lookup<'_, '_> {
                         && self.plain_subject
                         && let Some(entities) = self.subject_num.and_then(|s| store.entities_of(s))
                     {
-                        set |= entities;
+                        entities.union_into(&mut set);
                     }
                 }
                 Some(m) if slot.subject_type == ty && m == Member::Relation(rel) => {
@@ -524,10 +524,9 @@ fn union_reverse(
     } else {
         (store.subjects(), holders)
     };
-    // Gather first, then union in one pass: OR-ing thousands of small bitmaps into a growing
-    // one merges (and reallocates) its array containers again and again; the multi-way union
-    // accumulates in bitmap containers instead.
-    let mut parts: Vec<&RoaringBitmap> = Vec::new();
+    // Gather first, then union in one pass: OR-ing thousands of small sets into a growing
+    // bitmap merges (and reallocates) its containers again and again.
+    let mut parts: Vec<crate::index::SetRef<'_>> = Vec::new();
     for (i, x) in small.iter().enumerate() {
         if i.is_multiple_of(super::cancel::POLL_EVERY) {
             ev.cancelled()?;
@@ -540,10 +539,12 @@ fn union_reverse(
     }
     if parts.len() <= 4 {
         for part in parts {
-            *set |= part;
+            part.union_into(set);
         }
+    } else if set.is_empty() {
+        *set = crate::index::union_all(parts);
     } else {
-        *set |= parts.into_iter().union();
+        *set |= crate::index::union_all(parts);
     }
     Ok(())
 }

@@ -234,7 +234,7 @@ impl Subjects<'_, '_> {
                     if slot.subject_type == self.target_ty
                         && slot.subject_member == self.target_member
                     {
-                        set |= subjects;
+                        subjects.union_into(&mut set);
                     }
                     if let Some(m) = slot.subject_member {
                         for u in subjects.iter() {

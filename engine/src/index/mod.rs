@@ -9,6 +9,7 @@
 //! never blocked by writers and never see half a batch. Writes are serialised by a mutex.
 
 mod cow;
+mod idset;
 mod interner;
 mod write;
 
@@ -19,7 +20,8 @@ use roaring::RoaringBitmap;
 
 use crate::model::{AttrValue, Attribute, EntityRef, SubjectRef, Tuple};
 
-pub use cow::CowVec;
+pub use cow::{CowVec, SparseVec};
+pub use idset::{IdSet, SetIter, SetRef, union_all};
 pub use interner::{InternConflict, Interner, InternerFull, LOCAL_BASE};
 pub use write::{Change, ChangeOp, WriteBatch, WriteError, WriteOutcome};
 
@@ -53,9 +55,9 @@ impl RelKey {
 #[derive(Debug, Clone, Default)]
 pub struct RelStore {
     /// entity number → subject numbers.
-    fwd: CowVec<Arc<RoaringBitmap>>,
+    fwd: SparseVec<IdSet>,
     /// subject number → entity numbers.
-    rev: CowVec<Arc<RoaringBitmap>>,
+    rev: SparseVec<IdSet>,
     /// Entities with at least one subject.
     entities: RoaringBitmap,
     /// Subjects with at least one entity.
@@ -67,14 +69,14 @@ pub struct RelStore {
 impl RelStore {
     /// Subjects of `entity`.
     #[inline]
-    pub fn subjects_of(&self, entity: u32) -> Option<&RoaringBitmap> {
-        self.fwd.get(entity).map(|b| b.as_ref())
+    pub fn subjects_of(&self, entity: u32) -> Option<SetRef<'_>> {
+        self.fwd.get(entity).map(IdSet::view)
     }
 
     /// Entities that have `subject`.
     #[inline]
-    pub fn entities_of(&self, subject: u32) -> Option<&RoaringBitmap> {
-        self.rev.get(subject).map(|b| b.as_ref())
+    pub fn entities_of(&self, subject: u32) -> Option<SetRef<'_>> {
+        self.rev.get(subject).map(IdSet::view)
     }
 
     /// Entities with at least one subject.
@@ -105,8 +107,8 @@ impl RelStore {
         if self.contains(entity, subject) {
             return false;
         }
-        Arc::make_mut(self.fwd.get_mut(entity)).insert(subject);
-        Arc::make_mut(self.rev.get_mut(subject)).insert(entity);
+        self.fwd.get_mut(entity).insert(subject);
+        self.rev.get_mut(subject).insert(entity);
         self.entities.insert(entity);
         self.subjects.insert(subject);
         self.len += 1;
@@ -117,14 +119,16 @@ impl RelStore {
         if !self.contains(entity, subject) {
             return false;
         }
-        let fwd = Arc::make_mut(self.fwd.get_mut(entity));
+        let fwd = self.fwd.get_mut(entity);
         fwd.remove(subject);
         if fwd.is_empty() {
+            self.fwd.remove(entity);
             self.entities.remove(entity);
         }
-        let rev = Arc::make_mut(self.rev.get_mut(subject));
+        let rev = self.rev.get_mut(subject);
         rev.remove(entity);
         if rev.is_empty() {
+            self.rev.remove(subject);
             self.subjects.remove(subject);
         }
         self.len -= 1;
@@ -343,8 +347,8 @@ impl Snapshot {
                     continue;
                 };
                 let subjects = match &subject_filter {
-                    Some(f) => subjects & f,
-                    None => subjects.clone(),
+                    Some(f) => subjects.to_bitmap() & f,
+                    None => subjects.to_bitmap(),
                 };
                 let names = self.interner.names(&key.subject_type, subjects.iter());
                 for subject_id in names {

@@ -311,7 +311,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The IDs for entity numbers of one type, in the given order.
-    pub fn names(&self, entity_type: &str, numbers: &RoaringBitmap) -> Vec<Arc<str>> {
+    pub fn names(&self, entity_type: &str, numbers: &RoaringBitmap) -> Vec<String> {
         self.snapshot.interner().names(entity_type, numbers.iter())
     }
 }

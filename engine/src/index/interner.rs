@@ -19,54 +19,141 @@
 //! `numbers[names[n]] == n`; for every local number `LOCAL_BASE + i`, `local[i]` is its ID.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::hash::BuildHasher;
+use std::sync::RwLock;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// The first number a durable interner assigns locally. Databases assign numbers below it.
 pub const LOCAL_BASE: u32 = 1 << 31;
 
-#[derive(Debug, Default)]
+/// Where one ID's text lies in its table's arena; `start == ABSENT` marks a gap.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+const ABSENT: u32 = u32::MAX;
+
+/// The IDs of one entity type, stored compactly: their text back to back in one arena, a
+/// span per number, and a hash table of numbers keyed by the text they point at (about 20
+/// bytes per ID plus its text, where an `Arc<str>` per ID in a map and a vector took ~80).
+#[derive(Default)]
 struct TypeTable {
+    arena: String,
     /// Dense numbers: assigned here (local interner) or by the database (durable interner,
     /// where a gap is possible until the number is applied).
-    names: Vec<Option<Arc<str>>>,
+    names: Vec<Span>,
     /// Request-local numbers of a durable interner, from `LOCAL_BASE`.
-    local: Vec<Arc<str>>,
-    numbers: HashMap<Arc<str>, u32>,
+    local: Vec<Span>,
+    /// Every ID's number, hashed by its text.
+    numbers: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl std::fmt::Debug for TypeTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypeTable")
+            .field("ids", &self.numbers.len())
+            .field("arena_bytes", &self.arena.len())
+            .finish()
+    }
+}
+
+/// The text of number `n` in a table's parts (borrowed apart, so the hash table can be
+/// changed while its hashes are computed).
+fn text_at<'a>(arena: &'a str, names: &[Span], local: &[Span], n: u32) -> Option<&'a str> {
+    let span = if n >= LOCAL_BASE {
+        local.get((n - LOCAL_BASE) as usize)
+    } else {
+        names.get(n as usize)
+    }?;
+    if span.start == ABSENT {
+        return None;
+    }
+    let start = span.start as usize;
+    arena.get(start..start + span.len as usize)
 }
 
 impl TypeTable {
+    fn name(&self, n: u32) -> Option<&str> {
+        text_at(&self.arena, &self.names, &self.local, n)
+    }
+
+    fn hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    /// The number the table holds for `id`.
+    fn get(&self, id: &str) -> Option<u32> {
+        let hash = self.hash(id);
+        self.numbers
+            .find(hash, |n| self.name(*n) == Some(id))
+            .copied()
+    }
+
+    /// Appends `id` to the arena.
+    fn store(&mut self, ty: &str, id: &str) -> Result<Span, InternerFull> {
+        let start = u32::try_from(self.arena.len())
+            .ok()
+            .filter(|s| *s != ABSENT);
+        let len = u32::try_from(id.len()).ok();
+        let (Some(start), Some(len)) = (start, len) else {
+            return Err(InternerFull(ty.to_string()));
+        };
+        if start.checked_add(len).is_none() {
+            return Err(InternerFull(ty.to_string()));
+        }
+        self.arena.push_str(id);
+        Ok(Span { start, len })
+    }
+
+    /// Records `id → n` in the hash table, replacing the number `id` had.
+    fn index(&mut self, id: &str, n: u32) {
+        let hash = self.hash(id);
+        let Self {
+            numbers,
+            names,
+            local,
+            arena,
+            hasher,
+        } = self;
+        if let Some(held) = numbers.find_mut(hash, |m| text_at(arena, names, local, *m) == Some(id))
+        {
+            *held = n;
+            return;
+        }
+        numbers.insert_unique(hash, n, |m| {
+            hasher.hash_one(text_at(arena, names, local, *m).unwrap_or(""))
+        });
+    }
+
     /// The number of `id`, assigning the next one if it is new (see [`Interner::intern`]).
     fn assign(&mut self, ty: &str, id: &str, durable: bool) -> Result<u32, InternerFull> {
-        if let Some(n) = self.numbers.get(id) {
-            return Ok(*n);
+        if let Some(n) = self.get(id) {
+            return Ok(n);
         }
-        let name: Arc<str> = Arc::from(id);
         let n = if durable {
-            let n = u32::try_from(self.local.len())
+            u32::try_from(self.local.len())
                 .ok()
                 .and_then(|i| LOCAL_BASE.checked_add(i))
                 .filter(|n| *n != u32::MAX)
-                .ok_or_else(|| InternerFull(ty.to_string()))?;
-            self.local.push(name.clone());
-            n
+                .ok_or_else(|| InternerFull(ty.to_string()))?
         } else {
-            let n = u32::try_from(self.names.len())
+            u32::try_from(self.names.len())
                 .ok()
                 .filter(|n| *n < LOCAL_BASE)
-                .ok_or_else(|| InternerFull(ty.to_string()))?;
-            self.names.push(Some(name.clone()));
-            n
+                .ok_or_else(|| InternerFull(ty.to_string()))?
         };
-        self.numbers.insert(name, n);
-        Ok(n)
-    }
-
-    fn name(&self, n: u32) -> Option<&Arc<str>> {
-        if n >= LOCAL_BASE {
-            self.local.get((n - LOCAL_BASE) as usize)
+        let span = self.store(ty, id)?;
+        if durable {
+            self.local.push(span);
         } else {
-            self.names.get(n as usize).and_then(Option::as_ref)
+            self.names.push(span);
         }
+        self.index(id, n);
+        Ok(n)
     }
 }
 
@@ -124,7 +211,7 @@ impl Interner {
     /// The number of `id` of type `ty`, if it was interned.
     pub fn get(&self, ty: &str, id: &str) -> Option<u32> {
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());
-        types.get(ty)?.numbers.get(id).copied()
+        types.get(ty)?.get(id)
     }
 
     /// The durable number of `id` (one not assigned locally by a durable interner).
@@ -175,7 +262,7 @@ impl Interner {
         }
         let mut types = self.types.write().unwrap_or_else(|e| e.into_inner());
         let table = types.entry(ty.to_string()).or_default();
-        if let Some(held) = table.numbers.get(id).copied()
+        if let Some(held) = table.get(id)
             && held < LOCAL_BASE
         {
             if held == number {
@@ -189,7 +276,7 @@ impl Interner {
             });
         }
         let index = number as usize;
-        if let Some(Some(held)) = table.names.get(index) {
+        if let Some(held) = table.name(number) {
             return Err(InternConflict::NumberTaken {
                 ty: ty.to_string(),
                 number,
@@ -197,30 +284,41 @@ impl Interner {
                 id: id.to_string(),
             });
         }
+        let span = table
+            .store(ty, id)
+            .map_err(|_| InternConflict::OutOfRange {
+                ty: ty.to_string(),
+                number,
+            })?;
         if table.names.len() <= index {
-            table.names.resize(index + 1, None);
+            table.names.resize(
+                index + 1,
+                Span {
+                    start: ABSENT,
+                    len: 0,
+                },
+            );
         }
-        let name: Arc<str> = Arc::from(id);
-        table.names[index] = Some(name.clone());
-        table.numbers.insert(name, number);
+        table.names[index] = span;
+        table.index(id, number);
         Ok(())
     }
 
     /// The ID numbered `n` of type `ty`.
-    pub fn name(&self, ty: &str, n: u32) -> Option<Arc<str>> {
+    pub fn name(&self, ty: &str, n: u32) -> Option<String> {
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());
-        types.get(ty)?.name(n).cloned()
+        types.get(ty)?.name(n).map(str::to_owned)
     }
 
     /// Resolves many numbers of one type under one lock; unknown numbers are skipped.
-    pub fn names(&self, ty: &str, numbers: impl IntoIterator<Item = u32>) -> Vec<Arc<str>> {
+    pub fn names(&self, ty: &str, numbers: impl IntoIterator<Item = u32>) -> Vec<String> {
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());
         let Some(table) = types.get(ty) else {
             return Vec::new();
         };
         numbers
             .into_iter()
-            .filter_map(|n| table.name(n).cloned())
+            .filter_map(|n| table.name(n).map(str::to_owned))
             .collect()
     }
 
@@ -278,10 +376,7 @@ mod tests {
         assert_eq!(i.get_stored("user", "b"), None);
         assert_eq!(i.name("user", local).as_deref(), Some("b"));
         assert_eq!(i.name("user", 1), None);
-        assert_eq!(
-            i.names("user", [0, 1, 2, local]),
-            vec![Arc::from("a"), Arc::from("c"), Arc::from("b")]
-        );
+        assert_eq!(i.names("user", [0, 1, 2, local]), vec!["a", "c", "b"]);
         // Stored later: the durable number wins, the local one still resolves.
         i.intern_as("user", "b", 1).unwrap();
         assert_eq!(i.get("user", "b"), Some(1));

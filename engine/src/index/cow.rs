@@ -221,7 +221,7 @@ mod sparse_tests {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let index = ((rng >> 33) % 3_000) as u32;
-            if (rng >> 20) % 4 == 0 {
+            if (rng >> 20).is_multiple_of(4) {
                 v.remove(index);
                 model.remove(&index);
             } else {

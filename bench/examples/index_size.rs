@@ -58,6 +58,24 @@ fn main() {
     });
     let after = rss_bytes();
     let head = store.head();
+    // What the load left behind answers as fast as a fresh store: user:0's lookup.
+    let ctx = lookout_engine::eval::Context::default();
+    let ev = lookout_engine::eval::Evaluator::new(&model, &head, &ctx).unwrap();
+    let user0 = lookout_engine::model::SubjectRef::user("user", "0");
+    let mut times: Vec<Duration> = (0..21)
+        .map(|_| {
+            let started = Instant::now();
+            let seen = ev.lookup_entity("document", "view", &user0).unwrap();
+            assert!(seen.numbers.len() as u64 >= documents * 9 / 10);
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    println!(
+        "lookup of document.view for user:0: median {:.2?}, min {:.2?}",
+        times[times.len() / 2],
+        times[0]
+    );
     let grown = after.saturating_sub(before);
     println!(
         "{documents} documents, {tuples} tuples in batches of {batch}: {:.2?} writing, {:.0} tuples/s",

@@ -43,13 +43,30 @@ pub fn shutting_down() -> ApiError {
     )
 }
 
+/// Where a stream is with its one pause after the first batch (see [`until_shutdown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    /// Nothing sent yet.
+    Before,
+    /// Pause when the first batch is drained.
+    Due,
+    Done,
+}
+
 /// Forwards `rx` until it ends, errs, or `shutdown` is cancelled (see the module docs).
 pub fn until_shutdown<T: Send + 'static>(
     rx: ServerStream<T>,
     shutdown: CancellationToken,
 ) -> impl Stream<Item = Result<T, ApiError>> + Send + 'static {
-    futures_util::stream::unfold(Some((rx, shutdown)), |state| async move {
-        let (mut rx, shutdown) = state?;
+    futures_util::stream::unfold(Some((rx, shutdown, Pause::Before)), |state| async move {
+        let (mut rx, shutdown, mut pause) = state?;
+        // Once the first batch is out, let the transport see the stream pause once: a
+        // transport that coalesces ready messages until the stream pauses (tonic's encoder
+        // does, up to 32 KiB) then sends the first messages now instead of after hundreds.
+        if pause == Pause::Due && rx.batch_drained() {
+            pause = Pause::Done;
+            tokio::task::yield_now().await;
+        }
         // Cheap checks first: an atomic load and a non-blocking receive, so a stream with
         // messages ready does not register a waiter per message.
         if shutdown.is_cancelled() {
@@ -66,8 +83,11 @@ pub fn until_shutdown<T: Send + 'static>(
                 }
             }
         };
+        if pause == Pause::Before {
+            pause = Pause::Due;
+        }
         let next = if item.is_ok() {
-            Some((rx, shutdown))
+            Some((rx, shutdown, pause))
         } else {
             None
         };

@@ -100,6 +100,11 @@ impl<T> ServerStream<T> {
         Some(self.take(batch))
     }
 
+    /// Whether the messages of the batch received last have all been handed out.
+    pub fn batch_drained(&self) -> bool {
+        self.ready.is_empty()
+    }
+
     /// The next message if one is ready.
     pub fn try_next(&mut self) -> TryNext<T> {
         if let Some(item) = self.ready.pop_front() {

@@ -16,9 +16,9 @@
 //!   as IDs/s, on the load generator's connection settings), on both servers.
 //! - `lookup_subject`: Permission.LookupSubject "which users can view document N/2" on the
 //!   cache-off server.
-//! - `watch_fanout`: 100 Watch subscribers (one connection each) on the cached server; each
-//!   iteration writes one new tuple through Data.Write and waits until all 100 have received
-//!   the change. Criterion reports that all-100 time; at the end the per-subscriber latencies
+//! - `watch_fanout`: 1, then 100 Watch subscribers (one connection each) on the cached server; each
+//!   iteration writes one new tuple through Data.Write and waits until all of them have received
+//!   the change. Criterion reports that time; at the end the per-subscriber latencies
 //!   (write sent → change received, and the Data.Write call itself) are printed as
 //!   p50/p99/p99.9.
 //!
@@ -57,7 +57,6 @@ const TENANT: &str = "t1";
 /// Tuples per Data.Write while loading (the load generator's default).
 const LOAD_BATCH: usize = 5000;
 /// Watch subscribers of `watch_fanout`.
-const SUBSCRIBERS: usize = 100;
 /// How long any one wait may take before the bench fails instead of hanging.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -371,13 +370,13 @@ fn print_percentiles(what: &str, h: &Histogram<u64>) {
     );
 }
 
-fn watch_fanout(c: &mut Criterion, rt: &Runtime, cached: &Server) {
+fn watch_fanout(c: &mut Criterion, rt: &Runtime, cached: &Server, count: usize) {
     let addr = cached.handle.grpc_addr;
     let (tx, rx) = mpsc::unbounded_channel::<Receipt>();
     // One connection and one draining task per subscriber, so none backs up the others.
     let subscribers = rt.block_on(async {
-        let mut tasks = Vec::with_capacity(SUBSCRIBERS);
-        for i in 0..SUBSCRIBERS {
+        let mut tasks = Vec::with_capacity(count);
+        for i in 0..count {
             let mut client = WatchClient::new(connect(addr).await);
             // The call returns once the server has subscribed, so no later write is missed.
             let mut stream = client
@@ -418,7 +417,7 @@ fn watch_fanout(c: &mut Criterion, rt: &Runtime, cached: &Server) {
     let mut group = c.benchmark_group("watch_fanout");
     group.sample_size(20);
     group.bench_function(
-        format!("one tuple written, all {SUBSCRIBERS} subscribers received it"),
+        format!("one tuple written, all {count} subscribers received it"),
         |b| {
             // Plain iter_custom: the routine borrows the receiver and histograms for the run.
             b.iter_custom(|iters| {
@@ -426,11 +425,12 @@ fn watch_fanout(c: &mut Criterion, rt: &Runtime, cached: &Server) {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         next_tuple += 1;
-                        // A tuple never written before, so every write is a change.
+                        // A tuple never written before (also not by another call of this
+                        // function), so every write is a change and reaches the subscribers.
                         let req = DataWriteRequest {
                             tenant_id: TENANT.to_owned(),
                             tuples: vec![Tuple {
-                                entity: entity("document", format!("watched-{next_tuple}")),
+                                entity: entity("document", format!("watched-{count}-{next_tuple}")),
                                 relation: "viewer".to_owned(),
                                 subject: user(next_tuple),
                             }],
@@ -447,7 +447,7 @@ fn watch_fanout(c: &mut Criterion, rt: &Runtime, cached: &Server) {
                             .snap_token;
                         let _ = write_calls.record(micros(sent.elapsed()));
                         let mut last = sent;
-                        for _ in 0..SUBSCRIBERS {
+                        for _ in 0..count {
                             let (i, at, got) = tokio::time::timeout(WAIT, rx.recv())
                                 .await
                                 .unwrap_or_else(|_| {
@@ -469,10 +469,15 @@ fn watch_fanout(c: &mut Criterion, rt: &Runtime, cached: &Server) {
     );
     group.finish();
     print_percentiles(
-        "watch_fanout: per subscriber, Data.Write sent -> change received",
+        &format!(
+            "watch_fanout, {count} subscribers: per subscriber, Data.Write sent -> change received"
+        ),
         &received,
     );
-    print_percentiles("watch_fanout: the Data.Write call", &write_calls);
+    print_percentiles(
+        &format!("watch_fanout, {count} subscribers: the Data.Write call"),
+        &write_calls,
+    );
     for task in subscribers {
         task.abort();
     }
@@ -498,7 +503,8 @@ fn benches(c: &mut Criterion) {
     lookup_entity_stream(c, &rt, [&cold, &cached]);
     lookup_subject(c, &rt, &cold, n);
     // Last: it writes to the cached server.
-    watch_fanout(c, &rt, &cached);
+    watch_fanout(c, &rt, &cached, 1);
+    watch_fanout(c, &rt, &cached, 100);
 
     rt.block_on(async {
         for server in [cold, cached] {

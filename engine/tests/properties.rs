@@ -1219,6 +1219,16 @@ fn check_property(schema: &[u8], data: &[u8], queries: &[u8]) -> Result<(), Test
             "check({entity}, {member}, {subject}): fast path {got:?}, reference {expected}\n{}",
             case.describe()
         );
+        // The bounded walk the server runs inline answers the same, or gives up.
+        for visits in [1, 8, 1_000] {
+            let bounded = ev.check_within(&entity, member, &subject, BIG_DEPTH, visits);
+            prop_assert!(
+                matches!(&bounded, Ok(None))
+                    || matches!(&bounded, Ok(Some(r)) if r.allowed == expected),
+                "check_within({entity}, {member}, {subject}, {visits}): {bounded:?}, reference {expected}\n{}",
+                case.describe()
+            );
+        }
     }
     Ok(())
 }

@@ -34,6 +34,8 @@ struct Checker<'e, 'a> {
     /// which the subject has the relation, computed once per check from the reverse bitmaps.
     holders: HashMap<(TypeId, Member), Arc<RoaringBitmap>>,
     visits: u64,
+    /// Visits allowed before `over_budget`.
+    budget: u64,
     over_budget: bool,
     rules: RuleRunner<'e, 'a>,
     subject_ty: TypeId,
@@ -51,6 +53,17 @@ struct Checker<'e, 'a> {
     rule_errors: Vec<String>,
 }
 
+/// How a check that runs out of visits ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Budget {
+    /// After [`VISIT_BUDGET`] visits, answer from the lookup-entity bitmaps.
+    Full,
+    /// After this many visits, give up and answer `None` (the caller runs a full check
+    /// elsewhere: see [`super::Evaluator::check_within`]).
+    GiveUpAfter(u64),
+}
+
+/// A check that always answers: forward walk, then the bitmap plan if the walk runs long.
 pub(super) fn run(
     ev: &Evaluator<'_>,
     ty: TypeId,
@@ -60,6 +73,49 @@ pub(super) fn run(
     subject_ty: TypeId,
     depth: u32,
 ) -> Result<CheckResult, EvalError> {
+    let answer = walk(ev, ty, id, member, subject, subject_ty, depth, Budget::Full)?;
+    // A full-budget walk always answers (it falls back to the bitmap plan itself).
+    Ok(answer.unwrap_or(CheckResult {
+        allowed: false,
+        rule_errors: vec!["internal: a full check gave no answer".to_string()],
+    }))
+}
+
+/// A forward walk of at most `visits` members; `None` if that was not enough.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_within(
+    ev: &Evaluator<'_>,
+    ty: TypeId,
+    id: &str,
+    member: Member,
+    subject: &SubjectRef,
+    subject_ty: TypeId,
+    depth: u32,
+    visits: u64,
+) -> Result<Option<CheckResult>, EvalError> {
+    walk(
+        ev,
+        ty,
+        id,
+        member,
+        subject,
+        subject_ty,
+        depth,
+        Budget::GiveUpAfter(visits),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    ev: &Evaluator<'_>,
+    ty: TypeId,
+    id: &str,
+    member: Member,
+    subject: &SubjectRef,
+    subject_ty: TypeId,
+    depth: u32,
+    budget: Budget,
+) -> Result<Option<CheckResult>, EvalError> {
     let schema = ev.schema();
     let subject_member = subject
         .relation
@@ -67,16 +123,20 @@ pub(super) fn run(
         .and_then(|r| schema.entity_at(subject_ty).member(r));
     // The subject set `e#member` itself has `member` on `e`.
     if subject_ty == ty && subject_member == Some(member) && subject.id == id {
-        return Ok(CheckResult {
+        return Ok(Some(CheckResult {
             allowed: true,
             rule_errors: Vec::new(),
-        });
+        }));
     }
     let mut checker = Checker {
         ev,
         subject,
         holders: HashMap::new(),
         visits: 0,
+        budget: match budget {
+            Budget::Full => VISIT_BUDGET,
+            Budget::GiveUpAfter(n) => n.min(VISIT_BUDGET),
+        },
         over_budget: false,
         rules: RuleRunner::new(ev),
         subject_ty,
@@ -93,17 +153,20 @@ pub(super) fn run(
     let entity = ev.snapshot.number(&schema.entity_at(ty).name, id);
     let outcome = checker.member(ty, entity, member, depth);
     if checker.over_budget {
+        if budget != Budget::Full {
+            return Ok(None);
+        }
         let set = super::entities::run(ev, ty, member, subject, subject_ty)?;
         let allowed = entity.is_some_and(|e| set.numbers.contains(e));
-        return Ok(CheckResult {
+        return Ok(Some(CheckResult {
             allowed,
             rule_errors: set.rule_errors,
-        });
+        }));
     }
-    Ok(CheckResult {
+    Ok(Some(CheckResult {
         allowed: outcome?,
         rule_errors: checker.rule_errors,
-    })
+    }))
 }
 
 impl Checker<'_, '_> {
@@ -118,7 +181,7 @@ impl Checker<'_, '_> {
         if self.visits.is_multiple_of(super::cancel::POLL_EVERY as u64) {
             self.ev.cancelled()?;
         }
-        if self.visits > VISIT_BUDGET {
+        if self.visits > self.budget {
             self.over_budget = true;
         }
         if self.over_budget {

@@ -245,6 +245,28 @@ impl<'a> Evaluator<'a> {
         check::run(self, ty, &entity.id, member, subject, subject_ty, depth)
     }
 
+    /// As [`Evaluator::check`], but gives up with `Ok(None)` after `visits` members visited
+    /// instead of answering from the bitmap plan, so a caller can run the usual small check
+    /// where it is (on an async worker thread) and hand only the rare large one to a pool.
+    pub fn check_within(
+        &self,
+        entity: &EntityRef,
+        permission: &str,
+        subject: &SubjectRef,
+        depth: u32,
+        visits: u64,
+    ) -> Result<Option<CheckResult>, EvalError> {
+        if depth < MIN_DEPTH {
+            return Err(EvalError::DepthTooSmall(depth));
+        }
+        let ty = self.entity_type(&entity.ty)?;
+        let member = self.member(ty, permission)?;
+        let subject_ty = self.check_subject(subject)?;
+        check::run_within(
+            self, ty, &entity.id, member, subject, subject_ty, depth, visits,
+        )
+    }
+
     /// Every entity of `entity_type` on which `subject` has `permission`.
     pub fn lookup_entity(
         &self,

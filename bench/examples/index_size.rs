@@ -66,7 +66,7 @@ fn main() {
         .map(|_| {
             let started = Instant::now();
             let seen = ev.lookup_entity("document", "view", &user0).unwrap();
-            assert!(seen.numbers.len() as u64 >= documents * 9 / 10);
+            assert!(seen.numbers.len() >= documents * 9 / 10);
             started.elapsed()
         })
         .collect();

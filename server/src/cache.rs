@@ -94,6 +94,11 @@ impl ResultCache {
         }
     }
 
+    /// Whether the cache holds anything at all (capacity above 0).
+    pub fn enabled(&self) -> bool {
+        self.entries.is_some()
+    }
+
     /// The cached answer for `key` if it is valid at snapshot revision `at`.
     pub fn get(&self, key: &CacheKey, at: u64, clock: &dyn ChangeClock) -> Option<Cached> {
         let entries = self.entries.as_ref()?;

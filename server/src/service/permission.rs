@@ -140,7 +140,10 @@ impl Service {
         permission: &str,
         key_request: impl FnOnce() -> M,
     ) -> Option<(CacheKey, Arc<[DataKey]>)> {
-        if !p.context.tuples.is_empty() || !p.context.attributes.is_empty() {
+        if !self.cache.enabled()
+            || !p.context.tuples.is_empty()
+            || !p.context.attributes.is_empty()
+        {
             return None;
         }
         let (ty, member) = p.schema.model.resolve(entity_type, permission)?;

@@ -8,7 +8,7 @@
 //! node grants nothing on that path. For everything but recursion under `not`, that is the least
 //! fixpoint the lookups compute. A negative answer is memoised only if no cycle was cut below it.
 
-use std::collections::HashMap;
+use crate::index::FastMap;
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
@@ -32,7 +32,7 @@ struct Checker<'e, 'a> {
     subject: &'e SubjectRef,
     /// For subject-set slots naming a relation (`@group#member`): the entities of that type on
     /// which the subject has the relation, computed once per check from the reverse bitmaps.
-    holders: HashMap<(TypeId, Member), Arc<RoaringBitmap>>,
+    holders: FastMap<(TypeId, Member), Arc<RoaringBitmap>>,
     visits: u64,
     /// Visits allowed before `over_budget`.
     budget: u64,
@@ -48,7 +48,7 @@ struct Checker<'e, 'a> {
     subject_is_root: bool,
     max_depth: u32,
     path: Vec<Key>,
-    memo: HashMap<Key, bool>,
+    memo: FastMap<Key, bool>,
     cuts: u64,
     rule_errors: Vec<String>,
 }
@@ -131,7 +131,7 @@ fn walk(
     let mut checker = Checker {
         ev,
         subject,
-        holders: HashMap::new(),
+        holders: FastMap::default(),
         visits: 0,
         budget: match budget {
             Budget::Full => VISIT_BUDGET,
@@ -146,7 +146,7 @@ fn walk(
         subject_is_root: subject_ty == ty && subject.id == id,
         max_depth: depth,
         path: Vec::new(),
-        memo: HashMap::new(),
+        memo: FastMap::default(),
         cuts: 0,
         rule_errors: Vec::new(),
     };

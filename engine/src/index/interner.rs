@@ -18,7 +18,6 @@
 //! INVARIANT: for every durable number `n`, `names[n]` is the ID numbered `n` and
 //! `numbers[names[n]] == n`; for every local number `LOCAL_BASE + i`, `local[i]` is its ID.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::RwLock;
 
@@ -159,7 +158,7 @@ impl TypeTable {
 
 #[derive(Debug, Default)]
 pub struct Interner {
-    types: RwLock<HashMap<String, TypeTable>>,
+    types: RwLock<super::FastMap<String, TypeTable>>,
     /// Whether stored IDs are numbered by a database (see the module docs).
     durable: bool,
 }

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{AttrColumn, AttrKey, RelKey, RelStore, Snapshot};
+use super::{AttrColumn, AttrKey, FastMap, RelKey, RelStore, Snapshot};
 use crate::model::{self, AttrValue, Attribute, EntityRef, ModelError, Tuple};
 use crate::schema::Schema;
 
@@ -382,8 +382,8 @@ pub(super) fn apply_unchecked(
 ) -> Result<(Snapshot, Vec<super::Change>), WriteError> {
     let interner = base.interner.clone();
     let capacity = |e: super::InternerFull| WriteError::Capacity(e.to_string());
-    let mut relations: HashMap<RelKey, Arc<RelStore>> = (*base.relations).clone();
-    let mut attributes: HashMap<AttrKey, Arc<AttrColumn>> = (*base.attributes).clone();
+    let mut relations: FastMap<RelKey, Arc<RelStore>> = (*base.relations).clone();
+    let mut attributes: FastMap<AttrKey, Arc<AttrColumn>> = (*base.attributes).clone();
     let mut changes = Vec::new();
 
     let key_of = |t: &Tuple| {

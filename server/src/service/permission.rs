@@ -140,9 +140,7 @@ impl Service {
         permission: &str,
         key_request: impl FnOnce() -> M,
     ) -> Option<(CacheKey, Arc<[DataKey]>)> {
-        if !self.cache.enabled()
-            || !p.context.tuples.is_empty()
-            || !p.context.attributes.is_empty()
+        if !self.cache.enabled() || !p.context.tuples.is_empty() || !p.context.attributes.is_empty()
         {
             return None;
         }

@@ -171,6 +171,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_CHANGES")]
     pub retained_changes: Option<usize>,
 
+    /// Changed tuples and attributes kept per tenant for Watch replay, over all retained writes:
+    /// the oldest writes go first when their changes exceed it (the newest write is always
+    /// kept) [default: 1000000].
+    #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_CHANGE_ITEMS")]
+    pub retained_change_items: Option<usize>,
+
     /// How long a shutdown waits for requests in flight, e.g. `10s`, `500ms`, `2m`, or seconds
     /// [default: 10s].
     #[arg(long, value_name = "DURATION", env = "LOOKOUT_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
@@ -289,6 +295,7 @@ struct FileConfig {
     cache_capacity: Option<u64>,
     retained_snapshots: Option<usize>,
     retained_changes: Option<usize>,
+    retained_change_items: Option<usize>,
     shutdown_timeout: Option<DurationText>,
     /// The keys of authentication, limits and telemetry (taken out before the rest is read).
     #[serde(skip)]
@@ -460,6 +467,10 @@ impl Config {
                     .retained_changes
                     .or(file.retained_changes)
                     .unwrap_or(d.retention.changes),
+                change_items: args
+                    .retained_change_items
+                    .or(file.retained_change_items)
+                    .unwrap_or(d.retention.change_items),
             },
             postgres: PgSettings {
                 auto_migrate: args
@@ -512,6 +523,7 @@ impl Config {
             ("stream-buffer", self.limits.stream_buffer),
             ("retained-snapshots", self.retention.snapshots),
             ("retained-changes", self.retention.changes),
+            ("retained-change-items", self.retention.change_items),
             (
                 "database-max-connections",
                 self.postgres.max_connections as usize,

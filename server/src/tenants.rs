@@ -16,6 +16,7 @@
 //! point of that order.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -40,6 +41,9 @@ pub struct Retention {
     /// Committed writes kept for Watch to replay from a snap token (memory store; the
     /// PostgreSQL store replays from the database's change log).
     pub changes: usize,
+    /// Changed tuples and attributes kept over all retained writes (the newest write is
+    /// always kept, however large).
+    pub change_items: usize,
 }
 
 impl Default for Retention {
@@ -47,6 +51,7 @@ impl Default for Retention {
         Retention {
             snapshots: 1024,
             changes: 100_000,
+            change_items: 1_000_000,
         }
     }
 }
@@ -93,6 +98,8 @@ pub struct Tenant {
     schemas: RwLock<Vec<Arc<SchemaVersion>>>,
     retained: Mutex<VecDeque<Arc<Snapshot>>>,
     log: Mutex<VecDeque<Commit>>,
+    /// Changes in `log`, over all its commits (only changed under `log`'s lock).
+    log_items: AtomicUsize,
     feed: broadcast::Sender<Commit>,
     /// The revision of the latest published snapshot, for readers waiting for a revision.
     applied: watch::Sender<u64>,
@@ -166,6 +173,7 @@ impl Tenant {
             schemas: RwLock::new(Vec::new()),
             retained: Mutex::new(VecDeque::from([head])),
             log: Mutex::new(VecDeque::new()),
+            log_items: AtomicUsize::new(0),
             feed,
             applied,
             write_lock: Mutex::new(()),
@@ -455,10 +463,16 @@ impl Tenant {
         let commit = Commit { revision, changes };
         if matches!(self.backend, Backend::Memory) {
             let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            let mut items = self.log_items.load(Ordering::Relaxed) + commit.changes.len();
             log.push_back(commit.clone());
-            while log.len() > self.retention.changes.max(1) {
-                log.pop_front();
+            while log.len() > 1
+                && (log.len() > self.retention.changes || items > self.retention.change_items)
+            {
+                if let Some(dropped) = log.pop_front() {
+                    items -= dropped.changes.len();
+                }
             }
+            self.log_items.store(items, Ordering::Relaxed);
         }
         self.applied.send_replace(revision);
         // Nobody listening is fine.

@@ -1247,3 +1247,61 @@ async fn unknown_tenants_are_not_found() {
     ];
     assert!(codes.iter().all(|c| *c == ErrorCode::NotFound), "{codes:?}");
 }
+
+#[tokio::test]
+async fn watch_replay_keeps_at_most_the_retained_change_items() {
+    let s = Service::new(
+        Limits::default(),
+        Retention {
+            change_items: 3,
+            ..Retention::default()
+        },
+    );
+    s.schema_write(v1::SchemaWriteRequest {
+        tenant_id: "t1".into(),
+        schema: SCHEMA.into(),
+    })
+    .await
+    .unwrap();
+    let first = write(&s, &["doc:1#owner@user:1"], &[]).await.unwrap();
+    let second = write(&s, &["doc:2#owner@user:1", "doc:3#owner@user:1"], &[])
+        .await
+        .unwrap();
+    // 1 + 2 changes fit; the third write's 2 push both earlier writes out.
+    write(&s, &["doc:4#owner@user:1", "doc:5#owner@user:1"], &[])
+        .await
+        .unwrap();
+    let replay_from = |token: &str| {
+        let s = s.clone();
+        let token = token.to_string();
+        async move {
+            s.watch(v1::WatchRequest {
+                tenant_id: "t1".into(),
+                snap_token: token,
+            })
+            .await
+        }
+    };
+    let e = replay_from(&first).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::FailedPrecondition, "{e}");
+    assert!(e.message.contains("no longer retained"), "{e}");
+    // After the second write, only the third is needed: still retained.
+    let mut rx = replay_from(&second).await.unwrap();
+    let message = rx.recv().await.unwrap().unwrap();
+    assert_eq!(message.changes.unwrap().data_changes.len(), 2);
+    // A single write larger than the limit is still kept (the newest always is).
+    write(
+        &s,
+        &[
+            "doc:6#owner@user:1",
+            "doc:7#owner@user:1",
+            "doc:8#owner@user:1",
+            "doc:9#owner@user:1",
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    let e = replay_from(&second).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::FailedPrecondition, "{e}");
+}

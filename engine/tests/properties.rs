@@ -1246,6 +1246,40 @@ fn lookup_property(schema: &[u8], data: &[u8], queries: &[u8]) -> Result<(), Tes
             // Lookup entity, for a random subject (often one allowed on some entity).
             let (_, _, subject) = case.gen_query_on(&mut c, &reference, t, member);
             let expected = reference.lookup_entity(ty, member, &subject);
+            // The progressive lookup: its prefix, when offered, is exactly the full result
+            // below the cut, and its full result is the plain one.
+            for below in [0u32, 1, 2, 5, 1 << 20] {
+                let mut prefix = None;
+                let full = ev
+                    .lookup_entity_progressive(ty, member, &subject, below, |p| {
+                        prefix = Some(p.clone())
+                    })
+                    .map(|s| s.numbers);
+                let plain = ev.lookup_entity(ty, member, &subject).map(|s| s.numbers);
+                prop_assert_eq!(
+                    full.as_ref().ok(),
+                    plain.as_ref().ok(),
+                    "progressive lookup_entity({}, {}, {}) differs from the plain one\n{}",
+                    ty,
+                    member,
+                    subject,
+                    case.describe()
+                );
+                if let (Some(prefix), Ok(full)) = (prefix, &full) {
+                    let mut cut = full.clone();
+                    cut.remove_range(below..);
+                    prop_assert_eq!(
+                        &prefix,
+                        &cut,
+                        "prefix below {} of lookup_entity({}, {}, {}) is wrong\n{}",
+                        below,
+                        ty,
+                        member,
+                        subject,
+                        case.describe()
+                    );
+                }
+            }
             let got = ev
                 .lookup_entity(ty, member, &subject)
                 .map(|set| names(&ev, ty, &set));

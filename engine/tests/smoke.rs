@@ -151,3 +151,53 @@ fn a_cancelled_evaluation_stops_with_cancelled() {
     let plain = Evaluator::new(&model, &outcome.snapshot, &ctx).unwrap();
     assert!(plain.lookup_entity("doc", "view", &alice).is_ok());
 }
+
+#[test]
+fn a_progressive_lookup_offers_a_prefix_where_the_plan_allows() {
+    let model = Model::compile(SCHEMA).unwrap();
+    let store = Store::new();
+    let mut lines: Vec<String> = (0..40)
+        .map(|d| format!("doc:{d}#folder@folder:f{}", d % 4))
+        .collect();
+    lines.extend(["folder:f1#parent@folder:f0".to_string()]);
+    lines.extend(["folder:f0#viewer@group:g#member".to_string()]);
+    lines.extend([
+        "group:g#member@user:u".to_string(),
+        "doc:7#banned@user:u".to_string(),
+    ]);
+    lines.extend((0..40).step_by(3).map(|d| format!("doc:{d}#viewer@user:u")));
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let batch = WriteBatch {
+        tuple_writes: tuples(&refs),
+        ..WriteBatch::default()
+    };
+    store.write(&model.schema, &batch).unwrap();
+    let snap = store.head();
+    let ctx = Context::default();
+    let ev = Evaluator::new(&model, &snap, &ctx).unwrap();
+    let user = SubjectRef::user("user", "u");
+    let full = ev.lookup_entity("doc", "view", &user).unwrap().numbers;
+    assert!(full.len() > 20, "{full:?}");
+    for below in [0, 1, 10, 25, 1000] {
+        let mut prefix = None;
+        let got = ev
+            .lookup_entity_progressive("doc", "view", &user, below, |p| prefix = Some(p.clone()))
+            .unwrap()
+            .numbers;
+        assert_eq!(got, full);
+        let mut want = full.clone();
+        want.remove_range(below..);
+        // `doc.view` reaches folders only through an arrow: its prefix is offered.
+        assert_eq!(prefix, Some(want), "below {below}");
+    }
+    // `folder.view` recurses through `parent.view` on folders: no prefix, same answer.
+    let mut prefix = None;
+    let folders = ev
+        .lookup_entity_progressive("folder", "view", &user, 1, |p| prefix = Some(p.clone()))
+        .unwrap();
+    assert_eq!(prefix, None);
+    assert_eq!(
+        folders.numbers,
+        ev.lookup_entity("folder", "view", &user).unwrap().numbers
+    );
+}

@@ -34,7 +34,8 @@ const MAX_ROUNDS: usize = 256;
 /// Below this many children an operator's branches run sequentially.
 const PARALLEL_MIN_CHILDREN: usize = 2;
 
-type Key = (TypeId, Member);
+/// A member's set, and whether it is the prefix-restricted one (see [`run_progressive`]).
+type Key = (TypeId, Member, bool);
 
 /// The members being computed on the current logical call path (across rayon tasks). A
 /// member found in progress *on this path* is a cycle; one in progress elsewhere is merely
@@ -72,6 +73,10 @@ pub(super) struct Lookup<'e, 'a> {
     cyclic: AtomicBool,
     rule_errors: Mutex<Vec<String>>,
     universes: Mutex<HashMap<TypeId, Arc<RoaringBitmap>>>,
+    /// Restricted frames keep only numbers below this (see [`run_progressive`]).
+    below: u32,
+    /// A restricted frame met recursion through its own type, which a prefix cannot follow.
+    prefix_failed: AtomicBool,
 }
 
 pub(super) fn run(
@@ -80,6 +85,25 @@ pub(super) fn run(
     member: Member,
     subject: &SubjectRef,
     subject_ty: TypeId,
+) -> Result<EntitySet, EvalError> {
+    run_progressive(ev, ty, member, subject, subject_ty, None, |_| {})
+}
+
+/// As [`run`], and first, when `prefix_below` is given and the plan allows it, calls
+/// `on_prefix` with the result's numbers below `prefix_below` — computed before the rest, so a
+/// stream can send its first IDs early. The prefix restricts only the frames of the looked-up
+/// type reached from the root through that type; every other set (groups, folders, ...) is
+/// computed in full once and shared with the full run that follows. No prefix is offered when
+/// the type recurses through itself (a breadth-first closure or a fixpoint over it needs the
+/// whole set) or a rule fails.
+pub(super) fn run_progressive(
+    ev: &Evaluator<'_>,
+    ty: TypeId,
+    member: Member,
+    subject: &SubjectRef,
+    subject_ty: TypeId,
+    prefix_below: Option<u32>,
+    on_prefix: impl FnOnce(&RoaringBitmap),
 ) -> Result<EntitySet, EvalError> {
     let schema = ev.schema();
     let subject_member = subject
@@ -93,9 +117,10 @@ pub(super) fn run(
         ev.snapshot.number(&subject.ty, &subject.id)
     };
     let mut seeds: HashMap<Key, Arc<RoaringBitmap>> = HashMap::new();
+    let mut prefix = prefix_below.map(|below| (below, on_prefix));
     for _round in 0..MAX_ROUNDS {
         ev.cancelled()?;
-        let lookup = Lookup {
+        let mut lookup = Lookup {
             ev,
             subject_ty,
             subject_num,
@@ -106,8 +131,31 @@ pub(super) fn run(
             cyclic: AtomicBool::new(false),
             rule_errors: Mutex::new(Vec::new()),
             universes: Mutex::new(HashMap::new()),
+            below: u32::MAX,
+            prefix_failed: AtomicBool::new(false),
         };
-        let result = lookup.member(ty, member, None)?;
+        if let Some((below, on_prefix)) = prefix.take() {
+            lookup.below = below;
+            let restricted = lookup.member(ty, member, None, true)?;
+            let clean = !lookup.cyclic.load(Ordering::Relaxed)
+                && !lookup.prefix_failed.load(Ordering::Relaxed)
+                && lock(&lookup.rule_errors).is_empty();
+            if clean {
+                on_prefix(&restricted);
+            }
+            // The full run starts from what the prefix computed of other types, unless the
+            // prefix met a cycle (then its provisional sets are dropped).
+            let mut memo = lock(&lookup.memo);
+            if clean {
+                memo.retain(|k, state| !k.2 && matches!(state, State::Done(_)));
+            } else {
+                memo.clear();
+            }
+            drop(memo);
+            lock(&lookup.rule_errors).clear();
+            lookup.cyclic.store(false, Ordering::Relaxed);
+        }
+        let result = lookup.member(ty, member, None, false)?;
         let rule_errors = lookup
             .rule_errors
             .into_inner()
@@ -140,9 +188,18 @@ pub(super) fn run(
     Err(EvalError::NoConvergence(MAX_ROUNDS))
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Lookup<'_, '_> {
     fn lock_memo(&self) -> std::sync::MutexGuard<'_, HashMap<Key, State>> {
-        self.memo.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.memo)
+    }
+
+    /// Whether a frame keeps only numbers below `self.below`.
+    fn restricts(path: &Path<'_>) -> bool {
+        path.key.2
     }
 
     fn universe(&self, ty: TypeId) -> Arc<RoaringBitmap> {
@@ -173,9 +230,10 @@ impl Lookup<'_, '_> {
         ty: TypeId,
         member: Member,
         path: Option<&Path<'_>>,
+        restricted: bool,
     ) -> Result<Arc<RoaringBitmap>, EvalError> {
         self.ev.cancelled()?;
-        let key = (ty, member);
+        let key = (ty, member, restricted);
         {
             let mut memo = self.lock_memo();
             match memo.get(&key) {
@@ -199,6 +257,7 @@ impl Lookup<'_, '_> {
                 if ty == self.subject_ty
                     && self.subject_member == Some(member)
                     && let Some(s) = self.subject_num
+                    && (!restricted || s < self.below)
                 {
                     set.insert(s);
                 }
@@ -228,11 +287,21 @@ impl Lookup<'_, '_> {
                 if let Expr::Union(children) = expr
                     && children.iter().any(|c| is_self_arrow(c, ty, p))
                 {
+                    if Self::restricts(path) {
+                        self.prefix_failed.store(true, Ordering::Relaxed);
+                        return Ok(RoaringBitmap::new());
+                    }
                     return self.recursive_union(ty, p, children, path);
                 }
                 self.expr(ty, expr, None, path)
             }
-            Member::Attribute(a) => Ok(self.attribute_trues(ty, a)),
+            Member::Attribute(a) => {
+                let mut set = self.attribute_trues(ty, a);
+                if Self::restricts(path) {
+                    set.remove_range(self.below..);
+                }
+                Ok(set)
+            }
         }
     }
 
@@ -283,6 +352,7 @@ impl Lookup<'_, '_> {
         for s in self.children(ty, &refs, None, path)? {
             set |= s;
         }
+        let below = u32::MAX;
         let mut frontier = set.clone();
         if ty == self.subject_ty
             && self.subject_member == Some(Member::Permission(p))
@@ -299,7 +369,7 @@ impl Lookup<'_, '_> {
         while !frontier.is_empty() {
             let mut reached = RoaringBitmap::new();
             for store in &stores {
-                union_reverse(self.ev, &mut reached, store, &frontier)?;
+                union_reverse(self.ev, &mut reached, store, &frontier, below)?;
             }
             reached -= &set;
             set |= &reached;
@@ -315,6 +385,11 @@ impl Lookup<'_, '_> {
         path: &Path<'_>,
     ) -> Result<RoaringBitmap, EvalError> {
         let ev = self.ev;
+        let below = if Self::restricts(path) {
+            self.below
+        } else {
+            u32::MAX
+        };
         let mut set = RoaringBitmap::new();
         let mut recursive_slots = Vec::new();
         for slot in ev.model.plan.slots(ty, rel) {
@@ -327,7 +402,10 @@ impl Lookup<'_, '_> {
                         && self.plain_subject
                         && let Some(entities) = self.subject_num.and_then(|s| store.entities_of(s))
                     {
-                        entities.union_into(&mut set);
+                        entities.below(below).union_into(&mut set);
+                        if below != u32::MAX {
+                            set.remove_range(below..);
+                        }
                     }
                 }
                 Some(m) if slot.subject_type == ty && m == Member::Relation(rel) => {
@@ -335,13 +413,18 @@ impl Lookup<'_, '_> {
                     recursive_slots.push(store);
                 }
                 Some(m) => {
-                    let holders = self.member(slot.subject_type, m, Some(path))?;
-                    union_reverse(ev, &mut set, store, &holders)?;
+                    let holders = self.member(slot.subject_type, m, Some(path), false)?;
+                    union_reverse(ev, &mut set, store, &holders, below)?;
                 }
             }
         }
         if recursive_slots.is_empty() {
             return Ok(set);
+        }
+        if below != u32::MAX {
+            // A closure over the type's own subject sets needs the whole set.
+            self.prefix_failed.store(true, Ordering::Relaxed);
+            return Ok(RoaringBitmap::new());
         }
         // Entities whose subject sets `ty:x#rel` hold the subject: start from the direct ones
         // (and the subject itself, when it is such a subject set) and walk outwards.
@@ -355,7 +438,7 @@ impl Lookup<'_, '_> {
         while !frontier.is_empty() {
             let mut reached = RoaringBitmap::new();
             for store in &recursive_slots {
-                union_reverse(ev, &mut reached, store, &frontier)?;
+                union_reverse(ev, &mut reached, store, &frontier, u32::MAX)?;
             }
             reached -= &set;
             set |= &reached;
@@ -443,25 +526,50 @@ impl Lookup<'_, '_> {
                 set -= removed;
                 Ok(set)
             }
-            Expr::Relation(r) => Ok((*self.member(ty, Member::Relation(*r), Some(path))?).clone()),
-            Expr::Permission(p) => {
-                Ok((*self.member(ty, Member::Permission(*p), Some(path))?).clone())
+            // Members of the same type keep the frame's restriction.
+            Expr::Relation(r) => {
+                Ok(
+                    (*self.member(ty, Member::Relation(*r), Some(path), Self::restricts(path))?)
+                        .clone(),
+                )
             }
+            Expr::Permission(p) => Ok((*self.member(
+                ty,
+                Member::Permission(*p),
+                Some(path),
+                Self::restricts(path),
+            )?)
+            .clone()),
             Expr::Attribute(a) => {
-                Ok((*self.member(ty, Member::Attribute(*a), Some(path))?).clone())
+                Ok(
+                    (*self.member(ty, Member::Attribute(*a), Some(path), Self::restricts(path))?)
+                        .clone(),
+                )
             }
             Expr::Arrow { via, targets } => {
                 let ev = self.ev;
+                let below = if Self::restricts(path) {
+                    self.below
+                } else {
+                    u32::MAX
+                };
                 let mut set = RoaringBitmap::new();
                 for (target_ty, target) in targets {
+                    // The holders are another level: always whole.
                     let holders = match target {
                         Expr::Relation(r) => {
-                            self.member(*target_ty, Member::Relation(*r), Some(path))?
+                            self.member(*target_ty, Member::Relation(*r), Some(path), false)?
                         }
                         Expr::Permission(p) => {
-                            self.member(*target_ty, Member::Permission(*p), Some(path))?
+                            self.member(*target_ty, Member::Permission(*p), Some(path), false)?
                         }
-                        other => Arc::new(self.expr(*target_ty, other, None, path)?),
+                        other => {
+                            if Self::restricts(path) {
+                                // Evaluated on this frame's path, it would be cut too.
+                                self.prefix_failed.store(true, Ordering::Relaxed);
+                            }
+                            Arc::new(self.expr(*target_ty, other, None, path)?)
+                        }
                     };
                     if holders.is_empty() {
                         continue;
@@ -471,7 +579,7 @@ impl Lookup<'_, '_> {
                             continue;
                         }
                         if let Some(store) = ev.snapshot.relation(&slot.key) {
-                            union_reverse(ev, &mut set, store, &holders)?;
+                            union_reverse(ev, &mut set, store, &holders, below)?;
                         }
                     }
                 }
@@ -481,6 +589,12 @@ impl Lookup<'_, '_> {
                 let universe;
                 let pool = match candidates {
                     Some(c) => c,
+                    None if Self::restricts(path) => {
+                        let mut cut = (*self.universe(ty)).clone();
+                        cut.remove_range(self.below..);
+                        universe = Arc::new(cut);
+                        universe.as_ref()
+                    }
                     None => {
                         universe = self.universe(ty);
                         universe.as_ref()
@@ -518,6 +632,7 @@ fn union_reverse(
     set: &mut RoaringBitmap,
     store: &crate::index::RelStore,
     holders: &RoaringBitmap,
+    below: u32,
 ) -> Result<(), EvalError> {
     let (small, large) = if holders.len() <= store.subjects().len() {
         (holders, store.subjects())
@@ -534,7 +649,10 @@ fn union_reverse(
         if large.contains(x)
             && let Some(entities) = store.entities_of(x)
         {
-            parts.push(entities);
+            let part = entities.below(below);
+            if !part.is_empty() {
+                parts.push(part);
+            }
         }
     }
     if parts.len() <= 4 {
@@ -545,6 +663,10 @@ fn union_reverse(
         *set = crate::index::union_all(parts);
     } else {
         *set |= crate::index::union_all(parts);
+    }
+    if below != u32::MAX {
+        // Bitmap parts are not cut (see `SetRef::below`).
+        set.remove_range(below..);
     }
     Ok(())
 }

@@ -280,6 +280,31 @@ impl<'a> Evaluator<'a> {
         entities::run(self, ty, member, subject, subject_ty)
     }
 
+    /// As [`Evaluator::lookup_entity`], calling `on_prefix` first with the result's numbers
+    /// below `prefix_below` when the plan can compute them before the rest (a stream sends
+    /// them while the rest is computed); see `entities::run_progressive` for when it cannot.
+    pub fn lookup_entity_progressive(
+        &self,
+        entity_type: &str,
+        permission: &str,
+        subject: &SubjectRef,
+        prefix_below: u32,
+        on_prefix: impl FnOnce(&RoaringBitmap),
+    ) -> Result<EntitySet, EvalError> {
+        let ty = self.entity_type(entity_type)?;
+        let member = self.member(ty, permission)?;
+        let subject_ty = self.check_subject(subject)?;
+        entities::run_progressive(
+            self,
+            ty,
+            member,
+            subject,
+            subject_ty,
+            Some(prefix_below),
+            on_prefix,
+        )
+    }
+
     /// Every subject of type `subject_type` (subject sets `subject_type#relation` when
     /// `subject_relation` is given) that has `permission` on `entity`, in ascending number order.
     pub fn lookup_subject(

@@ -189,6 +189,17 @@ impl<'a> SetRef<'a> {
         }
     }
 
+    /// The numbers below `end`, when that is cheap: a slice is cut (a binary search), a
+    /// bitmap is returned whole (callers cut the union once instead).
+    pub fn below(self, end: u32) -> SetRef<'a> {
+        match self {
+            SetRef::Slice(s) if end != u32::MAX => {
+                SetRef::Slice(&s[..s.partition_point(|x| *x < end)])
+            }
+            other => other,
+        }
+    }
+
     /// Whether no number is in both.
     pub fn is_disjoint(&self, other: &RoaringBitmap) -> bool {
         match self {

@@ -39,12 +39,13 @@ pub struct CacheKey {
     pub query: u64,
 }
 
-#[derive(Debug)]
+/// Cheap to clone: clones share the entries and the counters.
+#[derive(Debug, Clone)]
 pub struct ResultCache {
     /// `None` when the cache is turned off (capacity 0).
     entries: Option<moka::sync::Cache<CacheKey, Arc<Entry>>>,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    hits: Arc<AtomicU64>,
+    misses: Arc<AtomicU64>,
 }
 
 /// Hit and miss counts since start.
@@ -89,8 +90,8 @@ impl ResultCache {
         });
         ResultCache {
             entries,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            hits: Arc::new(AtomicU64::new(0)),
+            misses: Arc::new(AtomicU64::new(0)),
         }
     }
 

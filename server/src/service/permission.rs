@@ -6,17 +6,21 @@
 //! last number returned, so the next page resumes exactly after it on the same snapshot.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use lookout_engine::eval::{Context as EvalContext, EntitySet, Evaluator, ExpandNode, ExpandOp};
+use lookout_engine::index::Interner;
 use lookout_engine::index::Snapshot;
 use lookout_engine::model;
-use lookout_engine::tokens::ContinuousToken;
+use lookout_engine::tokens::{ContinuousEncoder, ContinuousToken};
 use lookout_proto::v1;
 use roaring::RoaringBitmap;
+use tokio::sync::oneshot;
 
 use super::convert::{self, required};
-use super::stream::{self, ServerStream};
+use super::stream::{self, Closed, ServerStream, StreamSender};
 use super::{Service, pinned_snapshot, query_fingerprint, read_snapshot, run_cpu, schema_of};
 use crate::cache::{CacheKey, Cached};
 use crate::error::ApiError;
@@ -31,6 +35,76 @@ struct Prepared {
     context: EvalContext,
 }
 
+/// Where a lookup's set comes from.
+enum SetSource {
+    Ready(EntitySet),
+    /// The evaluation, running on the pool once polled (dropping it cancels it).
+    Pending(Pin<Box<dyn Future<Output = Result<EntitySet, ApiError>> + Send>>),
+}
+
+impl SetSource {
+    async fn wait(self) -> Result<EntitySet, ApiError> {
+        match self {
+            SetSource::Ready(set) => Ok(set),
+            SetSource::Pending(evaluation) => evaluation.await,
+        }
+    }
+}
+
+/// The sending side of one LookupEntityStream.
+struct StreamOut {
+    tx: StreamSender<v1::PermissionLookupEntityStreamResponse>,
+    tokens: ContinuousEncoder,
+    interner: Arc<Interner>,
+    entity_type: String,
+    /// Messages still allowed by `page_size`.
+    left: u64,
+    /// The size of the next batch.
+    size: usize,
+}
+
+impl StreamOut {
+    /// Sends the numbers of `set` from `start` on, in batches that grow to [`STREAM_BATCH`].
+    async fn send(&mut self, set: &RoaringBitmap, start: u64) -> Result<(), Closed> {
+        let mut numbers = set.clone();
+        if start > u64::from(u32::MAX) {
+            return Ok(());
+        }
+        if start > 0 {
+            numbers.remove_range(..start as u32);
+        }
+        let mut iter = numbers.iter();
+        let mut pending: Vec<u32> = Vec::with_capacity(STREAM_BATCH);
+        loop {
+            let take = usize::try_from(self.left)
+                .unwrap_or(usize::MAX)
+                .min(self.size);
+            pending.clear();
+            pending.extend(iter.by_ref().take(take));
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let mut batch = Vec::with_capacity(pending.len());
+            let tokens = &self.tokens;
+            self.interner.for_each_name(
+                &self.entity_type,
+                pending.iter().copied(),
+                |number, name| {
+                    batch.push(v1::PermissionLookupEntityStreamResponse {
+                        entity_id: name.to_owned(),
+                        continuous_token: tokens.encode(u64::from(number)),
+                    });
+                },
+            );
+            self.left -= pending.len() as u64;
+            self.tx.send_batch(batch).await?;
+            self.size = (self.size * 4).min(STREAM_BATCH);
+        }
+    }
+}
+
+/// A fresh stream sends the entities numbered below this first, while the rest is computed.
+const STREAM_PREFIX: u32 = 8192;
 /// The most messages a stream hands to its channel at once.
 const STREAM_BATCH: usize = 1024;
 /// Members a check may visit on the async worker before it moves to the evaluation pool
@@ -262,10 +336,15 @@ impl Service {
         Ok((query, Some(after)))
     }
 
+    /// Validates a lookup entity request and finds its set: from the cache, or as an evaluation
+    /// to await (already running on the pool once polled). With `prefix`, the evaluation also
+    /// sends the set's numbers below the given cut, scoped, as soon as they are known, when
+    /// the plan allows (see `Evaluator::lookup_entity_progressive`).
     async fn lookup_entity_set(
         &self,
         req: &v1::PermissionLookupEntityRequest,
-    ) -> Result<(Prepared, u64, Option<u32>, EntitySet), ApiError> {
+        prefix: Option<(u32, oneshot::Sender<RoaringBitmap>)>,
+    ) -> Result<(Prepared, u64, Option<u32>, SetSource), ApiError> {
         let meta = req.metadata.clone().unwrap_or_default();
         if meta.depth != 0 {
             self.depth(meta.depth)?;
@@ -306,7 +385,7 @@ impl Service {
                 numbers: (*numbers).clone(),
                 rule_errors: Vec::new(),
             };
-            return Ok((p, query, after, set));
+            return Ok((p, query, after, SetSource::Ready(set)));
         }
         let scope = scope_ids(&req.scope, &req.entity_type);
         let model = p.schema.model.clone();
@@ -314,30 +393,51 @@ impl Service {
         let context = p.context.clone();
         let entity_type = req.entity_type.clone();
         let permission = req.permission.clone();
-        let set = run_cpu(move || {
-            let ev = Evaluator::new(&model, &snapshot, &context).map_err(ApiError::from_eval)?;
-            let mut set = ev
-                .lookup_entity(&entity_type, &permission, &subject)
+        let revision = p.snapshot.revision();
+        let results = self.cache.clone();
+        let evaluation = async move {
+            let set = run_cpu(move || {
+                let ev =
+                    Evaluator::new(&model, &snapshot, &context).map_err(ApiError::from_eval)?;
+                let allowed: Option<RoaringBitmap> = scope.map(|ids| {
+                    ids.iter()
+                        .filter_map(|id| snapshot.number(&entity_type, id))
+                        .collect()
+                });
+                let mut set = match prefix {
+                    Some((below, sender)) => ev.lookup_entity_progressive(
+                        &entity_type,
+                        &permission,
+                        &subject,
+                        below,
+                        |numbers| {
+                            let mut numbers = numbers.clone();
+                            if let Some(allowed) = &allowed {
+                                numbers &= allowed;
+                            }
+                            // The stream may have ended already: nothing to do then.
+                            let _ = sender.send(numbers);
+                        },
+                    ),
+                    None => ev.lookup_entity(&entity_type, &permission, &subject),
+                }
                 .map_err(ApiError::from_eval)?;
-            log_rule_errors(&set.rule_errors);
-            if let Some(ids) = scope {
-                let allowed: RoaringBitmap = ids
-                    .iter()
-                    .filter_map(|id| snapshot.number(&entity_type, id))
-                    .collect();
-                set.numbers &= allowed;
+                log_rule_errors(&set.rule_errors);
+                if let Some(allowed) = &allowed {
+                    set.numbers &= allowed;
+                }
+                Ok(set)
+            })
+            .await?;
+            if let Some((key, deps)) = cache
+                && set.rule_errors.is_empty()
+            {
+                let numbers = Arc::new(set.numbers.clone());
+                results.insert(key, revision, deps, Cached::Set(numbers));
             }
             Ok(set)
-        })
-        .await?;
-        if let Some((key, deps)) = cache
-            && set.rule_errors.is_empty()
-        {
-            let numbers = Arc::new(set.numbers.clone());
-            self.cache
-                .insert(key, p.snapshot.revision(), deps, Cached::Set(numbers));
-        }
-        Ok((p, query, after, set))
+        };
+        Ok((p, query, after, SetSource::Pending(Box::pin(evaluation))))
     }
 
     pub async fn lookup_entity(
@@ -345,7 +445,8 @@ impl Service {
         req: v1::PermissionLookupEntityRequest,
     ) -> Result<v1::PermissionLookupEntityResponse, ApiError> {
         let page_size = self.page_size(req.page_size, None)?;
-        let (p, query, after, set) = self.lookup_entity_set(&req).await?;
+        let (p, query, after, source) = self.lookup_entity_set(&req, None).await?;
+        let set = source.wait().await?;
         let (numbers, next) = page(&set.numbers, after, page_size);
         let (entity_ids, continuous_token) = page_out(&p, &req.entity_type, &numbers, next, query);
         Ok(v1::PermissionLookupEntityResponse {
@@ -356,50 +457,59 @@ impl Service {
 
     /// Streams the entities one message each, every message with the continuous token that
     /// resumes after it. Messages go through the channel in batches that start small (the first
-    /// IDs go out at once) and grow to [`STREAM_BATCH`]. The stream ends early (and the work
-    /// stops) when the receiver is dropped.
+    /// IDs go out at once) and grow to [`STREAM_BATCH`]. A fresh stream whose plan allows it
+    /// sends the entities numbered below [`STREAM_PREFIX`] while the rest is still being
+    /// computed. The stream ends early (and the work stops) when the receiver is dropped.
     pub async fn lookup_entity_stream(
         &self,
         req: v1::PermissionLookupEntityRequest,
     ) -> Result<ServerStream<v1::PermissionLookupEntityStreamResponse>, ApiError> {
         let limit = self.page_size(req.page_size, None)?;
-        let (p, query, after, set) = self.lookup_entity_set(&req).await?;
-        let (tx, rx) = stream::channel(self.limits.stream_buffer.div_ceil(STREAM_BATCH).max(2));
-        let entity_type = req.entity_type.clone();
-        tokio::spawn(async move {
-            let tokens = ContinuousToken::encoder(&p.tenant.id, query, p.snapshot.revision());
-            let interner = p.snapshot.interner().clone();
-            let start = after.map_or(0, |a| u64::from(a) + 1);
-            let mut numbers = set.numbers;
-            if start > 0 {
-                numbers.remove_range(..start.min(u64::from(u32::MAX) + 1) as u32);
-                if start > u64::from(u32::MAX) {
-                    numbers.clear();
+        let (prefix_tx, mut prefix_rx) = oneshot::channel();
+        let fresh = req.continuous_token.is_empty();
+        let (p, query, after, source) = self
+            .lookup_entity_set(&req, fresh.then_some((STREAM_PREFIX, prefix_tx)))
+            .await?;
+        // The call answers once the first IDs are known: the prefix, or the whole set (whose
+        // error is then the call's error, as for any other bad request).
+        let (first, rest) = match source {
+            SetSource::Ready(set) => (set.numbers, None),
+            SetSource::Pending(mut evaluation) => {
+                tokio::select! {
+                    biased;
+                    Ok(prefix) = &mut prefix_rx => (prefix, Some(evaluation)),
+                    set = &mut evaluation => (set?.numbers, None),
                 }
             }
-            let total = limit.map_or(u64::MAX, u64::from).min(numbers.len());
-            let mut iter = numbers
-                .iter()
-                .take(usize::try_from(total).unwrap_or(usize::MAX));
-            let mut size = FIRST_STREAM_BATCH;
-            let mut pending: Vec<u32> = Vec::with_capacity(STREAM_BATCH);
-            loop {
-                pending.clear();
-                pending.extend(iter.by_ref().take(size));
-                if pending.is_empty() {
-                    return;
+        };
+        let (tx, rx) = stream::channel(self.limits.stream_buffer.div_ceil(STREAM_BATCH).max(2));
+        let mut out = StreamOut {
+            tx,
+            tokens: ContinuousToken::encoder(&p.tenant.id, query, p.snapshot.revision()),
+            interner: p.snapshot.interner().clone(),
+            entity_type: req.entity_type.clone(),
+            left: limit.map_or(u64::MAX, u64::from),
+            size: FIRST_STREAM_BATCH,
+        };
+        let start = after.map_or(0, |a| u64::from(a) + 1);
+        tokio::spawn(async move {
+            if out.send(&first, start).await.is_err() {
+                return;
+            }
+            let Some(evaluation) = rest else {
+                return;
+            };
+            // A receiver that goes away drops the evaluation, which cancels it.
+            let result = tokio::select! {
+                result = evaluation => result,
+                () = out.tx.closed() => return,
+            };
+            match result {
+                // The prefix held every number below the cut: continue from there.
+                Ok(set) => {
+                    let _ = out.send(&set.numbers, u64::from(STREAM_PREFIX)).await;
                 }
-                let mut batch = Vec::with_capacity(pending.len());
-                interner.for_each_name(&entity_type, pending.iter().copied(), |number, name| {
-                    batch.push(v1::PermissionLookupEntityStreamResponse {
-                        entity_id: name.to_owned(),
-                        continuous_token: tokens.encode(u64::from(number)),
-                    });
-                });
-                if tx.send_batch(batch).await.is_err() {
-                    return;
-                }
-                size = (size * 4).min(STREAM_BATCH);
+                Err(e) => out.tx.fail(e).await,
             }
         });
         Ok(rx)

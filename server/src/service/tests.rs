@@ -1305,3 +1305,61 @@ async fn watch_replay_keeps_at_most_the_retained_change_items() {
     let e = replay_from(&second).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::FailedPrecondition, "{e}");
 }
+
+/// A stream whose set reaches past the prefix the stream sends first: every ID once, in
+/// order, the same as the paged lookup, and each token resumes right after its message.
+#[tokio::test]
+async fn a_stream_past_its_prefix_sends_every_id_once_in_order() {
+    let s = with_schema().await;
+    // 12,000 documents (numbers past the 8,192 of the prefix): every third viewed by bob
+    // directly, every doc with an even number through the org; doc 5 bans bob.
+    let mut lines: Vec<String> = Vec::new();
+    for d in 0..12_000 {
+        if d % 3 == 0 {
+            lines.push(format!("doc:{d}#viewer@user:bob"));
+        }
+        if d % 2 == 0 {
+            lines.push(format!("doc:{d}#org@organization:o"));
+        }
+    }
+    lines.push("organization:o#admin@user:bob".into());
+    lines.push("doc:6#banned@user:bob".into());
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    for chunk in refs.chunks(5_000) {
+        write(&s, chunk, &[]).await.unwrap();
+    }
+    let request = |token: &str| v1::PermissionLookupEntityRequest {
+        tenant_id: "t1".into(),
+        entity_type: "doc".into(),
+        permission: "view".into(),
+        subject: Some(v1::Subject {
+            r#type: "user".into(),
+            id: "bob".into(),
+            relation: String::new(),
+        }),
+        continuous_token: token.into(),
+        ..Default::default()
+    };
+    let want = s.lookup_entity(request("")).await.unwrap().entity_ids;
+    // Even or a multiple of three, less the banned doc:6.
+    assert_eq!(want.len(), 12_000 / 2 + 12_000 / 3 - 12_000 / 6 - 1);
+    let mut rx = s.lookup_entity_stream(request("")).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(message) = rx.recv().await {
+        got.push(message.unwrap());
+    }
+    let ids: Vec<String> = got.iter().map(|m| m.entity_id.clone()).collect();
+    assert_eq!(ids, want);
+    // Resuming after message k (below and above the prefix) sends exactly the rest.
+    for k in [10, 5_000, 7_000] {
+        let mut rx = s
+            .lookup_entity_stream(request(&got[k].continuous_token))
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        while let Some(message) = rx.recv().await {
+            rest.push(message.unwrap().entity_id);
+        }
+        assert_eq!(rest, ids[k + 1..], "resumed after {k}");
+    }
+}

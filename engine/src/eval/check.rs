@@ -55,7 +55,7 @@ struct Checker<'e, 'a> {
 
 /// How a check that runs out of visits ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Budget {
+pub(super) enum Budget {
     /// After [`VISIT_BUDGET`] visits, answer from the lookup-entity bitmaps.
     Full,
     /// After this many visits, give up and answer `None` (the caller runs a full check
@@ -81,32 +81,9 @@ pub(super) fn run(
     }))
 }
 
-/// A forward walk of at most `visits` members; `None` if that was not enough.
+/// The forward walk within `budget`; `None` if a `GiveUpAfter` budget was not enough.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn run_within(
-    ev: &Evaluator<'_>,
-    ty: TypeId,
-    id: &str,
-    member: Member,
-    subject: &SubjectRef,
-    subject_ty: TypeId,
-    depth: u32,
-    visits: u64,
-) -> Result<Option<CheckResult>, EvalError> {
-    walk(
-        ev,
-        ty,
-        id,
-        member,
-        subject,
-        subject_ty,
-        depth,
-        Budget::GiveUpAfter(visits),
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn walk(
+pub(super) fn walk(
     ev: &Evaluator<'_>,
     ty: TypeId,
     id: &str,

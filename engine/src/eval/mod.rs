@@ -262,8 +262,15 @@ impl<'a> Evaluator<'a> {
         let ty = self.entity_type(&entity.ty)?;
         let member = self.member(ty, permission)?;
         let subject_ty = self.check_subject(subject)?;
-        check::run_within(
-            self, ty, &entity.id, member, subject, subject_ty, depth, visits,
+        check::walk(
+            self,
+            ty,
+            &entity.id,
+            member,
+            subject,
+            subject_ty,
+            depth,
+            check::Budget::GiveUpAfter(visits),
         )
     }
 

@@ -113,22 +113,85 @@ const INLINE_CHECK_VISITS: u64 = 256;
 /// The size of a stream's first batch: small, so the first IDs leave at once.
 const FIRST_STREAM_BATCH: usize = 16;
 
+/// What every permission request names besides its question: the tenant, the schema version
+/// and snap token of its metadata, and its contextual data.
+trait Scoped {
+    fn tenant_id(&self) -> &str;
+    fn schema_version(&self) -> &str;
+    fn snap_token(&self) -> &str;
+    fn context(&self) -> &Option<v1::Context>;
+}
+
+macro_rules! scoped {
+    ($($request:ty),* $(,)?) => {$(
+        impl Scoped for $request {
+            fn tenant_id(&self) -> &str {
+                &self.tenant_id
+            }
+            fn schema_version(&self) -> &str {
+                self.metadata.as_ref().map_or("", |m| m.schema_version.as_str())
+            }
+            fn snap_token(&self) -> &str {
+                self.metadata.as_ref().map_or("", |m| m.snap_token.as_str())
+            }
+            fn context(&self) -> &Option<v1::Context> {
+                &self.context
+            }
+        }
+    )*};
+}
+
+scoped!(
+    v1::PermissionCheckRequest,
+    v1::PermissionBulkCheckRequest,
+    v1::PermissionExpandRequest,
+    v1::PermissionLookupEntityRequest,
+    v1::PermissionLookupSubjectRequest,
+    v1::PermissionSubjectPermissionRequest,
+);
+
+/// A paged lookup request: its continuous token, and itself without what positions it (page
+/// size, continuous token, snap token), which is the question a token is bound to.
+trait Paged: prost::Message + Clone {
+    fn continuous_token(&self) -> &str;
+    fn without_position(&self) -> Self;
+}
+
+macro_rules! paged {
+    ($($request:ty),* $(,)?) => {$(
+        impl Paged for $request {
+            fn continuous_token(&self) -> &str {
+                &self.continuous_token
+            }
+            fn without_position(&self) -> Self {
+                let mut question = self.clone();
+                question.page_size = 0;
+                question.continuous_token.clear();
+                if let Some(m) = question.metadata.as_mut() {
+                    m.snap_token.clear();
+                }
+                question
+            }
+        }
+    )*};
+}
+
+paged!(
+    v1::PermissionLookupEntityRequest,
+    v1::PermissionLookupSubjectRequest,
+);
+
 fn permission_name(name: &str) -> Result<(), ApiError> {
     model::check_name("permission", name).map_err(|e| ApiError::invalid(format!("permission: {e}")))
 }
 
 impl Service {
-    async fn prepare(
-        &self,
-        tenant_id: &str,
-        schema_version: &str,
-        snap_token: &str,
-        context: &Option<v1::Context>,
-    ) -> Result<Prepared, ApiError> {
-        let tenant = self.tenant(tenant_id).await?;
-        let schema = schema_of(&tenant, schema_version).await?;
-        let snapshot = read_snapshot(&tenant, snap_token).await?;
-        let context = convert::context(context)?;
+    /// The tenant, schema version, snapshot and context a permission request names.
+    async fn prepare(&self, req: &impl Scoped) -> Result<Prepared, ApiError> {
+        let tenant = self.tenant(req.tenant_id()).await?;
+        let schema = schema_of(&tenant, req.schema_version()).await?;
+        let snapshot = read_snapshot(&tenant, req.snap_token()).await?;
+        let context = convert::context(req.context())?;
         Ok(Prepared {
             tenant,
             schema,
@@ -146,14 +209,7 @@ impl Service {
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
         permission_name(&req.permission)?;
-        let p = self
-            .prepare(
-                &req.tenant_id,
-                &meta.schema_version,
-                &meta.snap_token,
-                &req.context,
-            )
-            .await?;
+        let p = self.prepare(&req).await?;
         let cache = self.cache_slot(&p, &entity.ty, &req.permission, || {
             let mut key = req.clone();
             if let Some(m) = key.metadata.as_mut() {
@@ -259,14 +315,7 @@ impl Service {
                 .map_err(|e| ApiError::invalid(format!("{field}.{}", e.message)))?;
             items.push((entity, item.permission.clone(), subject));
         }
-        let p = self
-            .prepare(
-                &req.tenant_id,
-                &meta.schema_version,
-                &meta.snap_token,
-                &req.context,
-            )
-            .await?;
+        let p = self.prepare(&req).await?;
         let results = run_cpu(move || {
             let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
                 .map_err(ApiError::from_eval)?;
@@ -293,17 +342,9 @@ impl Service {
         &self,
         req: v1::PermissionExpandRequest,
     ) -> Result<v1::PermissionExpandResponse, ApiError> {
-        let meta = req.metadata.clone().unwrap_or_default();
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
         permission_name(&req.permission)?;
-        let p = self
-            .prepare(
-                &req.tenant_id,
-                &meta.schema_version,
-                &meta.snap_token,
-                &req.context,
-            )
-            .await?;
+        let p = self.prepare(&req).await?;
         let permission = req.permission;
         let tree = run_cpu(move || {
             let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
@@ -317,23 +358,25 @@ impl Service {
     }
 
     /// Resolves the snapshot and the starting position of a lookup: from the continuous token
-    /// when there is one (pinned), else from the snap token.
-    async fn lookup_start<M: prost::Message>(
+    /// when there is one (pinned), else from the snap token. Also returns the query's
+    /// fingerprint and the request it was taken of (without paging and tokens).
+    async fn lookup_start<R: Paged>(
         &self,
         p: &mut Prepared,
-        fingerprint_of: &M,
-        continuous_token: &str,
-    ) -> Result<(u64, Option<u32>), ApiError> {
-        let query = query_fingerprint(fingerprint_of);
+        req: &R,
+    ) -> Result<(u64, Option<u32>, R), ApiError> {
+        let fingerprint_of = req.without_position();
+        let query = query_fingerprint(&fingerprint_of);
+        let continuous_token = req.continuous_token();
         if continuous_token.is_empty() {
-            return Ok((query, None));
+            return Ok((query, None, fingerprint_of));
         }
         let token = ContinuousToken::decode(continuous_token, &p.tenant.id, query)
             .map_err(|e| ApiError::invalid(format!("continuous_token: {e}")))?;
         p.snapshot = pinned_snapshot(&p.tenant, token.revision).await?;
         let after = u32::try_from(token.after)
             .map_err(|_| ApiError::invalid("continuous_token: position out of range"))?;
-        Ok((query, Some(after)))
+        Ok((query, Some(after), fingerprint_of))
     }
 
     /// Validates a lookup entity request and finds its set: from the cache, or as an evaluation
@@ -353,23 +396,8 @@ impl Service {
             .map_err(|e| ApiError::invalid(format!("entity_type: {e}")))?;
         permission_name(&req.permission)?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
-        let mut p = self
-            .prepare(
-                &req.tenant_id,
-                &meta.schema_version,
-                &meta.snap_token,
-                &req.context,
-            )
-            .await?;
-        let mut fingerprint_of = req.clone();
-        fingerprint_of.page_size = 0;
-        fingerprint_of.continuous_token.clear();
-        if let Some(m) = fingerprint_of.metadata.as_mut() {
-            m.snap_token.clear();
-        }
-        let (query, after) = self
-            .lookup_start(&mut p, &fingerprint_of, &req.continuous_token)
-            .await?;
+        let mut p = self.prepare(req).await?;
+        let (query, after, fingerprint_of) = self.lookup_start(&mut p, req).await?;
         let cache = self.cache_slot(&p, &req.entity_type, &req.permission, || {
             let mut key = fingerprint_of.clone();
             key.tenant_id = String::from("lookup_entity");
@@ -531,23 +559,8 @@ impl Service {
             .map_err(|e| ApiError::invalid(format!("subject_reference.type: {e}")))?;
         let subject_relation = model::normalize_subject_relation(&reference.relation);
         let subject_type = reference.r#type.clone();
-        let mut p = self
-            .prepare(
-                &req.tenant_id,
-                &meta.schema_version,
-                &meta.snap_token,
-                &req.context,
-            )
-            .await?;
-        let mut fingerprint_of = req.clone();
-        fingerprint_of.page_size = 0;
-        fingerprint_of.continuous_token.clear();
-        if let Some(m) = fingerprint_of.metadata.as_mut() {
-            m.snap_token.clear();
-        }
-        let (query, after) = self
-            .lookup_start(&mut p, &fingerprint_of, &req.continuous_token)
-            .await?;
+        let mut p = self.prepare(&req).await?;
+        let (query, after, _) = self.lookup_start(&mut p, &req).await?;
         let model = p.schema.model.clone();
         let snapshot = p.snapshot.clone();
         let context = p.context.clone();
@@ -583,14 +596,7 @@ impl Service {
         let depth = self.depth(meta.depth)?;
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
-        let p = self
-            .prepare(
-                &req.tenant_id,
-                &meta.schema_version,
-                &meta.snap_token,
-                &req.context,
-            )
-            .await?;
+        let p = self.prepare(&req).await?;
         let only_permission = meta.only_permission;
         let results = run_cpu(move || {
             let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)

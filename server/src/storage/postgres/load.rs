@@ -10,7 +10,7 @@ use lookout_engine::index::WriteBatch;
 use lookout_engine::model::{Attribute, EntityRef, SubjectRef, Tuple};
 
 use super::write::from_millis;
-use super::{Pg, StartError, codec, db_error};
+use super::{Pg, StartError, codec, db_error, read_only_tx};
 use crate::error::ApiError;
 use crate::storage::Backend;
 use crate::tenants::{SchemaVersion, Tenant, TenantInfo, Tenants};
@@ -133,15 +133,7 @@ impl Pg {
         id: &str,
     ) -> Result<Option<Arc<Tenant>>, ApiError> {
         let started = Instant::now();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db_error("begin loading a tenant"))?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error("begin loading a tenant"))?;
+        let mut tx = read_only_tx(&self.pool, "begin loading a tenant").await?;
         let row: Option<(String, i64, i64, i64)> = sqlx::query_as(
             "SELECT name, incarnation, created_ms, revision FROM lookout_tenants WHERE id = $1",
         )

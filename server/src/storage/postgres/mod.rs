@@ -253,6 +253,41 @@ fn db_error(what: &str) -> impl FnOnce(sqlx::Error) -> ApiError + '_ {
     move |e| ApiError::new(ErrorCode::Unavailable, format!("database: {what}: {e}"))
 }
 
+/// A read-only transaction that sees one committed state for all its reads (loading a tenant,
+/// catching up, a Watch replay). `what` names the work in errors.
+async fn read_only_tx(
+    pool: &PgPool,
+    what: &str,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, ApiError> {
+    let mut tx = pool.begin().await.map_err(db_error(what))?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error(what))?;
+    Ok(tx)
+}
+
+/// The tenant's latest revision and the oldest its change log still holds (`gc_revision`), as
+/// `tx` sees them; `None` if the tenant is gone or is another incarnation than `tenant`.
+async fn tenant_revisions(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    tenant: &Tenant,
+) -> Result<Option<(u64, u64)>, ApiError> {
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT revision, gc_revision, incarnation FROM lookout_tenants WHERE id = $1",
+    )
+    .bind(&tenant.id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_error("read the tenant's revision"))?;
+    Ok(match row {
+        Some((head, gc, incarnation)) if incarnation as u64 == tenant.incarnation => {
+            Some((head as u64, gc as u64))
+        }
+        _ => None,
+    })
+}
+
 impl Pg {
     pub fn pool(&self) -> &PgPool {
         &self.pool

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, CHANGE_COLUMNS, ChangeRow};
-use super::{CHANNEL, Pg, WatchRetention, db_error};
+use super::{CHANNEL, Pg, WatchRetention, db_error, read_only_tx, tenant_revisions};
 use crate::error::ApiError;
 use crate::tenants::{Tenant, Tenants};
 
@@ -201,31 +201,11 @@ impl Pg {
     ) -> Result<(), ApiError> {
         loop {
             let applied = tenant.head().revision();
-            let mut tx = self
-                .tail_pool
-                .begin()
-                .await
-                .map_err(db_error("begin catching up"))?;
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error("begin catching up"))?;
-            let row: Option<(i64, i64, i64)> = sqlx::query_as(
-                "SELECT revision, gc_revision, incarnation FROM lookout_tenants WHERE id = $1",
-            )
-            .bind(&tenant.id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error("read the tenant's revision"))?;
-            let (head, gc) = match row {
-                Some((head, gc, incarnation)) if incarnation as u64 == tenant.incarnation => {
-                    (head as u64, gc as u64)
-                }
+            let mut tx = read_only_tx(&self.tail_pool, "begin catching up").await?;
+            let Some((head, gc)) = tenant_revisions(&mut tx, tenant).await? else {
                 // Deleted, or deleted and created again.
-                _ => {
-                    drop(tx);
-                    return self.reload(tenants, &tenant.id).await;
-                }
+                drop(tx);
+                return self.reload(tenants, &tenant.id).await;
             };
             if head <= applied {
                 return Ok(());

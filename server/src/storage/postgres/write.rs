@@ -10,7 +10,7 @@ use lookout_engine::index::{Change, ChangeOp, Snapshot, WriteBatch, WriteError};
 use sqlx::{Postgres, Transaction};
 
 use super::codec::{self, CHANGE_COLUMNS, ChangeColumns, ChangeRow};
-use super::{LOCK_CLASS, Pg, db_error};
+use super::{LOCK_CLASS, Pg, db_error, read_only_tx, tenant_revisions};
 use crate::error::{ApiError, ErrorCode};
 use crate::tenants::{Commit, SchemaVersion, Tenant, Tenants};
 
@@ -274,27 +274,9 @@ impl Pg {
         after: u64,
         upto: u64,
     ) -> Result<(Vec<Commit>, u64), ApiError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db_error("begin a watch replay"))?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error("begin a watch replay"))?;
-        let row: Option<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT revision, gc_revision, incarnation FROM lookout_tenants WHERE id = $1",
-        )
-        .bind(&tenant.id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error("read the tenant's revision"))?;
-        let (head, gc) = match row {
-            Some((head, gc, incarnation)) if incarnation as u64 == tenant.incarnation => {
-                (head as u64, gc as u64)
-            }
-            _ => return Err(gone(&tenant.id)),
+        let mut tx = read_only_tx(&self.pool, "begin a watch replay").await?;
+        let Some((head, gc)) = tenant_revisions(&mut tx, tenant).await? else {
+            return Err(gone(&tenant.id));
         };
         if after > head {
             return Err(ApiError::invalid(format!(

@@ -66,14 +66,10 @@ struct StreamOut {
 impl StreamOut {
     /// Sends the numbers of `set` from `start` on, in batches that grow to [`STREAM_BATCH`].
     async fn send(&mut self, set: &RoaringBitmap, start: u64) -> Result<(), Closed> {
-        let mut numbers = set.clone();
-        if start > u64::from(u32::MAX) {
+        let Ok(start) = u32::try_from(start) else {
             return Ok(());
-        }
-        if start > 0 {
-            numbers.remove_range(..start as u32);
-        }
-        let mut iter = numbers.iter();
+        };
+        let mut iter = set.range(start..);
         let mut pending: Vec<u32> = Vec::with_capacity(STREAM_BATCH);
         loop {
             let take = usize::try_from(self.left)
@@ -658,9 +654,11 @@ fn page(
     after: Option<u32>,
     page_size: Option<u32>,
 ) -> (Vec<u32>, Option<u32>) {
-    let mut iter: Box<dyn Iterator<Item = u32>> = match after {
-        Some(a) => Box::new(set.iter().skip_while(move |n| *n <= a)),
-        None => Box::new(set.iter()),
+    // A range iterator seeks to the position instead of walking every number before it.
+    let mut iter = match after {
+        Some(u32::MAX) => set.range(1..1),
+        Some(a) => set.range(a + 1..),
+        None => set.iter(),
     };
     let Some(size) = page_size else {
         return (iter.collect(), None);

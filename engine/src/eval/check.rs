@@ -53,17 +53,8 @@ struct Checker<'e, 'a> {
     rule_errors: Vec<String>,
 }
 
-/// How a check that runs out of visits ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Budget {
-    /// After [`VISIT_BUDGET`] visits, answer from the lookup-entity bitmaps.
-    Full,
-    /// After this many visits, give up and answer `None` (the caller runs a full check
-    /// elsewhere: see [`super::Evaluator::check_within`]).
-    GiveUpAfter(u64),
-}
-
-/// A check that always answers: forward walk, then the bitmap plan if the walk runs long.
+/// A check that always answers: the forward walk, then the bitmap plan if the walk runs past
+/// [`VISIT_BUDGET`].
 pub(super) fn run(
     ev: &Evaluator<'_>,
     ty: TypeId,
@@ -73,15 +64,22 @@ pub(super) fn run(
     subject_ty: TypeId,
     depth: u32,
 ) -> Result<CheckResult, EvalError> {
-    let answer = walk(ev, ty, id, member, subject, subject_ty, depth, Budget::Full)?;
-    // A full-budget walk always answers (it falls back to the bitmap plan itself).
-    Ok(answer.unwrap_or(CheckResult {
-        allowed: false,
-        rule_errors: vec!["internal: a full check gave no answer".to_string()],
-    }))
+    if let Some(answer) = walk(ev, ty, id, member, subject, subject_ty, depth, VISIT_BUDGET)? {
+        return Ok(answer);
+    }
+    let set = super::entities::run(ev, ty, member, subject, subject_ty)?;
+    let allowed = ev
+        .snapshot
+        .number(&ev.schema().entity_at(ty).name, id)
+        .is_some_and(|e| set.numbers.contains(e));
+    Ok(CheckResult {
+        allowed,
+        rule_errors: set.rule_errors,
+    })
 }
 
-/// The forward walk within `budget`; `None` if a `GiveUpAfter` budget was not enough.
+/// The forward walk, visiting at most `visits` members (and never more than
+/// [`VISIT_BUDGET`]); `None` if that was not enough.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn walk(
     ev: &Evaluator<'_>,
@@ -91,7 +89,7 @@ pub(super) fn walk(
     subject: &SubjectRef,
     subject_ty: TypeId,
     depth: u32,
-    budget: Budget,
+    visits: u64,
 ) -> Result<Option<CheckResult>, EvalError> {
     let schema = ev.schema();
     let subject_member = subject
@@ -110,10 +108,7 @@ pub(super) fn walk(
         subject,
         holders: FastMap::default(),
         visits: 0,
-        budget: match budget {
-            Budget::Full => VISIT_BUDGET,
-            Budget::GiveUpAfter(n) => n.min(VISIT_BUDGET),
-        },
+        budget: visits.min(VISIT_BUDGET),
         over_budget: false,
         rules: RuleRunner::new(ev),
         subject_ty,
@@ -130,15 +125,7 @@ pub(super) fn walk(
     let entity = ev.snapshot.number(&schema.entity_at(ty).name, id);
     let outcome = checker.member(ty, entity, member, depth);
     if checker.over_budget {
-        if budget != Budget::Full {
-            return Ok(None);
-        }
-        let set = super::entities::run(ev, ty, member, subject, subject_ty)?;
-        let allowed = entity.is_some_and(|e| set.numbers.contains(e));
-        return Ok(Some(CheckResult {
-            allowed,
-            rule_errors: set.rule_errors,
-        }));
+        return Ok(None);
     }
     Ok(Some(CheckResult {
         allowed: outcome?,

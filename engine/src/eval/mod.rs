@@ -263,14 +263,7 @@ impl<'a> Evaluator<'a> {
         let member = self.member(ty, permission)?;
         let subject_ty = self.check_subject(subject)?;
         check::walk(
-            self,
-            ty,
-            &entity.id,
-            member,
-            subject,
-            subject_ty,
-            depth,
-            check::Budget::GiveUpAfter(visits),
+            self, ty, &entity.id, member, subject, subject_ty, depth, visits,
         )
     }
 

@@ -101,7 +101,7 @@ impl Expander<'_, '_> {
                         for name in ev.snapshot.interner().names(subject_type, found.iter()) {
                             subjects.push(SubjectRef::new(
                                 subject_type.to_string(),
-                                name.to_string(),
+                                name,
                                 slot.key.subject_relation.as_deref().map(str::to_string),
                             ));
                         }

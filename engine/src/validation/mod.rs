@@ -132,8 +132,7 @@ fn ask(
 ) -> Result<(Answer, Vec<String>), EvalError> {
     let evaluator = Evaluator::new(model, snapshot, &request.context)?;
     let ids = |entity_type: &str, found: EntitySet| {
-        let names = evaluator.names(entity_type, &found.numbers);
-        let ids = names.iter().map(|id| id.to_string()).collect();
+        let ids = evaluator.names(entity_type, &found.numbers);
         (Answer::Ids(ids), found.rule_errors)
     };
     Ok(match &request.question {

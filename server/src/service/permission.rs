@@ -632,10 +632,7 @@ fn page_out(
     let ids = p
         .snapshot
         .interner()
-        .names(entity_type, numbers.iter().copied())
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        .names(entity_type, numbers.iter().copied());
     let token = next
         .map(|last| {
             ContinuousToken {

@@ -10,12 +10,7 @@
     reason = "tests fail by panicking"
 )]
 
-#[allow(
-    dead_code,
-    reason = "shared with the transport tests; this file uses a part"
-)]
-#[path = "transport/common.rs"]
-mod common;
+use crate::transport::common;
 
 use std::collections::BTreeSet;
 use std::fs;

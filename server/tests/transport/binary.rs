@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hyper::StatusCode;
 use serde_json::Value;
 
-use crate::common::{Http, Lines, error_message};
+use super::common::{Http, Lines, error_message};
 
 const LOOKOUT_VARS: [&str; 4] = [
     "LOOKOUT_CONFIG",
@@ -122,7 +122,7 @@ async fn sigterm_exits_zero_promptly_with_a_watch_open() {
     let (status, _) = http.raw("GET", "/healthz", "").await;
     assert_eq!(status, StatusCode::OK);
     // A gRPC connection is open too.
-    let _grpc = crate::common::channel(served.grpc).await;
+    let _grpc = super::common::channel(served.grpc).await;
 
     let response = http.send("POST", "/v1/tenants/t1/watch", "{}").await;
     assert_eq!(response.status(), StatusCode::OK);

@@ -17,7 +17,7 @@ use lookout_proto::v1;
 use lookout_proto::v1::permission_client::PermissionClient;
 use serde_json::{Value, json};
 
-use crate::common::{Http, channel};
+use super::common::{Http, channel};
 
 const DOCS: usize = 3000;
 /// Items each rule call scans in the big lookup (none match).

@@ -10,7 +10,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::common::{MAX_REQUEST_BYTES, SCHEMA, channel, start, start_with, test_config};
+use super::common::{MAX_REQUEST_BYTES, SCHEMA, channel, start, start_with, test_config};
 
 fn entity(entity_type: &str, id: &str) -> Option<v1::Entity> {
     Some(v1::Entity {

@@ -3,7 +3,7 @@
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{
+use super::common::{
     Http, Lines, MAX_REQUEST_BYTES, SCHEMA, error_message, start, start_with, test_config, tuple,
 };
 

@@ -10,6 +10,6 @@
 
 mod binary;
 mod cancel;
-mod common;
+pub mod common;
 mod grpc;
 mod http;

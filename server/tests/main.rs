@@ -1,0 +1,8 @@
+//! The server's integration tests, in one binary: the transports end to end (in-process servers
+//! and the real binary), import and export, `lookout validate`, and the PostgreSQL store against
+//! throwaway clusters.
+
+mod import_export;
+mod postgres;
+mod transport;
+mod validate_cli;

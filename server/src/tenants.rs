@@ -23,7 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use lookout_engine::eval::Model;
 use lookout_engine::eval::deps::DataKey;
-use lookout_engine::index::{Change, Interner, Snapshot, Store, WriteBatch, WriteError};
+use lookout_engine::index::{
+    Change, ChangeList, Interner, Snapshot, Store, WriteBatch, WriteError,
+};
 use lookout_engine::schema::SchemaError;
 use tokio::sync::{broadcast, watch};
 
@@ -81,7 +83,7 @@ pub struct Replay {
 #[derive(Debug, Clone)]
 pub struct Commit {
     pub revision: u64,
-    pub changes: Arc<Vec<Change>>,
+    pub changes: Arc<ChangeList>,
 }
 
 #[derive(Debug)]
@@ -387,7 +389,7 @@ impl Tenant {
         model: &Model,
         build: impl FnOnce(&Snapshot) -> Result<WriteBatch, ApiError>,
         rejected: impl FnOnce(WriteError) -> ApiError,
-    ) -> Result<(Arc<Snapshot>, Arc<Vec<Change>>), ApiError> {
+    ) -> Result<(Arc<Snapshot>, Arc<ChangeList>), ApiError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let batch = build(&self.store.head())?;
         let outcome = self
@@ -424,23 +426,23 @@ impl Tenant {
         let outcome = self.store.apply_at(revision, batch, |revision, applied| {
             self.mark_changed(revision, applied)
         })?;
-        self.publish(outcome.snapshot, Arc::new(changes));
+        self.publish(outcome.snapshot, Arc::new(ChangeList::from(changes)));
         Ok(true)
     }
 
     /// Marks the data `changes` touch as changed at `revision` (before the snapshot is visible:
     /// a cache entry must never outlive its data).
-    fn mark_changed(&self, revision: u64, changes: &[Change]) {
-        for change in changes {
-            let key = match change {
-                Change::Tuple(_, t) => DataKey {
-                    entity_type: t.entity.ty.clone(),
-                    name: t.relation.clone(),
-                },
-                Change::Attribute(_, a) => DataKey {
-                    entity_type: a.entity.ty.clone(),
-                    name: a.name.clone(),
-                },
+    fn mark_changed(&self, revision: u64, changes: &ChangeList) {
+        let mut last = None;
+        for touched in changes.touched() {
+            if last == Some(touched) {
+                continue;
+            }
+            last = Some(touched);
+            let (entity_type, name) = touched;
+            let key = DataKey {
+                entity_type: entity_type.to_string(),
+                name: name.to_string(),
             };
             self.changed.insert(key, revision);
         }
@@ -448,7 +450,7 @@ impl Tenant {
 
     /// Retains the new snapshot, logs the commit and sends it to Watch subscribers. Called
     /// under `write_lock`.
-    fn publish(&self, snapshot: Arc<Snapshot>, changes: Arc<Vec<Change>>) {
+    fn publish(&self, snapshot: Arc<Snapshot>, changes: Arc<ChangeList>) {
         let revision = snapshot.revision();
         {
             let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());

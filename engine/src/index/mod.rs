@@ -23,7 +23,7 @@ use crate::model::{AttrValue, Attribute, EntityRef, SubjectRef, Tuple};
 pub use cow::{CowVec, SparseVec};
 pub use idset::{IdSet, SetIter, SetRef, union_all};
 pub use interner::{InternConflict, Interner, InternerFull, LOCAL_BASE};
-pub use write::{Change, ChangeOp, WriteBatch, WriteError, WriteOutcome};
+pub use write::{Change, ChangeList, ChangeOp, WriteBatch, WriteError, WriteOutcome};
 
 /// A hash map with a fast hasher (foldhash, through hashbrown) for the lookups every
 /// evaluation step makes: relation keys are four strings, which SipHash made visible in
@@ -526,7 +526,7 @@ impl Store {
         &self,
         schema: &crate::schema::Schema,
         batch: &WriteBatch,
-        before_publish: impl FnOnce(u64, &[Change]),
+        before_publish: impl FnOnce(u64, &ChangeList),
     ) -> Result<WriteOutcome, WriteError> {
         let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let head = self.head();
@@ -551,7 +551,7 @@ impl Store {
         &self,
         revision: u64,
         batch: &WriteBatch,
-        before_publish: impl FnOnce(u64, &[Change]),
+        before_publish: impl FnOnce(u64, &ChangeList),
     ) -> Result<WriteOutcome, WriteError> {
         let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let head = self.head();

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{AttrColumn, AttrKey, FastMap, RelKey, RelStore, Snapshot};
+use super::{AttrColumn, AttrKey, FastMap, Interner, RelKey, RelStore, Snapshot};
 use crate::model::{self, AttrValue, Attribute, EntityRef, ModelError, Tuple};
 use crate::schema::Schema;
 
@@ -59,7 +59,127 @@ pub enum Change {
 pub struct WriteOutcome {
     pub snapshot: Arc<Snapshot>,
     /// What actually changed: writing an existing tuple or deleting a missing one is not listed.
-    pub changes: Vec<Change>,
+    pub changes: ChangeList,
+}
+
+/// The effective changes of one committed batch, in the order they were applied.
+///
+/// A tuple change the store applied itself is kept as the numbers its interner gave the two
+/// IDs (12 bytes, instead of the five or six strings of a [`Tuple`]) and turned back into a
+/// tuple when read; IDs are never removed from an interner, so the numbers stay resolvable
+/// for as long as the list lives. Changes listed by someone else (a database's change log)
+/// and attribute changes are kept as they are.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeList {
+    /// Resolves the numbers of `numbered`; `None` only when `numbered` is empty.
+    interner: Option<Arc<Interner>>,
+    /// The relations of `numbered`, each once.
+    keys: Vec<RelKey>,
+    /// Come before every change of `listed`.
+    numbered: Vec<NumberedTuple>,
+    listed: Vec<Change>,
+}
+
+/// A tuple change by numbers: `key` indexes [`ChangeList::keys`], its top bit set for a delete.
+#[derive(Debug, Clone, Copy)]
+struct NumberedTuple {
+    key: u32,
+    entity: u32,
+    subject: u32,
+}
+
+const DELETE_BIT: u32 = 1 << 31;
+
+impl ChangeList {
+    fn numbered(interner: Arc<Interner>) -> ChangeList {
+        ChangeList {
+            interner: Some(interner),
+            ..ChangeList::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.numbered.len() + self.listed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.numbered.is_empty() && self.listed.is_empty()
+    }
+
+    /// The position of `key` in `keys`, adding it if new (a batch touches few relations).
+    fn key_index(&mut self, key: &RelKey) -> u32 {
+        match self.keys.iter().position(|k| k == key) {
+            Some(i) => i as u32,
+            None => {
+                self.keys.push(key.clone());
+                (self.keys.len() - 1) as u32
+            }
+        }
+    }
+
+    fn push_numbered(&mut self, op: ChangeOp, key: u32, entity: u32, subject: u32) {
+        let key = match op {
+            ChangeOp::Create => key,
+            ChangeOp::Delete => key | DELETE_BIT,
+        };
+        self.numbered.push(NumberedTuple {
+            key,
+            entity,
+            subject,
+        });
+    }
+
+    /// Every change, in order, as tuples and attributes with their names.
+    pub fn iter(&self) -> impl Iterator<Item = Change> + '_ {
+        let numbered = self.numbered.iter().filter_map(|n| {
+            let interner = self.interner.as_deref()?;
+            let key = self.keys.get((n.key & !DELETE_BIT) as usize)?;
+            let op = if n.key & DELETE_BIT == 0 {
+                ChangeOp::Create
+            } else {
+                ChangeOp::Delete
+            };
+            let tuple = Tuple {
+                entity: EntityRef {
+                    ty: key.entity_type.to_string(),
+                    id: interner.name(&key.entity_type, n.entity)?,
+                },
+                relation: key.relation.to_string(),
+                subject: model::SubjectRef {
+                    ty: key.subject_type.to_string(),
+                    id: interner.name(&key.subject_type, n.subject)?,
+                    relation: key.subject_relation.as_deref().map(str::to_string),
+                },
+            };
+            Some(Change::Tuple(op, tuple))
+        });
+        numbered.chain(self.listed.iter().cloned())
+    }
+
+    /// Every change, in order (see [`ChangeList::iter`]).
+    pub fn to_vec(&self) -> Vec<Change> {
+        self.iter().collect()
+    }
+
+    /// The (entity type, relation or attribute name) of every change: each relation of a
+    /// numbered change once, then one pair per listed change.
+    pub fn touched(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let keys = self.keys.iter().map(|k| (&*k.entity_type, &*k.relation));
+        let listed = self.listed.iter().map(|c| match c {
+            Change::Tuple(_, t) => (t.entity.ty.as_str(), t.relation.as_str()),
+            Change::Attribute(_, a) => (a.entity.ty.as_str(), a.name.as_str()),
+        });
+        keys.chain(listed)
+    }
+}
+
+impl From<Vec<Change>> for ChangeList {
+    fn from(listed: Vec<Change>) -> ChangeList {
+        ChangeList {
+            listed,
+            ..ChangeList::default()
+        }
+    }
 }
 
 /// Why a batch was rejected. `index` is the position of the offending item in its list.
@@ -289,7 +409,7 @@ pub(super) fn apply(
     schema: &Schema,
     base: &Snapshot,
     batch: &WriteBatch,
-) -> Result<(Snapshot, Vec<super::Change>), WriteError> {
+) -> Result<(Snapshot, ChangeList), WriteError> {
     validate(schema, batch)?;
     apply_unchecked(base, batch)
 }
@@ -379,12 +499,12 @@ impl Snapshot {
 pub(super) fn apply_unchecked(
     base: &Snapshot,
     batch: &WriteBatch,
-) -> Result<(Snapshot, Vec<super::Change>), WriteError> {
+) -> Result<(Snapshot, ChangeList), WriteError> {
     let interner = base.interner.clone();
     let capacity = |e: super::InternerFull| WriteError::Capacity(e.to_string());
     let mut relations: FastMap<RelKey, Arc<RelStore>> = (*base.relations).clone();
     let mut attributes: FastMap<AttrKey, Arc<AttrColumn>> = (*base.attributes).clone();
-    let mut changes = Vec::new();
+    let mut changes = ChangeList::numbered(interner.clone());
 
     let key_of = |t: &Tuple| {
         RelKey::new(
@@ -401,10 +521,12 @@ pub(super) fn apply_unchecked(
         ) else {
             continue;
         };
-        if let Some(store) = relations.get_mut(&key_of(t))
+        let key = key_of(t);
+        if let Some(store) = relations.get_mut(&key)
             && Arc::make_mut(store).remove(e, s)
         {
-            changes.push(super::Change::Tuple(super::ChangeOp::Delete, t.clone()));
+            let index = changes.key_index(&key);
+            changes.push_numbered(ChangeOp::Delete, index, e, s);
         }
     }
     if !batch.tuple_writes.is_empty() {
@@ -420,7 +542,9 @@ pub(super) fn apply_unchecked(
             .map_err(capacity)?;
         type Names<'t> = (&'t str, &'t str, &'t str, Option<&'t str>);
         let mut slot_of: HashMap<Names<'_>, usize> = HashMap::new();
-        let mut taken: Vec<(RelKey, Arc<RelStore>)> = Vec::new();
+        // Per slot: the relation, its store, and its index in the change list once it has a
+        // change.
+        let mut taken: Vec<(RelKey, Arc<RelStore>, Option<u32>)> = Vec::new();
         let mut last: Option<(Names<'_>, usize)> = None;
         for (i, t) in batch.tuple_writes.iter().enumerate() {
             let names: Names<'_> = (
@@ -434,17 +558,19 @@ pub(super) fn apply_unchecked(
                 _ => *slot_of.entry(names).or_insert_with(|| {
                     let key = key_of(t);
                     let store = relations.remove(&key).unwrap_or_default();
-                    taken.push((key, store));
+                    taken.push((key, store, None));
                     taken.len() - 1
                 }),
             };
             last = Some((names, slot));
             let (e, s) = (numbers[2 * i], numbers[2 * i + 1]);
-            if Arc::make_mut(&mut taken[slot].1).insert(e, s) {
-                changes.push(super::Change::Tuple(super::ChangeOp::Create, t.clone()));
+            let (key, store, index) = &mut taken[slot];
+            if Arc::make_mut(store).insert(e, s) {
+                let index = *index.get_or_insert_with(|| changes.key_index(key));
+                changes.push_numbered(ChangeOp::Create, index, e, s);
             }
         }
-        relations.extend(taken);
+        relations.extend(taken.into_iter().map(|(key, store, _)| (key, store)));
     }
     for (entity, name) in &batch.attribute_deletes {
         let Some(e) = interner.get(&entity.ty, &entity.id) else {
@@ -453,8 +579,8 @@ pub(super) fn apply_unchecked(
         if let Some(column) = attributes.get_mut(&AttrKey::new(&entity.ty, name))
             && let Some(old) = Arc::make_mut(column).remove(e)
         {
-            changes.push(super::Change::Attribute(
-                super::ChangeOp::Delete,
+            changes.listed.push(Change::Attribute(
+                ChangeOp::Delete,
                 Attribute {
                     entity: entity.clone(),
                     name: name.clone(),
@@ -472,9 +598,12 @@ pub(super) fn apply_unchecked(
             .or_default();
         let old = Arc::make_mut(column).set(e, a.value.clone());
         if old.as_deref() != Some(&a.value) {
-            changes.push(super::Change::Attribute(super::ChangeOp::Create, a.clone()));
+            changes
+                .listed
+                .push(Change::Attribute(ChangeOp::Create, a.clone()));
         }
     }
+    changes.numbered.shrink_to_fit();
     Ok((
         Snapshot {
             revision: base.revision,
@@ -611,10 +740,89 @@ mod tests {
                 )
                 .unwrap();
             let outcome = written.write(&schema, &case).unwrap();
-            assert_eq!(planned, outcome.changes, "{case:?}");
+            assert_eq!(planned, outcome.changes.to_vec(), "{case:?}");
         }
         let bad = batch(&["doc:1#viewer@user:a"], &[], &[], &[]);
         assert!(store.head().plan(&schema, &bad).is_err());
+    }
+
+    /// The numbered change list reads back as the tuples written and deleted, in order, over
+    /// several relations (subject sets included), followed by the attribute changes; each
+    /// changed relation is touched once.
+    #[test]
+    fn change_list_reads_back_every_change() {
+        let schema = crate::schema::compile(
+            "entity user {}\nentity group {\n relation member @user @group#member\n}\n\
+             entity doc {\n relation owner @user\n relation viewer @user @group#member\n \
+             attribute level integer\n}\n",
+        )
+        .unwrap();
+        let store = Store::new();
+        store
+            .write(
+                &schema,
+                &batch(
+                    &["doc:1#owner@user:a", "doc:2#viewer@user:b"],
+                    &[],
+                    &[],
+                    &[],
+                ),
+            )
+            .unwrap();
+        let case = batch(
+            &[
+                "doc:3#viewer@group:g#member",
+                "group:g#member@user:c",
+                "doc:1#owner@user:a",
+                "doc:4#owner@user:a",
+                "doc:3#viewer@group:g#member",
+            ],
+            &["doc:2#viewer@user:b", "doc:1#owner@user:zz"],
+            &["doc:4$level|integer:7"],
+            &[],
+        );
+        let outcome = store.write(&schema, &case).unwrap();
+        let expected: Vec<Change> = [
+            ("-", "doc:2#viewer@user:b"),
+            ("+", "doc:3#viewer@group:g#member"),
+            ("+", "group:g#member@user:c"),
+            ("+", "doc:4#owner@user:a"),
+        ]
+        .iter()
+        .map(|(op, t)| {
+            let op = if *op == "+" {
+                ChangeOp::Create
+            } else {
+                ChangeOp::Delete
+            };
+            Change::Tuple(op, Tuple::parse(t).unwrap())
+        })
+        .chain([Change::Attribute(
+            ChangeOp::Create,
+            Attribute::parse("doc:4$level|integer:7").unwrap(),
+        )])
+        .collect();
+        assert_eq!(outcome.changes.to_vec(), expected);
+        assert_eq!(outcome.changes.len(), 5);
+        let touched: Vec<_> = outcome.changes.touched().collect();
+        assert_eq!(
+            touched,
+            [
+                ("doc", "viewer"),
+                ("doc", "viewer"),
+                ("group", "member"),
+                ("doc", "owner"),
+                ("doc", "level")
+            ]
+        );
+        // A list taken as the database lists it reads back unchanged.
+        assert_eq!(ChangeList::from(expected.clone()).to_vec(), expected);
+        // A write that changes nothing lists nothing.
+        let again = store
+            .write(&schema, &batch(&["doc:4#owner@user:a"], &[], &[], &[]))
+            .unwrap();
+        assert!(again.changes.is_empty());
+        assert_eq!(again.changes.touched().count(), 0);
     }
 
     /// A replica applies committed batches at the revisions the database gave them.

@@ -17,7 +17,11 @@ fn message(tenant: &str, commit: &Commit) -> v1::WatchResponse {
                 revision: commit.revision,
             }
             .encode(tenant),
-            data_changes: commit.changes.iter().map(convert::change_out).collect(),
+            data_changes: commit
+                .changes
+                .iter()
+                .map(|c| convert::change_out(&c))
+                .collect(),
         }),
     }
 }

@@ -310,7 +310,7 @@ impl Pg {
             let decoded = codec::decode(&rows).map_err(ApiError::internal)?;
             commits.push(Commit {
                 revision,
-                changes: Arc::new(decoded.changes),
+                changes: Arc::new(decoded.changes.into()),
             });
         }
         Ok((commits, upto))

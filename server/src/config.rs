@@ -163,7 +163,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "LOOKOUT_CACHE_CAPACITY")]
     pub cache_capacity: Option<u64>,
 
-    /// Snapshots kept per tenant for continuous tokens [default: 1024].
+    /// Snapshots kept per tenant for continuous tokens: with the memory store, the newest of
+    /// those a token was issued for; a PostgreSQL replica keeps the latest ones [default: 1024].
     #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_SNAPSHOTS")]
     pub retained_snapshots: Option<usize>,
 

@@ -38,7 +38,10 @@ pub const DEFAULT_TENANT: &str = "t1";
 /// Limits of what one tenant keeps in memory for readers.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
-    /// Snapshots kept for continuous tokens (the head is always kept).
+    /// Snapshots kept for continuous tokens (the head is always available). With the memory
+    /// store only snapshots a continuous token was issued for are kept (see
+    /// [`Tenant::pin`]), the newest revisions first; a database replica keeps every recent
+    /// one, because tokens issued by other replicas name them.
     pub snapshots: usize,
     /// Committed writes kept for Watch to replay from a snap token (memory store; the
     /// PostgreSQL store replays from the database's change log).
@@ -173,7 +176,10 @@ impl Tenant {
             created_at: info.created_at,
             store,
             schemas: RwLock::new(Vec::new()),
-            retained: Mutex::new(VecDeque::from([head])),
+            retained: Mutex::new(match backend {
+                Backend::Memory => VecDeque::new(),
+                Backend::Postgres(_) => VecDeque::from([head]),
+            }),
             log: Mutex::new(VecDeque::new()),
             log_items: AtomicUsize::new(0),
             feed,
@@ -194,14 +200,38 @@ impl Tenant {
         self.store.head()
     }
 
-    /// The snapshot at exactly `revision`, if still retained.
+    /// The snapshot at exactly `revision`: the head, or one still retained.
     pub fn snapshot_at(&self, revision: u64) -> Option<Arc<Snapshot>> {
+        let head = self.head();
+        if head.revision() == revision {
+            return Some(head);
+        }
         let retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
         retained
             .iter()
             .rev()
             .find(|s| s.revision() == revision)
             .cloned()
+    }
+
+    /// Keeps `snapshot` for the continuous tokens just issued for it. The memory store keeps
+    /// only such snapshots (up to [`Retention::snapshots`], dropping the oldest revision
+    /// first), so writes nobody pages through leave nothing behind; a database replica keeps
+    /// every recent snapshot anyway.
+    pub fn pin(&self, snapshot: &Arc<Snapshot>) {
+        if !matches!(self.backend, Backend::Memory) || snapshot.is_contextual() {
+            return;
+        }
+        let revision = snapshot.revision();
+        let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
+        let at = retained.partition_point(|s| s.revision() < revision);
+        if retained.get(at).is_some_and(|s| s.revision() == revision) {
+            return;
+        }
+        retained.insert(at, snapshot.clone());
+        while retained.len() > self.retention.snapshots.max(1) {
+            retained.pop_front();
+        }
     }
 
     /// Waits up to `deadline` until this replica has published `revision`. Returns whether it
@@ -452,7 +482,8 @@ impl Tenant {
     /// under `write_lock`.
     fn publish(&self, snapshot: Arc<Snapshot>, changes: Arc<ChangeList>) {
         let revision = snapshot.revision();
-        {
+        // The memory store retains only what continuous tokens pin (see `pin`).
+        if !matches!(self.backend, Backend::Memory) {
             let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
             if retained.back().is_some_and(|s| s.revision() == revision) {
                 retained.pop_back();

@@ -281,8 +281,12 @@ impl Service {
             .read_start(&tenant, &snap, &req.continuous_token, query)
             .await?;
         let revision = snapshot.revision();
+        let pinned = snapshot.clone();
         let (tuples, next) =
             run_cpu(move || page_of(&snapshot.read_tuples(&filter), start, page_size)).await?;
+        if next.is_some() {
+            tenant.pin(&pinned);
+        }
         Ok(v1::RelationshipReadResponse {
             tuples: tuples.iter().map(convert::tuple_out).collect(),
             continuous_token: next
@@ -311,8 +315,12 @@ impl Service {
             .read_start(&tenant, &snap, &req.continuous_token, query)
             .await?;
         let revision = snapshot.revision();
+        let pinned = snapshot.clone();
         let (attributes, next) =
             run_cpu(move || page_of(&snapshot.read_attributes(&filter), start, page_size)).await?;
+        if next.is_some() {
+            tenant.pin(&pinned);
+        }
         Ok(v1::AttributeReadResponse {
             attributes: attributes.iter().map(convert::attribute_out).collect(),
             continuous_token: next

@@ -515,6 +515,8 @@ impl Service {
             left: limit.map_or(u64::MAX, u64::from),
             size: FIRST_STREAM_BATCH,
         };
+        // Every message carries a continuous token for this snapshot.
+        p.tenant.pin(&p.snapshot);
         let start = after.map_or(0, |a| u64::from(a) + 1);
         tokio::spawn(async move {
             if out.send(&first, start).await.is_err() {
@@ -633,6 +635,9 @@ fn page_out(
         .snapshot
         .interner()
         .names(entity_type, numbers.iter().copied());
+    if next.is_some() {
+        p.tenant.pin(&p.snapshot);
+    }
     let token = next
         .map(|last| {
             ContinuousToken {

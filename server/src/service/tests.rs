@@ -411,6 +411,75 @@ async fn delete_by_filter_is_atomic_and_exact() {
     assert_eq!(read_all(&s, None).await.len(), 2);
 }
 
+/// The memory store keeps the snapshots continuous tokens were issued for, not every write's:
+/// a token outlives any number of later writes, and only pinning more revisions than
+/// `--retained-snapshots` evicts the oldest.
+#[tokio::test]
+async fn continuous_tokens_pin_their_snapshots_not_every_write() {
+    let s = Service::new(
+        Limits::default(),
+        Retention {
+            snapshots: 2,
+            ..Retention::default()
+        },
+    );
+    s.schema_write(v1::SchemaWriteRequest {
+        tenant_id: "t1".into(),
+        schema: SCHEMA.into(),
+    })
+    .await
+    .unwrap();
+    let first_page = |s: Arc<Service>| async move {
+        let page = s
+            .read_relationships(v1::RelationshipReadRequest {
+                tenant_id: "t1".into(),
+                metadata: None,
+                filter: Some(filter("doc", "viewer")),
+                page_size: 1,
+                continuous_token: String::new(),
+            })
+            .await
+            .unwrap();
+        assert!(!page.continuous_token.is_empty());
+        page.continuous_token
+    };
+    let next_page = |s: Arc<Service>, token: String| async move {
+        s.read_relationships(v1::RelationshipReadRequest {
+            tenant_id: "t1".into(),
+            metadata: None,
+            filter: Some(filter("doc", "viewer")),
+            page_size: 1,
+            continuous_token: token,
+        })
+        .await
+        .map(|page| page.tuples.iter().map(text).collect::<Vec<_>>())
+    };
+    write(&s, &["doc:1#viewer@user:a", "doc:2#viewer@user:b"], &[])
+        .await
+        .unwrap();
+    let oldest = first_page(s.clone()).await;
+    // Ten writes nobody pages through: the token's snapshot is still there, as it was.
+    for i in 0..10 {
+        write(&s, &[&format!("doc:0{i}#viewer@user:late")], &[])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        next_page(s.clone(), oldest.clone()).await.unwrap(),
+        ["doc:2#viewer@user:b"]
+    );
+    // Two more pinned revisions: the oldest goes.
+    let middle = first_page(s.clone()).await;
+    write(&s, &["doc:9#viewer@user:c"], &[]).await.unwrap();
+    let newest = first_page(s.clone()).await;
+    let e = next_page(s.clone(), oldest).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::FailedPrecondition);
+    assert!(e.message.contains("no longer retained"), "{e}");
+    for token in [middle, newest] {
+        assert_eq!(next_page(s.clone(), token).await.unwrap().len(), 1);
+    }
+}
+
 #[tokio::test]
 async fn paging_covers_every_tuple_once_on_one_snapshot() {
     let s = with_schema().await;

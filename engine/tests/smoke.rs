@@ -201,3 +201,67 @@ fn a_progressive_lookup_offers_a_prefix_where_the_plan_allows() {
         ev.lookup_entity("folder", "view", &user).unwrap().numbers
     );
 }
+
+/// Checks through nested groups agree with the lookup, whether the subject's groups are few
+/// (the check's own upward walk), more than the walk collects (the bitmap lookup takes over),
+/// or nested in a cycle.
+#[test]
+fn checks_through_nested_groups_agree_with_the_lookup() {
+    let model = Model::compile(SCHEMA).unwrap();
+    let store = Store::new();
+    let mut lines: Vec<String> = vec![
+        // A chain of 100 groups: alice is in g0, g(i) is inside g(i+1).
+        "group:g0#member@user:alice".into(),
+        // A cycle: x and y inside each other, bob in x.
+        "group:x#member@user:bob".into(),
+        "group:y#member@group:x#member".into(),
+        "group:x#member@group:y#member".into(),
+        "doc:cycle#viewer@group:y#member".into(),
+        // Carol is directly in two groups, one of them inside g3.
+        "group:c1#member@user:carol".into(),
+        "group:c2#member@user:carol".into(),
+        "group:g3#member@group:c2#member".into(),
+        // Dave is in g95 only: six groups up the chain.
+        "group:g95#member@user:dave".into(),
+    ];
+    for i in 0..100 {
+        lines.push(format!("group:g{}#member@group:g{i}#member", i + 1));
+        lines.push(format!("doc:{i}#viewer@group:g{i}#member"));
+    }
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let batch = WriteBatch {
+        tuple_writes: tuples(&refs),
+        ..WriteBatch::default()
+    };
+    let snapshot = store.write(&model.schema, &batch).unwrap().snapshot;
+    let ctx = Context::default();
+    let ev = Evaluator::new(&model, &snapshot, &ctx).unwrap();
+    let mut docs: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    docs.push("cycle".into());
+    for user in ["alice", "bob", "carol", "dave", "nobody"] {
+        let subject = SubjectRef::user("user", user);
+        let found = ev.lookup_entity("doc", "view", &subject).unwrap();
+        let mut allowed = 0;
+        for doc in &docs {
+            let checked = ev
+                .check(&EntityRef::new("doc", doc.clone()), "view", &subject, 50)
+                .unwrap()
+                .allowed;
+            let number = snapshot.number("doc", doc).unwrap();
+            assert_eq!(
+                checked,
+                found.numbers.contains(number),
+                "{user} on doc:{doc}"
+            );
+            allowed += u32::from(checked);
+        }
+        let expected = match user {
+            "alice" => 100,
+            "bob" => 1,
+            "carol" => 97,
+            "dave" => 5,
+            _ => 0,
+        };
+        assert_eq!(allowed, expected, "{user}");
+    }
+}

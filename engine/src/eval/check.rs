@@ -27,6 +27,10 @@ type Key = (TypeId, Member, u32);
 /// polynomial there.
 const VISIT_BUDGET: u64 = 20_000;
 
+/// The most holders [`Checker::closure_holders`] collects before it leaves the set to the
+/// bitmap lookup.
+const SMALL_CLOSURE: u64 = 64;
+
 struct Checker<'e, 'a> {
     ev: &'e Evaluator<'a>,
     subject: &'e SubjectRef,
@@ -223,11 +227,81 @@ impl Checker<'_, '_> {
         if let Some(found) = self.holders.get(&(ty, member)) {
             return Ok(found.clone());
         }
-        let set = super::entities::run(self.ev, ty, member, self.subject, self.subject_ty)?;
-        self.rule_errors.extend(set.rule_errors);
-        let set = Arc::new(set.numbers);
+        let set = match member {
+            Member::Relation(rel) => self.closure_holders(ty, rel),
+            _ => None,
+        };
+        let set = match set {
+            Some(set) => Arc::new(set),
+            None => {
+                let set = super::entities::run(self.ev, ty, member, self.subject, self.subject_ty)?;
+                self.rule_errors.extend(set.rule_errors);
+                Arc::new(set.numbers)
+            }
+        };
         self.holders.insert((ty, member), set.clone());
         Ok(set)
+    }
+
+    /// The holders of a relation closed only under its own subject sets (`relation member
+    /// @user @group#member`) for a plain subject, found by walking the reverse index upwards
+    /// from the subject on a short vector: the subject's direct entities, the entities
+    /// holding those as subject sets, and so on. The same set as the lookup computes, without
+    /// its bitmap machinery, which dominates for the few groups a user is usually in. `None`
+    /// when the relation has other kinds of slots or the set grows past
+    /// [`SMALL_CLOSURE`] (the lookup is better at large sets).
+    fn closure_holders(&self, ty: TypeId, rel: usize) -> Option<RoaringBitmap> {
+        if !self.plain_subject {
+            return None;
+        }
+        let ev = self.ev;
+        let mut found: Vec<u32> = Vec::new();
+        let mut recursive = Vec::new();
+        for slot in ev.model.plan.slots(ty, rel) {
+            match slot.subject_member {
+                None => {
+                    if slot.subject_type == self.subject_ty
+                        && let Some(s) = self.subject_num
+                        && let Some(entities) = ev
+                            .snapshot
+                            .relation(&slot.key)
+                            .and_then(|store| store.entities_of(s))
+                    {
+                        if entities.len() > SMALL_CLOSURE {
+                            return None;
+                        }
+                        found.extend(entities.iter());
+                    }
+                }
+                Some(Member::Relation(r)) if slot.subject_type == ty && r == rel => {
+                    if let Some(store) = ev.snapshot.relation(&slot.key) {
+                        recursive.push(store);
+                    }
+                }
+                Some(_) => return None,
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        let mut next = 0;
+        while let Some(&held) = found.get(next) {
+            next += 1;
+            for store in &recursive {
+                let Some(parents) = store.entities_of(held) else {
+                    continue;
+                };
+                for parent in parents.iter() {
+                    if !found.contains(&parent) {
+                        if found.len() >= SMALL_CLOSURE as usize {
+                            return None;
+                        }
+                        found.push(parent);
+                    }
+                }
+            }
+        }
+        found.sort_unstable();
+        RoaringBitmap::from_sorted_iter(found).ok()
     }
 
     fn relation(

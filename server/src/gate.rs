@@ -21,8 +21,8 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -38,18 +38,31 @@ use tracing::Instrument;
 use crate::auth::Authenticator;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Admission, Permit, deadline_exceeded};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Series};
 use crate::service::Service;
 
 /// The response header (and gRPC metadata key) of the request ID.
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// What a call is, for the gate.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct RouteInfo {
     /// `Service/Method`, the `rpc` label of metrics and logs.
     rpc: Arc<str>,
     streaming: bool,
+    /// The metrics of its successful calls, resolved at the first one (most calls succeed,
+    /// and resolving labels per call is a hash and a lock).
+    ok: OnceLock<Series>,
+}
+
+impl RouteInfo {
+    fn new(rpc: &str, streaming: bool) -> Arc<RouteInfo> {
+        Arc::new(RouteInfo {
+            rpc: Arc::from(rpc),
+            streaming,
+            ok: OnceLock::new(),
+        })
+    }
 }
 
 /// The state both transports' gates share.
@@ -60,10 +73,11 @@ pub struct Gate {
     pub metrics: Metrics,
     service: Arc<Service>,
     /// By gRPC path (`/base.v1.Permission/Check`).
-    grpc_routes: HashMap<String, RouteInfo>,
+    grpc_routes: HashMap<String, Arc<RouteInfo>>,
     /// By HTTP path template (`/v1/tenants/{tenant_id}/permissions/check`).
-    http_routes: HashMap<&'static str, RouteInfo>,
-    unknown: RouteInfo,
+    http_routes: HashMap<&'static str, Arc<RouteInfo>>,
+    unknown_grpc: Arc<RouteInfo>,
+    unknown_http: Arc<RouteInfo>,
 }
 
 impl Gate {
@@ -76,12 +90,12 @@ impl Gate {
         let mut grpc_routes = HashMap::new();
         let mut http_routes = HashMap::new();
         for route in ROUTES {
-            let info = RouteInfo {
-                rpc: Arc::from(format!("{}/{}", route.service, route.rpc)),
-                streaming: route.server_streaming,
-            };
-            grpc_routes.insert(route.grpc_path(), info.clone());
-            http_routes.insert(route.path, info);
+            let rpc = format!("{}/{}", route.service, route.rpc);
+            grpc_routes.insert(
+                route.grpc_path(),
+                RouteInfo::new(&rpc, route.server_streaming),
+            );
+            http_routes.insert(route.path, RouteInfo::new(&rpc, route.server_streaming));
         }
         Arc::new(Gate {
             auth,
@@ -90,25 +104,23 @@ impl Gate {
             service,
             grpc_routes,
             http_routes,
-            unknown: RouteInfo {
-                rpc: Arc::from("unknown"),
-                streaming: false,
-            },
+            unknown_grpc: RouteInfo::new("unknown", false),
+            unknown_http: RouteInfo::new("unknown", false),
         })
     }
 
-    fn grpc_route(&self, path: &str) -> Option<&RouteInfo> {
+    fn grpc_route(&self, path: &str) -> Option<&Arc<RouteInfo>> {
         if path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.") {
             return None;
         }
-        Some(self.grpc_routes.get(path).unwrap_or(&self.unknown))
+        Some(self.grpc_routes.get(path).unwrap_or(&self.unknown_grpc))
     }
 
-    fn http_route(&self, template: Option<&str>) -> Option<&RouteInfo> {
+    fn http_route(&self, template: Option<&str>) -> Option<&Arc<RouteInfo>> {
         match template {
             Some("/healthz" | "/metrics") => None,
-            Some(t) => Some(self.http_routes.get(t).unwrap_or(&self.unknown)),
-            None => Some(&self.unknown),
+            Some(t) => Some(self.http_routes.get(t).unwrap_or(&self.unknown_http)),
+            None => Some(&self.unknown_http),
         }
     }
 
@@ -242,8 +254,18 @@ fn new_request_id() -> HeaderValue {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let seed = *SEED.get_or_init(|| RandomState::new().hash_one(std::process::id()));
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let id = format!("{seed:016x}{n:016x}");
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+    // Written by hand into one buffer: this runs on every call.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    for (i, slot) in id.iter_mut().enumerate() {
+        let (word, shift) = if i < 16 {
+            (seed, 60 - 4 * i)
+        } else {
+            (n, 60 - 4 * (i - 16))
+        };
+        *slot = HEX[((word >> shift) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// The name of a gRPC code, as metrics label it.
@@ -301,28 +323,41 @@ fn client_deadline(timeout: std::time::Duration) -> std::time::Duration {
 struct Outcome<'a> {
     gate: &'a Gate,
     transport: &'static str,
-    rpc: &'a str,
+    route: &'a RouteInfo,
     started: Instant,
     recorded: bool,
 }
 
 impl<'a> Outcome<'a> {
-    fn new(gate: &'a Gate, transport: &'static str, rpc: &'a str, started: Instant) -> Self {
+    fn new(
+        gate: &'a Gate,
+        transport: &'static str,
+        route: &'a RouteInfo,
+        started: Instant,
+    ) -> Self {
         Outcome {
             gate,
             transport,
-            rpc,
+            route,
             started,
             recorded: false,
         }
     }
 
     fn record(&mut self, code: &'static str) {
-        if !self.recorded {
-            self.recorded = true;
-            self.gate
-                .metrics
-                .observe(self.transport, self.rpc, code, self.started.elapsed());
+        if self.recorded {
+            return;
+        }
+        self.recorded = true;
+        let elapsed = self.started.elapsed();
+        let metrics = &self.gate.metrics;
+        if code == "OK" {
+            self.route
+                .ok
+                .get_or_init(|| metrics.series(self.transport, &self.route.rpc, code))
+                .observe(elapsed);
+        } else {
+            metrics.observe(self.transport, &self.route.rpc, code, elapsed);
         }
     }
 }
@@ -439,7 +474,7 @@ where
         Box::pin(
             async move {
                 let started = Instant::now();
-                let mut outcome = Outcome::new(&gate, "grpc", &route.rpc, started);
+                let mut outcome = Outcome::new(&gate, "grpc", &route, started);
                 let mut finish = |code: &'static str| outcome.record(code);
                 let mut admitted = match gate.admit("grpc", &route, request.headers()).await {
                     Ok(admitted) => admitted,
@@ -570,7 +605,7 @@ async fn http_gate(
     );
     async move {
         let started = Instant::now();
-        let mut outcome = Outcome::new(&gate, "http", &route.rpc, started);
+        let mut outcome = Outcome::new(&gate, "http", &route, started);
         let mut finish = |code: &'static str| outcome.record(code);
         let mut admitted = match gate.admit("http", &route, request.headers()).await {
             Ok(admitted) => admitted,
@@ -632,7 +667,19 @@ mod tests {
         headers.insert(REQUEST_ID, HeaderValue::from_static("bad id with spaces"));
         let made = request_id(&headers);
         assert_eq!(made.len(), 32);
-        assert_ne!(made, request_id(&HeaderMap::new()));
+        let next = request_id(&HeaderMap::new());
+        assert_ne!(made, next);
+        // 32 lowercase hex digits: the process's seed, then a counter.
+        let text = |v: &HeaderValue| v.to_str().unwrap().to_owned();
+        let (made, next) = (text(&made), text(&next));
+        assert!(
+            made.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{made}"
+        );
+        assert_eq!(made[..16], next[..16]);
+        let counter = |s: &str| u64::from_str_radix(&s[16..], 16).unwrap();
+        assert!(counter(&next) > counter(&made), "{made} {next}");
     }
 
     #[test]

@@ -21,8 +21,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::service::Service;
@@ -41,6 +41,21 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub open_streams: IntGaugeVec,
     rejected: IntCounterVec,
+}
+
+/// The metrics of calls with one set of labels (see [`Metrics::series`]).
+#[derive(Debug, Clone)]
+pub struct Series {
+    requests: IntCounter,
+    latency: Histogram,
+}
+
+impl Series {
+    /// Records one call.
+    pub fn observe(&self, elapsed: Duration) {
+        self.requests.inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
 }
 
 impl Metrics {
@@ -96,11 +111,17 @@ impl Metrics {
 
     /// Records one call's outcome.
     pub fn observe(&self, transport: &str, rpc: &str, code: &str, elapsed: Duration) {
+        self.series(transport, rpc, code).observe(elapsed);
+    }
+
+    /// The counter and histogram of one label set, to record into without resolving the
+    /// labels again.
+    pub fn series(&self, transport: &str, rpc: &str, code: &str) -> Series {
         let labels = [transport, rpc, code];
-        self.requests.with_label_values(&labels).inc();
-        self.latency
-            .with_label_values(&labels)
-            .observe(elapsed.as_secs_f64());
+        Series {
+            requests: self.requests.with_label_values(&labels),
+            latency: self.latency.with_label_values(&labels),
+        }
     }
 
     /// Records a call refused before its handler.

@@ -121,8 +121,9 @@ pub(super) fn walk(
         plain_subject: subject.relation.is_none(),
         subject_is_root: subject_ty == ty && subject.id == id,
         max_depth: depth,
-        path: Vec::new(),
-        memo: FastMap::default(),
+        path: Vec::with_capacity(16),
+        // Sized for a usual check (a dozen members), so it does not grow on the way.
+        memo: FastMap::with_capacity_and_hasher(32, Default::default()),
         cuts: 0,
         rule_errors: Vec::new(),
     };

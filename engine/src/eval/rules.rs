@@ -86,14 +86,16 @@ pub(crate) fn context_value(data: &serde_json::Map<String, serde_json::Value>) -
 /// Runs rules for many entities of one request, sharing the converted `context`.
 pub(super) struct RuleRunner<'e, 'a> {
     ev: &'e Evaluator<'a>,
-    context: cel::Value,
+    /// The request's context as CEL sees it, built at the first rule call (most evaluations
+    /// call none).
+    context: std::cell::OnceCell<cel::Value>,
 }
 
 impl<'e, 'a> RuleRunner<'e, 'a> {
     pub(super) fn new(ev: &'e Evaluator<'a>) -> Self {
         RuleRunner {
             ev,
-            context: context_value(ev.data),
+            context: std::cell::OnceCell::new(),
         }
     }
 
@@ -111,7 +113,8 @@ impl<'e, 'a> RuleRunner<'e, 'a> {
             return Err(format!("rule #{rule} is not defined"));
         };
         let mut cel_ctx = cel::Context::with_env(stdlib());
-        cel_ctx.add_variable_from_value("context", self.context.clone());
+        let context = self.context.get_or_init(|| context_value(self.ev.data));
+        cel_ctx.add_variable_from_value("context", context.clone());
         let entity_def = schema.entity_at(ty);
         for ((name, param_ty), arg) in def.params.iter().zip(args) {
             let value = match arg {

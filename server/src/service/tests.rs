@@ -45,7 +45,12 @@ fn service() -> Arc<Service> {
 }
 
 async fn with_schema() -> Arc<Service> {
-    let s = service();
+    with_retention(Retention::default()).await
+}
+
+/// A service keeping `retention`, with the schema written.
+async fn with_retention(retention: Retention) -> Arc<Service> {
+    let s = Service::new(Limits::default(), retention);
     s.schema_write(v1::SchemaWriteRequest {
         tenant_id: "t1".into(),
         schema: SCHEMA.into(),
@@ -416,19 +421,11 @@ async fn delete_by_filter_is_atomic_and_exact() {
 /// `--retained-snapshots` evicts the oldest.
 #[tokio::test]
 async fn continuous_tokens_pin_their_snapshots_not_every_write() {
-    let s = Service::new(
-        Limits::default(),
-        Retention {
-            snapshots: 2,
-            ..Retention::default()
-        },
-    );
-    s.schema_write(v1::SchemaWriteRequest {
-        tenant_id: "t1".into(),
-        schema: SCHEMA.into(),
+    let s = with_retention(Retention {
+        snapshots: 2,
+        ..Retention::default()
     })
-    .await
-    .unwrap();
+    .await;
     let first_page = |s: Arc<Service>| async move {
         let page = s
             .read_relationships(v1::RelationshipReadRequest {
@@ -1319,19 +1316,11 @@ async fn unknown_tenants_are_not_found() {
 
 #[tokio::test]
 async fn watch_replay_keeps_at_most_the_retained_change_items() {
-    let s = Service::new(
-        Limits::default(),
-        Retention {
-            change_items: 3,
-            ..Retention::default()
-        },
-    );
-    s.schema_write(v1::SchemaWriteRequest {
-        tenant_id: "t1".into(),
-        schema: SCHEMA.into(),
+    let s = with_retention(Retention {
+        change_items: 3,
+        ..Retention::default()
     })
-    .await
-    .unwrap();
+    .await;
     let first = write(&s, &["doc:1#owner@user:1"], &[]).await.unwrap();
     let second = write(&s, &["doc:2#owner@user:1", "doc:3#owner@user:1"], &[])
         .await

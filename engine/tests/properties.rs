@@ -1280,6 +1280,31 @@ fn lookup_property(schema: &[u8], data: &[u8], queries: &[u8]) -> Result<(), Tes
                     );
                 }
             }
+            // The probe's checks in number order: what it reports found is exactly the
+            // lookup's result below the point it reached.
+            let plain = ev.lookup_entity(ty, member, &subject).map(|s| s.numbers);
+            for (want, candidates, visits) in [(1, 1, 8), (3, 64, 8), (usize::MAX, u32::MAX, 1_000)]
+            {
+                let probe = ev.lookup_entity_probe(ty, member, &subject, want, candidates, visits);
+                if let (Ok(probe), Ok(plain)) = (&probe, &plain) {
+                    let mut cut = plain.clone();
+                    cut.remove_range(probe.decided_below..);
+                    prop_assert_eq!(
+                        &probe.numbers,
+                        &cut.iter().collect::<Vec<u32>>(),
+                        "probe ({}, {}, {}) of lookup_entity({}, {}, {}) decided below {}\n{}",
+                        want,
+                        candidates,
+                        visits,
+                        ty,
+                        member,
+                        subject,
+                        probe.decided_below,
+                        case.describe()
+                    );
+                    prop_assert!(probe.numbers.len() <= want);
+                }
+            }
             let got = ev
                 .lookup_entity(ty, member, &subject)
                 .map(|set| names(&ev, ty, &set));

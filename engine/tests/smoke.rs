@@ -82,6 +82,14 @@ fn documents_through_groups_and_folders() {
         .map(|s| s.to_string())
         .collect();
     assert_eq!(names, vec!["alice"]);
+    // The probe finds the first visible documents by checks, in number order, and says how
+    // far it decided.
+    let probe = ev
+        .lookup_entity_probe("doc", "view", &alice, 2, 64, 64)
+        .unwrap();
+    let first_two: Vec<u32> = found.numbers.iter().take(2).collect();
+    assert_eq!(probe.numbers, first_two);
+    assert!(probe.decided_below > first_two[1]);
     // Nested groups are resolved from the subject's side and cost no depth; every arrow hop
     // through the folder tree does. Two hops fit in depth 3, four do not.
     let doc = |id: &str| EntityRef::new("doc", id);

@@ -86,10 +86,109 @@ pub fn dependencies(schema: &Schema, ty: TypeId, member: Member) -> BTreeSet<Dat
     out
 }
 
+/// Whether some member can depend on itself through the excluded side of a `not` (following
+/// subject sets and arrows, so through data). There a check's walk and a lookup's fixpoint
+/// may answer differently; everywhere else they agree. Conservative: any member used under
+/// an excluded side that can reach back counts.
+pub fn has_negation_cycle(schema: &Schema) -> bool {
+    type Node = (TypeId, Member);
+    /// The members `expr` uses directly, each with whether it is under an excluded side.
+    fn uses(ty: TypeId, expr: &Expr, negated: bool, out: &mut Vec<(Node, bool)>) {
+        match expr {
+            Expr::Union(c) | Expr::Intersect(c) => {
+                for e in c {
+                    uses(ty, e, negated, out);
+                }
+            }
+            Expr::Exclude(base, excluded) => {
+                uses(ty, base, negated, out);
+                uses(ty, excluded, true, out);
+            }
+            Expr::Relation(r) => out.push(((ty, Member::Relation(*r)), negated)),
+            Expr::Permission(p) => out.push(((ty, Member::Permission(*p)), negated)),
+            Expr::Attribute(_) | Expr::Call { .. } => {}
+            Expr::Arrow { targets, .. } => {
+                for (t, e) in targets {
+                    uses(*t, e, negated, out);
+                }
+            }
+        }
+    }
+    let next = |(t, m): Node| -> Vec<(Node, bool)> {
+        let def = schema.entity_at(t);
+        let mut out = Vec::new();
+        match m {
+            Member::Relation(r) => {
+                for allowed in &def.relations[r].allowed {
+                    if let Some(sub) = allowed
+                        .relation
+                        .as_deref()
+                        .and_then(|sub| schema.entity_at(allowed.entity).member(sub))
+                    {
+                        out.push(((allowed.entity, sub), false));
+                    }
+                }
+            }
+            Member::Permission(p) => uses(t, &def.permissions[p].expr, false, &mut out),
+            Member::Attribute(_) => {}
+        }
+        out
+    };
+    let reaches = |from: Node, to: Node| -> bool {
+        let mut seen = HashSet::new();
+        let mut stack = vec![from];
+        while let Some(n) = stack.pop() {
+            if n == to {
+                return true;
+            }
+            if seen.insert(n) {
+                stack.extend(next(n).into_iter().map(|(m, _)| m));
+            }
+        }
+        false
+    };
+    schema.entities.iter().enumerate().any(|(t, def)| {
+        (0..def.permissions.len()).any(|p| {
+            let from = (t, Member::Permission(p));
+            next(from)
+                .into_iter()
+                .any(|(to, negated)| negated && reaches(to, from))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::schema::compile;
+
+    #[test]
+    fn negation_cycles_are_found_through_arrows_and_subject_sets() {
+        let acyclic = compile(
+            "entity user {}\n\
+             entity group { relation member @user @group#member }\n\
+             entity folder {\n relation parent @folder\n relation viewer @group#member\n \
+             relation banned @user\n permission view = (viewer or parent.view) not banned\n}\n",
+        )
+        .unwrap();
+        assert!(!has_negation_cycle(&acyclic));
+        // `blocked` reaches back to `view` through the parent arrow, under the `not`.
+        let through_arrow = compile(
+            "entity user {}\n\
+             entity folder {\n relation parent @folder\n relation viewer @user\n \
+             permission blocked = parent.view\n permission view = viewer not blocked\n}\n",
+        )
+        .unwrap();
+        assert!(has_negation_cycle(&through_arrow));
+        // Through a subject set: `member` includes `team#allowed`, which excludes `member`.
+        let through_subject_set = compile(
+            "entity user {}\n\
+             entity team {\n relation member @user @team#allowed\n relation owner @user\n \
+             permission allowed = owner not member\n}\n",
+        )
+        .unwrap();
+        assert!(has_negation_cycle(&through_subject_set));
+    }
 
     #[test]
     fn follows_subject_sets_arrows_and_rules() {

@@ -45,6 +45,8 @@ pub struct Model {
     pub schema: Arc<Schema>,
     pub plan: Plan,
     dependencies: Mutex<DependencyMemo>,
+    /// See [`deps::has_negation_cycle`].
+    negation_cycle: bool,
 }
 
 /// Dependencies computed so far, per (type, member).
@@ -60,10 +62,12 @@ impl Model {
     /// Wraps an already compiled schema.
     pub fn new(schema: Arc<Schema>) -> Model {
         let plan = Plan::new(&schema);
+        let negation_cycle = deps::has_negation_cycle(&schema);
         Model {
             schema,
             plan,
             dependencies: Mutex::new(HashMap::new()),
+            negation_cycle,
         }
     }
 
@@ -140,6 +144,20 @@ pub struct EntitySet {
     /// Rule evaluation failures met on the way (each denied its candidate).
     pub rule_errors: Vec<String>,
 }
+
+/// What [`Evaluator::lookup_entity_probe`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// Entities with the permission, ascending: exactly the lookup's numbers below
+    /// `decided_below`.
+    pub numbers: Vec<u32>,
+    /// Every number below this one was decided.
+    pub decided_below: u32,
+}
+
+/// The depth a probe's checks run with: a lookup has no depth limit, and the probe's visit
+/// budget bounds the work anyway.
+const PROBE_DEPTH: u32 = 1 << 20;
 
 /// Binds a model to one snapshot and one request context.
 pub struct Evaluator<'a> {
@@ -265,6 +283,74 @@ impl<'a> Evaluator<'a> {
         check::walk(
             self, ty, &entity.id, member, subject, subject_ty, depth, visits,
         )
+    }
+
+    /// The first entities of `entity_type` on which `subject` has `permission`, found by
+    /// checking the numbers 0, 1, 2, … in turn with the bounded walk of
+    /// [`Evaluator::check_within`] (`visits` members each) until `want` are found,
+    /// `candidates` are checked, or a check cannot decide (over its budget, an error, a rule
+    /// error). A stream sends these while the lookup computes the whole set. Nothing is
+    /// decided when the schema has a dependency cycle through a `not`, where the walk and the
+    /// lookup may disagree.
+    pub fn lookup_entity_probe(
+        &self,
+        entity_type: &str,
+        permission: &str,
+        subject: &SubjectRef,
+        want: usize,
+        candidates: u32,
+        visits: u64,
+    ) -> Result<Probe, EvalError> {
+        let ty = self.entity_type(entity_type)?;
+        let member = self.member(ty, permission)?;
+        let subject_ty = self.check_subject(subject)?;
+        let mut probe = Probe::default();
+        if self.model.negation_cycle {
+            return Ok(probe);
+        }
+        // A lookup finds only entities the data mentions (its universe) and, for a subject set
+        // of the looked-up type, the subject's own entity; only those are candidates: numbers
+        // between them are decided as absent.
+        let limit = usize::try_from(candidates).unwrap_or(usize::MAX);
+        let mut head = self.snapshot.universe_head(entity_type, limit);
+        if subject.ty == entity_type
+            && subject.relation.is_some()
+            && let Some(own) = self.snapshot.number(&subject.ty, &subject.id)
+        {
+            head.push(own);
+            head.sort_unstable();
+            head.dedup();
+            head.truncate(limit);
+        }
+        let interner = self.snapshot.interner();
+        for n in head {
+            if probe.numbers.len() >= want {
+                break;
+            }
+            let Some(id) = interner.name(entity_type, n) else {
+                break;
+            };
+            match check::walk(
+                self,
+                ty,
+                &id,
+                member,
+                subject,
+                subject_ty,
+                PROBE_DEPTH,
+                visits,
+            ) {
+                Ok(Some(result)) if result.rule_errors.is_empty() => {
+                    if result.allowed {
+                        probe.numbers.push(n);
+                    }
+                }
+                Err(EvalError::Cancelled) => return Err(EvalError::Cancelled),
+                _ => break,
+            }
+            probe.decided_below = n + 1;
+        }
+        Ok(probe)
     }
 
     /// Every entity of `entity_type` on which `subject` has `permission`.

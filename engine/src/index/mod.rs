@@ -315,6 +315,31 @@ impl Snapshot {
         all
     }
 
+    /// The `k` smallest numbers of [`Snapshot::universe`], ascending, without building it.
+    pub fn universe_head(&self, ty: &str, k: usize) -> Vec<u32> {
+        let mut head: Vec<u32> = Vec::new();
+        let mut take = |numbers: &RoaringBitmap| {
+            head.extend(numbers.iter().take(k));
+            head.sort_unstable();
+            head.dedup();
+            head.truncate(k);
+        };
+        for (key, store) in self.relations.iter() {
+            if &*key.entity_type == ty {
+                take(store.entities());
+            }
+            if &*key.subject_type == ty {
+                take(store.subjects());
+            }
+        }
+        for (key, column) in self.attributes.iter() {
+            if &*key.entity_type == ty {
+                take(column.present());
+            }
+        }
+        head
+    }
+
     /// All tuples matching `filter`, sorted by relation key then entity and subject number.
     pub fn read_tuples(&self, filter: &TupleFilter) -> Vec<Tuple> {
         let mut keys: Vec<(&RelKey, &RelStore)> = self

@@ -108,6 +108,10 @@ const STREAM_BATCH: usize = 1024;
 const INLINE_CHECK_VISITS: u64 = 256;
 /// The size of a stream's first batch: small, so the first IDs leave at once.
 const FIRST_STREAM_BATCH: usize = 16;
+/// Entities a fresh stream checks on the async worker for its first IDs, and the members
+/// each check may visit (at most ~4,000 visits, a fraction of a millisecond).
+const PROBE_CANDIDATES: u32 = 64;
+const PROBE_VISITS: u64 = 64;
 
 /// What every permission request names besides its question: the tenant, the schema version
 /// and snap token of its metadata, and its contextual data.
@@ -494,15 +498,29 @@ impl Service {
         let (p, query, after, source) = self
             .lookup_entity_set(&req, fresh.then_some((STREAM_PREFIX, prefix_tx)))
             .await?;
-        // The call answers once the first IDs are known: the prefix, or the whole set (whose
-        // error is then the call's error, as for any other bad request).
+        // The call answers once the first IDs are known: found by checks while the lookup
+        // runs (see `probe`), the lookup's prefix, or the whole set (whose error is then the
+        // call's error, as for any other bad request). `rest` continues from `resume`.
+        let mut resume = STREAM_PREFIX;
         let (first, rest) = match source {
             SetSource::Ready(set) => (set.numbers, None),
             SetSource::Pending(mut evaluation) => {
-                tokio::select! {
-                    biased;
-                    Ok(prefix) = &mut prefix_rx => (prefix, Some(evaluation)),
-                    set = &mut evaluation => (set?.numbers, None),
+                // Polling once starts the lookup on the pool; the probe runs beside it.
+                match futures_util::FutureExt::now_or_never(&mut evaluation) {
+                    Some(set) => (set?.numbers, None),
+                    None => match self.probe(&p, &req, fresh) {
+                        Some(probe) => {
+                            resume = probe.decided_below;
+                            let found =
+                                RoaringBitmap::from_sorted_iter(probe.numbers).unwrap_or_default();
+                            (found, Some((evaluation, Some(prefix_rx))))
+                        }
+                        None => tokio::select! {
+                            biased;
+                            Ok(prefix) = &mut prefix_rx => (prefix, Some((evaluation, None))),
+                            set = &mut evaluation => (set?.numbers, None),
+                        },
+                    },
                 }
             }
         };
@@ -522,23 +540,77 @@ impl Service {
             if out.send(&first, start).await.is_err() {
                 return;
             }
-            let Some(evaluation) = rest else {
+            let Some((mut evaluation, prefix)) = rest else {
                 return;
             };
+            // After a probe, the lookup's prefix (if the plan offers one) continues it.
+            if let Some(mut prefix) = prefix {
+                let prefix = tokio::select! {
+                    biased;
+                    Ok(prefix) = &mut prefix => Some(prefix),
+                    result = &mut evaluation => {
+                        match result {
+                            Ok(set) => {
+                                let _ = out.send(&set.numbers, u64::from(resume)).await;
+                            }
+                            Err(e) => out.tx.fail(e).await,
+                        }
+                        return;
+                    }
+                    () = out.tx.closed() => return,
+                };
+                if let Some(prefix) = prefix {
+                    if out.send(&prefix, u64::from(resume)).await.is_err() {
+                        return;
+                    }
+                    resume = resume.max(STREAM_PREFIX);
+                }
+            }
             // A receiver that goes away drops the evaluation, which cancels it.
             let result = tokio::select! {
                 result = evaluation => result,
                 () = out.tx.closed() => return,
             };
             match result {
-                // The prefix held every number below the cut: continue from there.
+                // Every number below `resume` has been sent: continue from there.
                 Ok(set) => {
-                    let _ = out.send(&set.numbers, u64::from(STREAM_PREFIX)).await;
+                    let _ = out.send(&set.numbers, u64::from(resume)).await;
                 }
                 Err(e) => out.tx.fail(e).await,
             }
         });
         Ok(rx)
+    }
+
+    /// The first entities of a fresh stream, found by checks on the async worker while the
+    /// lookup runs on the pool (`Evaluator::lookup_entity_probe`): `None` when the stream
+    /// resumes from a token, is scoped or carries contextual data, or when the checks found
+    /// nothing (the lookup's own prefix or result comes first then).
+    fn probe(
+        &self,
+        p: &Prepared,
+        req: &v1::PermissionLookupEntityRequest,
+        fresh: bool,
+    ) -> Option<lookout_engine::eval::Probe> {
+        if !fresh
+            || !req.scope.is_empty()
+            || !p.context.tuples.is_empty()
+            || !p.context.attributes.is_empty()
+        {
+            return None;
+        }
+        let subject = convert::subject(req.subject.as_ref()?, "subject").ok()?;
+        let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context).ok()?;
+        ev.lookup_entity_probe(
+            &req.entity_type,
+            &req.permission,
+            &subject,
+            FIRST_STREAM_BATCH,
+            PROBE_CANDIDATES,
+            PROBE_VISITS,
+        )
+        .ok()
+        .filter(|probe| !probe.numbers.is_empty())
     }
 
     pub async fn lookup_subject(

@@ -99,6 +99,19 @@ impl StreamOut {
     }
 }
 
+impl StreamOut {
+    /// Sends a finished evaluation's numbers from `from` on (every number below it has been
+    /// sent), or its error.
+    async fn finish(&mut self, result: Result<EntitySet, ApiError>, from: u32) {
+        match result {
+            Ok(set) => {
+                let _ = self.send(&set.numbers, u64::from(from)).await;
+            }
+            Err(e) => self.tx.fail(e).await,
+        }
+    }
+}
+
 /// A fresh stream sends the entities numbered below this first, while the rest is computed.
 const STREAM_PREFIX: u32 = 8192;
 /// The most messages a stream hands to its channel at once.
@@ -547,36 +560,19 @@ impl Service {
             if let Some(mut prefix) = prefix {
                 let prefix = tokio::select! {
                     biased;
-                    Ok(prefix) = &mut prefix => Some(prefix),
-                    result = &mut evaluation => {
-                        match result {
-                            Ok(set) => {
-                                let _ = out.send(&set.numbers, u64::from(resume)).await;
-                            }
-                            Err(e) => out.tx.fail(e).await,
-                        }
-                        return;
-                    }
+                    Ok(prefix) = &mut prefix => prefix,
+                    result = &mut evaluation => return out.finish(result, resume).await,
                     () = out.tx.closed() => return,
                 };
-                if let Some(prefix) = prefix {
-                    if out.send(&prefix, u64::from(resume)).await.is_err() {
-                        return;
-                    }
-                    resume = resume.max(STREAM_PREFIX);
+                if out.send(&prefix, u64::from(resume)).await.is_err() {
+                    return;
                 }
+                resume = resume.max(STREAM_PREFIX);
             }
             // A receiver that goes away drops the evaluation, which cancels it.
-            let result = tokio::select! {
-                result = evaluation => result,
-                () = out.tx.closed() => return,
-            };
-            match result {
-                // Every number below `resume` has been sent: continue from there.
-                Ok(set) => {
-                    let _ = out.send(&set.numbers, u64::from(resume)).await;
-                }
-                Err(e) => out.tx.fail(e).await,
+            tokio::select! {
+                result = evaluation => out.finish(result, resume).await,
+                () = out.tx.closed() => {}
             }
         });
         Ok(rx)

@@ -19,8 +19,8 @@ use prost::Message;
 
 use super::convert::{self, required};
 use super::{
-    Service, bundle, pinned_snapshot, query_fingerprint, read_snapshot, run_cpu, schema_of,
-    snap_token_at,
+    Service, bundle, next_page_token, pinned_snapshot, query_fingerprint, read_snapshot, run_cpu,
+    schema_of, snap_token_at,
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::tenants::{SchemaVersion, Tenant};
@@ -280,18 +280,12 @@ impl Service {
         let (snapshot, start) = self
             .read_start(&tenant, &snap, &req.continuous_token, query)
             .await?;
-        let revision = snapshot.revision();
-        let pinned = snapshot.clone();
+        let read = snapshot.clone();
         let (tuples, next) =
-            run_cpu(move || page_of(&snapshot.read_tuples(&filter), start, page_size)).await?;
-        if next.is_some() {
-            tenant.pin(&pinned);
-        }
+            run_cpu(move || page_of(&read.read_tuples(&filter), start, page_size)).await?;
         Ok(v1::RelationshipReadResponse {
             tuples: tuples.iter().map(convert::tuple_out).collect(),
-            continuous_token: next
-                .map(|after| ContinuousToken { revision, after }.encode(&tenant.id, query))
-                .unwrap_or_default(),
+            continuous_token: next_page_token(&tenant, &snapshot, next, query),
         })
     }
 
@@ -314,18 +308,12 @@ impl Service {
         let (snapshot, start) = self
             .read_start(&tenant, &snap, &req.continuous_token, query)
             .await?;
-        let revision = snapshot.revision();
-        let pinned = snapshot.clone();
+        let read = snapshot.clone();
         let (attributes, next) =
-            run_cpu(move || page_of(&snapshot.read_attributes(&filter), start, page_size)).await?;
-        if next.is_some() {
-            tenant.pin(&pinned);
-        }
+            run_cpu(move || page_of(&read.read_attributes(&filter), start, page_size)).await?;
         Ok(v1::AttributeReadResponse {
             attributes: attributes.iter().map(convert::attribute_out).collect(),
-            continuous_token: next
-                .map(|after| ContinuousToken { revision, after }.encode(&tenant.id, query))
-                .unwrap_or_default(),
+            continuous_token: next_page_token(&tenant, &snapshot, next, query),
         })
     }
 

@@ -171,6 +171,25 @@ pub fn snap_token_at(tenant: &Tenant, revision: u64) -> String {
     SnapToken { revision }.encode(&tenant.id)
 }
 
+/// The continuous token of the next page, resuming after position `after` on `snapshot` (empty
+/// after the last page). Pins the snapshot, so that the token finds it again.
+fn next_page_token(
+    tenant: &Tenant,
+    snapshot: &Arc<Snapshot>,
+    after: Option<u64>,
+    query: u64,
+) -> String {
+    let Some(after) = after else {
+        return String::new();
+    };
+    tenant.pin(snapshot);
+    tokens::ContinuousToken {
+        revision: snapshot.revision(),
+        after,
+    }
+    .encode(&tenant.id, query)
+}
+
 /// Fingerprints a request for its continuous tokens: the request with its paging fields (and
 /// snap token) cleared, so a token cannot continue a different query.
 fn query_fingerprint<M: prost::Message>(request: &M) -> u64 {

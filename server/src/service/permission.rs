@@ -21,7 +21,9 @@ use tokio::sync::oneshot;
 
 use super::convert::{self, required};
 use super::stream::{self, Closed, ServerStream, StreamSender};
-use super::{Service, pinned_snapshot, query_fingerprint, read_snapshot, run_cpu, schema_of};
+use super::{
+    Service, next_page_token, pinned_snapshot, query_fingerprint, read_snapshot, run_cpu, schema_of,
+};
 use crate::cache::{CacheKey, Cached};
 use crate::error::ApiError;
 use crate::tenants::{SchemaVersion, Tenant};
@@ -97,9 +99,7 @@ impl StreamOut {
             self.size = (self.size * 4).min(STREAM_BATCH);
         }
     }
-}
 
-impl StreamOut {
     /// Sends a finished evaluation's numbers from `from` on (every number below it has been
     /// sent), or its error.
     async fn finish(&mut self, result: Result<EntitySet, ApiError>, from: u32) {
@@ -703,18 +703,7 @@ fn page_out(
         .snapshot
         .interner()
         .names(entity_type, numbers.iter().copied());
-    if next.is_some() {
-        p.tenant.pin(&p.snapshot);
-    }
-    let token = next
-        .map(|last| {
-            ContinuousToken {
-                revision: p.snapshot.revision(),
-                after: u64::from(last),
-            }
-            .encode(&p.tenant.id, query)
-        })
-        .unwrap_or_default();
+    let token = next_page_token(&p.tenant, &p.snapshot, next.map(u64::from), query);
     (ids, token)
 }
 

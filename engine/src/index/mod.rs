@@ -299,18 +299,8 @@ impl Snapshot {
     /// universe of a type (a rule with no relation to narrow it).
     pub fn universe(&self, ty: &str) -> RoaringBitmap {
         let mut all = RoaringBitmap::new();
-        for (key, store) in self.relations.iter() {
-            if &*key.entity_type == ty {
-                all |= store.entities();
-            }
-            if &*key.subject_type == ty {
-                all |= store.subjects();
-            }
-        }
-        for (key, column) in self.attributes.iter() {
-            if &*key.entity_type == ty {
-                all |= column.present();
-            }
+        for part in self.universe_parts(ty) {
+            all |= part;
         }
         all
     }
@@ -318,26 +308,28 @@ impl Snapshot {
     /// The `k` smallest numbers of [`Snapshot::universe`], ascending, without building it.
     pub fn universe_head(&self, ty: &str, k: usize) -> Vec<u32> {
         let mut head: Vec<u32> = Vec::new();
-        let mut take = |numbers: &RoaringBitmap| {
-            head.extend(numbers.iter().take(k));
+        for part in self.universe_parts(ty) {
+            head.extend(part.iter().take(k));
             head.sort_unstable();
             head.dedup();
             head.truncate(k);
-        };
-        for (key, store) in self.relations.iter() {
-            if &*key.entity_type == ty {
-                take(store.entities());
-            }
-            if &*key.subject_type == ty {
-                take(store.subjects());
-            }
-        }
-        for (key, column) in self.attributes.iter() {
-            if &*key.entity_type == ty {
-                take(column.present());
-            }
         }
         head
+    }
+
+    /// The bitmaps whose union is [`Snapshot::universe`].
+    fn universe_parts<'s>(&'s self, ty: &'s str) -> impl Iterator<Item = &'s RoaringBitmap> + 's {
+        let relations = self.relations.iter().flat_map(move |(key, store)| {
+            let as_entity = (&*key.entity_type == ty).then(|| store.entities());
+            let as_subject = (&*key.subject_type == ty).then(|| store.subjects());
+            as_entity.into_iter().chain(as_subject)
+        });
+        let attributes = self
+            .attributes
+            .iter()
+            .filter(move |(key, _)| &*key.entity_type == ty)
+            .map(|(_, column)| column.present());
+        relations.chain(attributes)
     }
 
     /// All tuples matching `filter`, sorted by relation key then entity and subject number.

@@ -273,3 +273,51 @@ fn checks_through_nested_groups_agree_with_the_lookup() {
         assert_eq!(allowed, expected, "{user}");
     }
 }
+
+/// A snapshot remembers the relation stores of the first schema evaluated on it; another
+/// schema version on the same snapshot, whose relations are numbered differently, must still
+/// find its own.
+#[test]
+fn two_schema_versions_on_one_snapshot() {
+    let narrow = Model::compile(
+        "entity user {}\nentity doc {\n relation viewer @user\n permission view = viewer\n}",
+    )
+    .unwrap();
+    let wide = Model::compile(
+        "entity user {}\nentity doc {\n relation owner @user\n relation viewer @user\n \
+         permission view = owner or viewer\n permission own = owner\n}",
+    )
+    .unwrap();
+    let fresh = || {
+        let batch = WriteBatch {
+            tuple_writes: tuples(&["doc:1#viewer@user:1", "doc:2#owner@user:2"]),
+            ..WriteBatch::default()
+        };
+        Store::new().write(&wide.schema, &batch).unwrap().snapshot
+    };
+    let ctx = Context::default();
+    let user = |id: &str| SubjectRef::user("user", id);
+    for order in [[&narrow, &wide], [&wide, &narrow]] {
+        // A fresh snapshot per order: the first model evaluated on it claims its cache.
+        let snapshot = fresh();
+        for model in order {
+            let ev = Evaluator::new(model, &snapshot, &ctx).unwrap();
+            let check = |doc: &str, perm: &str, who: &str| {
+                ev.check(&EntityRef::new("doc", doc), perm, &user(who), 20)
+                    .unwrap()
+                    .allowed
+            };
+            assert!(check("1", "view", "1"));
+            if std::ptr::eq(model, &wide) {
+                assert!(check("2", "view", "2"));
+                assert!(check("2", "own", "2"));
+                assert!(
+                    !check("1", "own", "1"),
+                    "owner must not read the viewer store"
+                );
+            } else {
+                assert!(!check("2", "view", "2"), "the narrow schema has no owner");
+            }
+        }
+    }
+}

@@ -8,10 +8,10 @@
 //! node grants nothing on that path. For everything but recursion under `not`, that is the least
 //! fixpoint the lookups compute. A negative answer is memoised only if no cycle was cut below it.
 
-use crate::index::FastMap;
-use std::sync::Arc;
+use crate::index::{FastMap, SetRef};
 
 use roaring::RoaringBitmap;
+use smallvec::SmallVec;
 
 use crate::model::SubjectRef;
 use crate::schema::{Expr, Member, TypeId};
@@ -20,6 +20,44 @@ use super::rules::RuleRunner;
 use super::{CheckResult, EvalError, Evaluator};
 
 type Key = (TypeId, Member, u32);
+
+/// Members a usual check decides (about a dozen in the document model) fit in a [`Memo`]
+/// and a path without a heap allocation.
+const INLINE: usize = 16;
+
+/// The answers a check has decided so far: scanned in a short inline list while few, a hash
+/// map once a walk decides more than [`INLINE`] members.
+#[derive(Default)]
+struct Memo {
+    few: SmallVec<[(Key, bool); INLINE]>,
+    many: FastMap<Key, bool>,
+}
+
+impl Memo {
+    #[inline]
+    fn get(&self, key: &Key) -> Option<bool> {
+        if self.many.is_empty() {
+            self.few.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+        } else {
+            self.many.get(key).copied()
+        }
+    }
+
+    fn insert(&mut self, key: Key, value: bool) {
+        if self.many.is_empty() {
+            if let Some(slot) = self.few.iter_mut().find(|(k, _)| *k == key) {
+                slot.1 = value;
+                return;
+            }
+            if self.few.len() < INLINE {
+                self.few.push((key, value));
+                return;
+            }
+            self.many.extend(self.few.drain(..));
+        }
+        self.many.insert(key, value);
+    }
+}
 
 /// Members visited by one check's forward walk before it gives up and answers from the
 /// lookup-entity bitmaps instead. The forward walk is fastest for the usual shallow checks, but
@@ -31,12 +69,30 @@ const VISIT_BUDGET: u64 = 20_000;
 /// bitmap lookup.
 const SMALL_CLOSURE: u64 = 64;
 
+/// The entities on which the subject has one relation (see [`Checker::holders`]).
+enum Holders {
+    /// A short sorted list, from the upward walk of the reverse index.
+    Few(Vec<u32>),
+    /// From the lookup.
+    Many(RoaringBitmap),
+}
+
+impl Holders {
+    /// Whether none of `subjects` is a holder.
+    fn is_disjoint(&self, subjects: SetRef<'_>) -> bool {
+        match self {
+            Holders::Few(few) => !few.iter().any(|h| subjects.contains(*h)),
+            Holders::Many(many) => subjects.is_disjoint(many),
+        }
+    }
+}
+
 struct Checker<'e, 'a> {
     ev: &'e Evaluator<'a>,
     subject: &'e SubjectRef,
     /// For subject-set slots naming a relation (`@group#member`): the entities of that type on
-    /// which the subject has the relation, computed once per check from the reverse bitmaps.
-    holders: FastMap<(TypeId, Member), Arc<RoaringBitmap>>,
+    /// which the subject has the relation, computed once per check (a check meets one or two).
+    holders: Vec<((TypeId, Member), Holders)>,
     visits: u64,
     /// Visits allowed before `over_budget`.
     budget: u64,
@@ -51,8 +107,8 @@ struct Checker<'e, 'a> {
     /// the self rule must hold below the root even when `e` has no number (no stored data).
     subject_is_root: bool,
     max_depth: u32,
-    path: Vec<Key>,
-    memo: FastMap<Key, bool>,
+    path: SmallVec<[Key; INLINE]>,
+    memo: Memo,
     cuts: u64,
     rule_errors: Vec<String>,
 }
@@ -110,7 +166,7 @@ pub(super) fn walk(
     let mut checker = Checker {
         ev,
         subject,
-        holders: FastMap::default(),
+        holders: Vec::new(),
         visits: 0,
         budget: visits.min(VISIT_BUDGET),
         over_budget: false,
@@ -121,9 +177,8 @@ pub(super) fn walk(
         plain_subject: subject.relation.is_none(),
         subject_is_root: subject_ty == ty && subject.id == id,
         max_depth: depth,
-        path: Vec::with_capacity(16),
-        // Sized for a usual check (a dozen members), so it does not grow on the way.
-        memo: FastMap::with_capacity_and_hasher(32, Default::default()),
+        path: SmallVec::new(),
+        memo: Memo::default(),
         cuts: 0,
         rule_errors: Vec::new(),
     };
@@ -166,7 +221,7 @@ impl Checker<'_, '_> {
             }
             let key = (ty, member, e);
             if let Some(known) = self.memo.get(&key) {
-                return Ok(*known);
+                return Ok(known);
             }
             if self.path.contains(&key) {
                 self.cuts += 1;
@@ -224,24 +279,26 @@ impl Checker<'_, '_> {
             .is_some_and(|c| c.trues().contains(e))
     }
 
-    fn holders(&mut self, ty: TypeId, member: Member) -> Result<Arc<RoaringBitmap>, EvalError> {
-        if let Some(found) = self.holders.get(&(ty, member)) {
-            return Ok(found.clone());
+    /// The position in `self.holders` of the holders of `member` of `ty`, computed at the
+    /// first call.
+    fn holders(&mut self, ty: TypeId, member: Member) -> Result<usize, EvalError> {
+        if let Some(at) = self.holders.iter().position(|(k, _)| *k == (ty, member)) {
+            return Ok(at);
         }
-        let set = match member {
+        let few = match member {
             Member::Relation(rel) => self.closure_holders(ty, rel),
             _ => None,
         };
-        let set = match set {
-            Some(set) => Arc::new(set),
+        let set = match few {
+            Some(few) => Holders::Few(few),
             None => {
                 let set = super::entities::run(self.ev, ty, member, self.subject, self.subject_ty)?;
                 self.rule_errors.extend(set.rule_errors);
-                Arc::new(set.numbers)
+                Holders::Many(set.numbers)
             }
         };
-        self.holders.insert((ty, member), set.clone());
-        Ok(set)
+        self.holders.push(((ty, member), set));
+        Ok(self.holders.len() - 1)
     }
 
     /// The holders of a relation closed only under its own subject sets (`relation member
@@ -251,7 +308,7 @@ impl Checker<'_, '_> {
     /// its bitmap machinery, which dominates for the few groups a user is usually in. `None`
     /// when the relation has other kinds of slots or the set grows past
     /// [`SMALL_CLOSURE`] (the lookup is better at large sets).
-    fn closure_holders(&self, ty: TypeId, rel: usize) -> Option<RoaringBitmap> {
+    fn closure_holders(&self, ty: TypeId, rel: usize) -> Option<Vec<u32>> {
         if !self.plain_subject {
             return None;
         }
@@ -263,10 +320,8 @@ impl Checker<'_, '_> {
                 None => {
                     if slot.subject_type == self.subject_ty
                         && let Some(s) = self.subject_num
-                        && let Some(entities) = ev
-                            .snapshot
-                            .relation(&slot.key)
-                            .and_then(|store| store.entities_of(s))
+                        && let Some(entities) =
+                            ev.store(slot).and_then(|store| store.entities_of(s))
                     {
                         if entities.len() > SMALL_CLOSURE {
                             return None;
@@ -275,7 +330,7 @@ impl Checker<'_, '_> {
                     }
                 }
                 Some(Member::Relation(r)) if slot.subject_type == ty && r == rel => {
-                    if let Some(store) = ev.snapshot.relation(&slot.key) {
+                    if let Some(store) = ev.store(slot) {
                         recursive.push(store);
                     }
                 }
@@ -302,7 +357,7 @@ impl Checker<'_, '_> {
             }
         }
         found.sort_unstable();
-        RoaringBitmap::from_sorted_iter(found).ok()
+        Some(found)
     }
 
     fn relation(
@@ -318,11 +373,7 @@ impl Checker<'_, '_> {
         let ev = self.ev;
         let mut error = None;
         for slot in ev.model.plan.slots(ty, rel) {
-            let Some(subjects) = ev
-                .snapshot
-                .relation(&slot.key)
-                .and_then(|s| s.subjects_of(e))
-            else {
+            let Some(subjects) = ev.store(slot).and_then(|s| s.subjects_of(e)) else {
                 continue;
             };
             let direct = slot.subject_type == self.subject_ty
@@ -339,8 +390,8 @@ impl Checker<'_, '_> {
             if let Member::Relation(_) = m {
                 // `@group#member`: test the entity's groups against the groups the subject
                 // is in (reverse bitmaps), instead of walking into every group.
-                let holders = self.holders(slot.subject_type, m)?;
-                if !subjects.is_disjoint(holders.as_ref()) {
+                let at = self.holders(slot.subject_type, m)?;
+                if !self.holders[at].1.is_disjoint(subjects) {
                     return Ok(true);
                 }
                 continue;
@@ -410,27 +461,22 @@ impl Checker<'_, '_> {
                     return Err(EvalError::DepthExhausted(self.max_depth));
                 };
                 let ev = self.ev;
-                let mut hops: Vec<(TypeId, u32, &Expr)> = Vec::new();
+                let mut error = None;
                 for slot in ev.model.plan.slots(ty, *via) {
-                    let Some(subjects) = ev
-                        .snapshot
-                        .relation(&slot.key)
-                        .and_then(|s| s.subjects_of(e))
-                    else {
+                    let Some(subjects) = ev.store(slot).and_then(|s| s.subjects_of(e)) else {
                         continue;
                     };
                     for (target_ty, target) in targets {
-                        if *target_ty == slot.subject_type {
-                            hops.extend(subjects.iter().map(|u| (*target_ty, u, target)));
+                        if *target_ty != slot.subject_type {
+                            continue;
                         }
-                    }
-                }
-                let mut error = None;
-                for (t, u, target) in hops {
-                    match self.expr(t, Some(u), target, next_depth) {
-                        Ok(true) => return Ok(true),
-                        Ok(false) => {}
-                        Err(e) => error = Some(e),
+                        for u in subjects.iter() {
+                            match self.expr(*target_ty, Some(u), target, next_depth) {
+                                Ok(true) => return Ok(true),
+                                Ok(false) => {}
+                                Err(e) => error = Some(e),
+                            }
+                        }
                     }
                 }
                 error.map_or(Ok(false), Err)
@@ -443,5 +489,31 @@ impl Checker<'_, '_> {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memo answers the same before and after it moves from its inline list to the map,
+    /// and a later insert of a key overrides the earlier answer in both forms.
+    #[test]
+    fn memo_keeps_every_answer_across_its_two_forms() {
+        let mut memo = Memo::default();
+        let key = |i: u32| (i as usize % 3, Member::Relation(i as usize % 5), i);
+        for i in 0..40u32 {
+            memo.insert(key(i), i % 2 == 0);
+            // Key 1 (first false) turns true while inline, false again after the spill.
+            if i == 3 || i == 30 {
+                memo.insert(key(1), i == 3);
+            }
+            for j in 0..=i {
+                let want = j % 2 == 0 || (j == 1 && (3..30).contains(&i));
+                assert_eq!(memo.get(&key(j)), Some(want), "key {j} after {i} inserts");
+            }
+            assert_eq!(memo.get(&key(i + 1)), None);
+        }
+        assert!(!memo.many.is_empty(), "40 answers spill into the map");
     }
 }

@@ -364,7 +364,7 @@ impl Lookup<'_, '_> {
             .iter()
             .flat_map(|via| self.ev.model.plan.slots(ty, *via))
             .filter(|slot| slot.subject_type == ty)
-            .filter_map(|slot| self.ev.snapshot.relation(&slot.key))
+            .filter_map(|slot| self.ev.store(slot))
             .collect();
         while !frontier.is_empty() {
             let mut reached = RoaringBitmap::new();
@@ -393,7 +393,7 @@ impl Lookup<'_, '_> {
         let mut set = RoaringBitmap::new();
         let mut recursive_slots = Vec::new();
         for slot in ev.model.plan.slots(ty, rel) {
-            let Some(store) = ev.snapshot.relation(&slot.key) else {
+            let Some(store) = ev.store(slot) else {
                 continue;
             };
             match slot.subject_member {
@@ -578,7 +578,7 @@ impl Lookup<'_, '_> {
                         if slot.subject_type != *target_ty {
                             continue;
                         }
-                        if let Some(store) = ev.snapshot.relation(&slot.key) {
+                        if let Some(store) = ev.store(slot) {
                             union_reverse(ev, &mut set, store, &holders, below)?;
                         }
                     }

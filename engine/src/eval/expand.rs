@@ -90,11 +90,7 @@ impl Expander<'_, '_> {
                 let mut subjects = Vec::new();
                 if let Some(e) = ev.snapshot.number(&def.name, id) {
                     for slot in ev.model.plan.slots(ty, rel) {
-                        let Some(found) = ev
-                            .snapshot
-                            .relation(&slot.key)
-                            .and_then(|s| s.subjects_of(e))
-                        else {
+                        let Some(found) = ev.store(slot).and_then(|s| s.subjects_of(e)) else {
                             continue;
                         };
                         let subject_type = &slot.key.subject_type;
@@ -175,11 +171,7 @@ impl Expander<'_, '_> {
                 let mut children = Vec::new();
                 if let Some(e) = ev.snapshot.number(&def.name, id) {
                     for slot in ev.model.plan.slots(ty, *via) {
-                        let Some(found) = ev
-                            .snapshot
-                            .relation(&slot.key)
-                            .and_then(|s| s.subjects_of(e))
-                        else {
+                        let Some(found) = ev.store(slot).and_then(|s| s.subjects_of(e)) else {
                             continue;
                         };
                         let names = ev

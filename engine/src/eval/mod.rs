@@ -29,12 +29,12 @@ use std::sync::{Arc, Mutex};
 
 use roaring::RoaringBitmap;
 
-use crate::index::{Snapshot, WriteError};
+use crate::index::{RelStore, ResolvedStores, Snapshot, WriteError};
 use crate::model::{Attribute, EntityRef, SubjectRef, Tuple};
 use crate::schema::{Member, Schema, SchemaError, TypeId};
 
 pub use expand::{ExpandNode, ExpandOp};
-pub use plan::Plan;
+pub use plan::{Plan, Slot};
 
 /// The smallest depth a check accepts, as in Permify.
 pub const MIN_DEPTH: u32 = 3;
@@ -163,6 +163,8 @@ const PROBE_DEPTH: u32 = 1 << 20;
 pub struct Evaluator<'a> {
     model: &'a Model,
     snapshot: Snapshot,
+    /// The snapshot's stores of the plan's slots, by slot index (see [`Evaluator::store`]).
+    stores: Option<ResolvedStores>,
     data: &'a serde_json::Map<String, serde_json::Value>,
     /// Set by the caller to stop the evaluation early (see [`cancel`]).
     cancel: Option<Arc<AtomicBool>>,
@@ -177,9 +179,11 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Evaluator<'a>, EvalError> {
         let snapshot =
             snapshot.with_context(&model.schema, &context.tuples, &context.attributes)?;
+        let stores = snapshot.resolved(model.plan.id(), model.plan.keys());
         Ok(Evaluator {
             model,
             snapshot,
+            stores,
             data: &context.data,
             cancel: cancel::current(),
         })
@@ -189,6 +193,15 @@ impl<'a> Evaluator<'a> {
     pub fn with_cancel(mut self, flag: Arc<AtomicBool>) -> Self {
         self.cancel = Some(flag);
         self
+    }
+
+    /// The tuples of one slot of the plan.
+    #[inline]
+    pub(crate) fn store(&self, slot: &Slot) -> Option<&RelStore> {
+        match &self.stores {
+            Some(stores) => stores.get(slot.index).and_then(|s| s.as_deref()),
+            None => self.snapshot.relation(&slot.key),
+        }
     }
 
     /// Errs with [`EvalError::Cancelled`] if the caller has cancelled the evaluation.

@@ -224,11 +224,7 @@ impl Subjects<'_, '_> {
             Member::Relation(rel) => {
                 let mut set = RoaringBitmap::new();
                 for slot in ev.model.plan.slots(ty, rel) {
-                    let Some(subjects) = ev
-                        .snapshot
-                        .relation(&slot.key)
-                        .and_then(|s| s.subjects_of(e))
-                    else {
+                    let Some(subjects) = ev.store(slot).and_then(|s| s.subjects_of(e)) else {
                         continue;
                     };
                     if slot.subject_type == self.target_ty
@@ -304,11 +300,7 @@ impl Subjects<'_, '_> {
                 let ev = self.ev;
                 let mut set = RoaringBitmap::new();
                 for slot in ev.model.plan.slots(ty, *via) {
-                    let Some(subjects) = ev
-                        .snapshot
-                        .relation(&slot.key)
-                        .and_then(|s| s.subjects_of(e))
-                    else {
+                    let Some(subjects) = ev.store(slot).and_then(|s| s.subjects_of(e)) else {
                         continue;
                     };
                     for (target_ty, target) in targets {

@@ -14,7 +14,7 @@ mod interner;
 mod write;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use roaring::RoaringBitmap;
 
@@ -213,7 +213,13 @@ pub struct Snapshot {
     attributes: Arc<FastMap<AttrKey, Arc<AttrColumn>>>,
     /// Whether this snapshot carries a request's contextual tuples or attributes.
     contextual: bool,
+    /// The stores of one plan's keys, looked up once (see [`Snapshot::resolved`]).
+    resolved: Arc<OnceLock<(u64, ResolvedStores)>>,
 }
+
+/// The stores of a list of relation keys in one snapshot, in the list's order (`None` where
+/// the snapshot has no tuples of that key).
+pub type ResolvedStores = Arc<[Option<Arc<RelStore>>]>;
 
 impl Snapshot {
     /// An empty snapshot at revision 0.
@@ -224,6 +230,7 @@ impl Snapshot {
             relations: Arc::new(FastMap::default()),
             attributes: Arc::new(FastMap::default()),
             contextual: false,
+            resolved: Arc::default(),
         }
     }
 
@@ -245,6 +252,26 @@ impl Snapshot {
     #[inline]
     pub fn relation(&self, key: &RelKey) -> Option<&RelStore> {
         self.relations.get(key).map(|s| s.as_ref())
+    }
+
+    /// The stores of `keys` in this snapshot, for the evaluation plan `plan` (an id unique to
+    /// it): looked up once per snapshot, so that an evaluation indexes a slice instead of
+    /// hashing and comparing keys of four strings. One plan per snapshot is remembered (the
+    /// first to ask); `None` for any other, which then looks its keys up with
+    /// [`Snapshot::relation`].
+    pub fn resolved<'k>(
+        &self,
+        plan: u64,
+        keys: impl IntoIterator<Item = &'k RelKey>,
+    ) -> Option<ResolvedStores> {
+        let (owner, stores) = self.resolved.get_or_init(|| {
+            let stores = keys
+                .into_iter()
+                .map(|key| self.relations.get(key).cloned())
+                .collect();
+            (plan, stores)
+        });
+        (*owner == plan).then(|| stores.clone())
     }
 
     /// Every relation key with at least one tuple.

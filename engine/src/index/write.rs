@@ -611,6 +611,7 @@ pub(super) fn apply_unchecked(
             relations: Arc::new(relations),
             attributes: Arc::new(attributes),
             contextual: base.contextual,
+            resolved: Arc::default(),
         },
         changes,
     ))

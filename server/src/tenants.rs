@@ -261,7 +261,7 @@ impl Tenant {
                 head.revision()
             ))),
             Backend::Postgres(pg) => {
-                pg.reach(self, revision).await?;
+                Box::pin(pg.reach(self, revision)).await?;
                 Ok(self.head())
             }
         }
@@ -275,7 +275,7 @@ impl Tenant {
     pub async fn pinned(&self, revision: u64) -> Result<Arc<Snapshot>, ApiError> {
         if let Backend::Postgres(pg) = &self.backend {
             if revision > self.head().revision() {
-                pg.reach(self, revision).await?;
+                Box::pin(pg.reach(self, revision)).await?;
             }
             let found = {
                 let retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
@@ -353,7 +353,7 @@ impl Tenant {
             return Ok(found);
         }
         if let Backend::Postgres(pg) = &self.backend {
-            pg.refresh_schemas(self).await?;
+            Box::pin(pg.refresh_schemas(self)).await?;
             if let Some(found) = self.local_schema(version) {
                 return Ok(found);
             }
@@ -376,7 +376,7 @@ impl Tenant {
     /// Every schema version, newest first.
     pub async fn schemas(&self) -> Result<Vec<Arc<SchemaVersion>>, ApiError> {
         if let Backend::Postgres(pg) = &self.backend {
-            pg.refresh_schemas(self).await?;
+            Box::pin(pg.refresh_schemas(self)).await?;
         }
         let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
         Ok(schemas.iter().rev().cloned().collect())
@@ -697,12 +697,16 @@ impl Tenants {
     }
 
     /// The tenant named `id`; a replica asks the database for a tenant it has not heard of.
+    ///
+    /// Database round trips here and in [`Tenant::schema`], [`Tenant::read_at_least`] and
+    /// [`Tenant::pinned`] are boxed: their futures are kilobytes, and every request's future
+    /// would otherwise carry (and move) them for a path that memory and warm replicas never take.
     pub async fn get(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
         if let Some(t) = self.local(id) {
             return Ok(t);
         }
         if let Backend::Postgres(pg) = &self.backend
-            && let Some(t) = pg.load_tenant_by_id(self, id).await?
+            && let Some(t) = Box::pin(pg.load_tenant_by_id(self, id)).await?
         {
             return Ok(t);
         }

@@ -18,17 +18,15 @@ pub mod setup;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
-use lookout_proto::v1::data_client::DataClient;
 use lookout_proto::v1::permission_client::PermissionClient;
 use tokio::sync::watch;
 use tonic::transport::Channel;
-use tonic_health::pb::health_client::HealthClient;
 
 pub use cli::{Args, Call, Dataset, OutputFormat};
 pub use report::Report;
 
 use requests::{Generator, PREBUILD, Pool};
-use runner::{Caller, CheckCaller, HealthCaller, LookupEntityStreamCaller, Settings, WriteCaller};
+use runner::{Caller, LookupEntityStreamCaller, Settings};
 
 /// Requests made when neither `--total` nor `--duration` is given.
 pub const DEFAULT_TOTAL: u64 = 1000;
@@ -141,8 +139,8 @@ pub async fn run_until(args: &Args, stop: watch::Receiver<bool>) -> Result<Repor
             let pool = pool(args, generator, Generator::check, expected, |l| {
                 requests::decode_check(l, tenant)
             })?;
-            let callers = clients(&channels, |c| CheckCaller(PermissionClient::new(c)));
-            go(callers, pool, &settings, stop.clone()).await?
+            let callers = clients(&channels, runner::check);
+            go(callers, pool.encoded(), &settings, stop.clone()).await?
         }
         Call::LookupEntityStream => {
             let pool = pool(args, generator, Generator::lookup_entity, expected, |l| {
@@ -157,8 +155,8 @@ pub async fn run_until(args: &Args, stop: watch::Receiver<bool>) -> Result<Repor
             let pool = pool(args, generator, Generator::write, expected, |l| {
                 requests::decode_write(l, tenant)
             })?;
-            let callers = clients(&channels, |c| WriteCaller(DataClient::new(c)));
-            go(callers, pool, &settings, stop.clone()).await?
+            let callers = clients(&channels, runner::write);
+            go(callers, pool.encoded(), &settings, stop.clone()).await?
         }
         Call::Health => {
             let pool = pool(
@@ -168,8 +166,8 @@ pub async fn run_until(args: &Args, stop: watch::Receiver<bool>) -> Result<Repor
                 expected,
                 requests::decode_health,
             )?;
-            let callers = clients(&channels, |c| HealthCaller(HealthClient::new(c)));
-            go(callers, pool, &settings, stop.clone()).await?
+            let callers = clients(&channels, runner::health);
+            go(callers, pool.encoded(), &settings, stop.clone()).await?
         }
     };
     let interrupted = *stop.borrow();
@@ -215,7 +213,7 @@ pub fn dump(args: &Args, out: &mut dyn Write) -> Result<(), LoadgenError> {
     }
 }
 
-fn write_lines<R: Clone, E: std::fmt::Display>(
+fn write_lines<R: Clone + 'static, E: std::fmt::Display>(
     pool: &Pool<R>,
     n: u64,
     out: &mut dyn Write,
@@ -248,7 +246,7 @@ fn generator(args: &Args) -> Generator {
 }
 
 /// The `--data` file's requests, or generated ones.
-fn pool<R: Clone>(
+fn pool<R: Clone + 'static>(
     args: &Args,
     generator: Generator,
     make: fn(&Generator, u64) -> R,

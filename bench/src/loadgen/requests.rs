@@ -20,6 +20,7 @@ use super::LoadgenError;
 use super::cli::Dataset;
 use crate::docs::Shape;
 use crate::rng::Rng;
+use bytes::Bytes;
 
 /// Requests built ahead of the run, at most.
 pub const PREBUILD: u64 = 65_536;
@@ -133,7 +134,7 @@ fn user_subject(id: u64) -> Subject {
 }
 
 /// Builds request `i` from the generator's parameters.
-pub type Make<R> = fn(&Generator, u64) -> R;
+pub type Make<R> = Box<dyn Fn(&Generator, u64) -> R + Send + Sync>;
 
 /// The requests of one run: a prebuilt list, continued by a generator or cycled round-robin.
 pub struct Pool<R> {
@@ -141,15 +142,15 @@ pub struct Pool<R> {
     generate: Option<(Generator, Make<R>)>,
 }
 
-impl<R: Clone> Pool<R> {
+impl<R: Clone + 'static> Pool<R> {
     /// Generated requests; the first `min(expected, PREBUILD)` are built now.
-    pub fn generated(generator: Generator, make: Make<R>, expected: u64) -> Self {
+    pub fn generated(generator: Generator, make: fn(&Generator, u64) -> R, expected: u64) -> Self {
         let prebuilt = (0..expected.min(PREBUILD))
             .map(|i| make(&generator, i))
             .collect();
         Pool {
             prebuilt,
-            generate: Some((generator, make)),
+            generate: Some((generator, Box::new(make))),
         }
     }
 
@@ -182,6 +183,26 @@ impl<R: Clone> Pool<R> {
     /// Requests held in memory.
     pub fn prebuilt_len(&self) -> usize {
         self.prebuilt.len()
+    }
+}
+
+impl<R: prost::Message + 'static> Pool<R> {
+    /// The same requests as protobuf bytes: the prebuilt ones encoded now, generated ones when
+    /// they are made. A call then sends its bytes as they are (a reference count, not a copy),
+    /// so the client spends nothing per call on cloning and encoding a message.
+    pub fn encoded(self) -> Pool<Bytes> {
+        Pool {
+            prebuilt: self
+                .prebuilt
+                .iter()
+                .map(|r| Bytes::from(r.encode_to_vec()))
+                .collect(),
+            generate: self.generate.map(|(generator, make)| {
+                let make: Make<Bytes> =
+                    Box::new(move |g: &Generator, i| Bytes::from(make(g, i).encode_to_vec()));
+                (generator, make)
+            }),
+        }
     }
 }
 
@@ -362,6 +383,27 @@ mod tests {
         }
         let big = Pool::generated(g, Generator::check, u64::MAX);
         assert_eq!(big.prebuilt_len() as u64, PREBUILD);
+    }
+
+    #[test]
+    fn encoded_pools_send_the_same_messages() {
+        use prost::Message;
+        let g = generator(1000);
+        let pool = Pool::generated(g.clone(), Generator::check, 10).encoded();
+        assert_eq!(pool.prebuilt_len(), 10);
+        for i in [0, 9, 10, 11, 5000] {
+            let bytes = pool.get(i).unwrap();
+            assert_eq!(
+                PermissionCheckRequest::decode(bytes).unwrap(),
+                g.check(i),
+                "{i}"
+            );
+        }
+        let fixed = Pool::cycled(vec![g.write(1), g.write(2)])
+            .unwrap()
+            .encoded();
+        let third = fixed.get(2).unwrap();
+        assert_eq!(DataWriteRequest::decode(third).unwrap(), g.write(1));
     }
 
     #[test]

@@ -1,28 +1,33 @@
 //! The run itself: HTTP/2 connections, workers with one request in flight each, even pacing,
 //! and recording into a few lock-sharded tallies.
 //!
-//! The timed section of a request is just the call: its message is taken from the pool (a
-//! clone of a prebuilt message, or generated) before the clock starts, and the outcome is
-//! recorded after it stops. Recording touches a histogram under an uncontended mutex (workers
+//! The timed section of a request is just the call: its message is taken from the pool (the
+//! prebuilt bytes of a unary request, a clone of a prebuilt stream request, or generated)
+//! before the clock starts, and the outcome is recorded after it stops. Recording touches a histogram under an uncontended mutex (workers
 //! are spread over up to 16 shards) and three atomic counters that the progress bar reads.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lookout_proto::v1::data_client::DataClient;
+use std::marker::PhantomData;
+
+use bytes::{BufMut, Bytes};
 use lookout_proto::v1::permission_client::PermissionClient;
 use lookout_proto::v1::{
-    CheckResult, DataWriteRequest, PermissionCheckRequest, PermissionLookupEntityRequest,
+    CheckResult, DataWriteResponse, PermissionCheckResponse, PermissionLookupEntityRequest,
 };
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tonic::client::Grpc;
+use tonic::codec::{Codec, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckResponse;
+use tonic_prost::ProstDecoder;
 
 use super::LoadgenError;
 use super::histogram::Latencies;
@@ -63,20 +68,102 @@ pub trait Caller: Clone + Send + 'static {
     fn call(&mut self, req: Self::Req) -> impl Future<Output = Outcome> + Send;
 }
 
-/// Permission.Check.
-#[derive(Clone)]
-pub struct CheckCaller(pub PermissionClient<Channel>);
+/// A unary call whose request was protobuf-encoded before the run ([`Pool::encoded`]): the
+/// same bytes a generated client sends, on the same tonic client stack, without a message
+/// clone and encode per call. `read` takes what the report needs from the response (a check's
+/// answer).
+pub struct Unary<Resp> {
+    grpc: Grpc<Channel>,
+    path: PathAndQuery,
+    read: fn(&Resp) -> Option<bool>,
+}
 
-impl Caller for CheckCaller {
-    type Req = PermissionCheckRequest;
-    async fn call(&mut self, req: Self::Req) -> Outcome {
-        match self.0.check(req).await {
+impl<Resp> Clone for Unary<Resp> {
+    fn clone(&self) -> Self {
+        Unary {
+            grpc: self.grpc.clone(),
+            path: self.path.clone(),
+            read: self.read,
+        }
+    }
+}
+
+impl<Resp> Unary<Resp> {
+    /// Calls `path` (`/package.Service/Method`) on `channel`.
+    pub fn new(channel: Channel, path: &'static str, read: fn(&Resp) -> Option<bool>) -> Self {
+        Unary {
+            grpc: Grpc::new(channel),
+            path: PathAndQuery::from_static(path),
+            read,
+        }
+    }
+}
+
+/// Permission.Check, its answer recorded.
+pub fn check(channel: Channel) -> Unary<PermissionCheckResponse> {
+    Unary::new(channel, "/base.v1.Permission/Check", |r| {
+        Some(r.can == CheckResult::Allowed as i32)
+    })
+}
+
+/// Data.Write.
+pub fn write(channel: Channel) -> Unary<DataWriteResponse> {
+    Unary::new(channel, "/base.v1.Data/Write", |_| None)
+}
+
+/// grpc.health.v1.Health/Check.
+pub fn health(channel: Channel) -> Unary<HealthCheckResponse> {
+    Unary::new(channel, "/grpc.health.v1.Health/Check", |_| None)
+}
+
+impl<Resp: prost::Message + Default + Send + Sync + 'static> Caller for Unary<Resp> {
+    type Req = Bytes;
+    async fn call(&mut self, req: Bytes) -> Outcome {
+        if let Err(e) = self.grpc.ready().await {
+            return Outcome::failed(Status::unavailable(format!("connection not ready: {e}")));
+        }
+        let codec = PreEncoded::<Resp>(PhantomData);
+        match self
+            .grpc
+            .unary(tonic::Request::new(req), self.path.clone(), codec)
+            .await
+        {
             Ok(response) => Outcome {
-                allowed: Some(response.get_ref().can == CheckResult::Allowed as i32),
+                allowed: (self.read)(response.get_ref()),
                 ..Outcome::default()
             },
             Err(status) => Outcome::failed(status),
         }
+    }
+}
+
+/// Sends protobuf bytes as they are; decodes the response with prost.
+struct PreEncoded<Resp>(PhantomData<fn() -> Resp>);
+
+impl<Resp: prost::Message + Default + Send + 'static> Codec for PreEncoded<Resp> {
+    type Encode = Bytes;
+    type Decode = Resp;
+    type Encoder = BytesEncoder;
+    type Decoder = ProstDecoder<Resp>;
+
+    fn encoder(&mut self) -> BytesEncoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> ProstDecoder<Resp> {
+        ProstDecoder::default()
+    }
+}
+
+struct BytesEncoder;
+
+impl Encoder for BytesEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
     }
 }
 
@@ -107,34 +194,6 @@ impl Caller for LookupEntityStreamCaller {
                     return outcome;
                 }
             }
-        }
-    }
-}
-
-/// Data.Write.
-#[derive(Clone)]
-pub struct WriteCaller(pub DataClient<Channel>);
-
-impl Caller for WriteCaller {
-    type Req = DataWriteRequest;
-    async fn call(&mut self, req: Self::Req) -> Outcome {
-        match self.0.write(req).await {
-            Ok(_) => Outcome::default(),
-            Err(status) => Outcome::failed(status),
-        }
-    }
-}
-
-/// grpc.health.v1.Health/Check.
-#[derive(Clone)]
-pub struct HealthCaller(pub HealthClient<Channel>);
-
-impl Caller for HealthCaller {
-    type Req = HealthCheckRequest;
-    async fn call(&mut self, req: Self::Req) -> Outcome {
-        match self.0.check(req).await {
-            Ok(_) => Outcome::default(),
-            Err(status) => Outcome::failed(status),
         }
     }
 }
@@ -395,6 +454,10 @@ pub async fn drive<C: Caller>(
         rate: settings.rate,
         timeout: settings.timeout,
     });
+    let pacer = match plan.rate {
+        Some(rate) => Some(Arc::new(Pacer::start(&plan, rate)?)),
+        None => None,
+    };
     let progress = settings
         .progress
         .then(|| Progress::start(settings, start, &shared));
@@ -406,6 +469,7 @@ pub async fn drive<C: Caller>(
             Arc::clone(&pool),
             Arc::clone(&shared),
             Arc::clone(&plan),
+            pacer.clone(),
             w % shard_count,
             stop.clone(),
         ));
@@ -417,6 +481,7 @@ pub async fn drive<C: Caller>(
         }
     }
     let elapsed = start.elapsed();
+    drop(pacer);
     if let Some(progress) = progress {
         progress.finish();
     }
@@ -436,6 +501,7 @@ async fn worker<C: Caller>(
     pool: Arc<Pool<C::Req>>,
     shared: Arc<Shared>,
     plan: Arc<Plan>,
+    pacer: Option<Arc<Pacer>>,
     shard: usize,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -443,24 +509,16 @@ async fn worker<C: Caller>(
         if *stop.borrow() {
             break;
         }
+        if let Some(pacer) = &pacer {
+            tokio::select! {
+                biased;
+                Ok(()) = stop.changed() => break,
+                released = pacer.next() => if !released { break },
+            }
+        }
         let i = shared.next.fetch_add(1, Relaxed);
         if i >= plan.limit {
             break;
-        }
-        if let Some(rate) = plan.rate {
-            // Request i is due at start + i / rate, whichever worker takes it: an even pace
-            // over all workers. A late worker sends at once (the schedule catches up).
-            let due = plan.start + Duration::from_secs_f64(i as f64 / rate);
-            if plan.deadline.is_some_and(|deadline| due >= deadline) {
-                break;
-            }
-            if due > Instant::now() {
-                tokio::select! {
-                    biased;
-                    Ok(()) = stop.changed() => break,
-                    () = tokio::time::sleep_until(due.into()) => {}
-                }
-            }
         }
         if plan
             .deadline
@@ -483,6 +541,87 @@ async fn worker<C: Caller>(
         let finished = Instant::now();
 
         shared.record(shard, C::STREAMING, sent, finished, outcome);
+    }
+}
+
+/// Releases requests at the target rate from a thread of its own: request `i` may leave at
+/// `start + i / rate`, whichever worker takes it, and a late worker sends at once (the
+/// schedule catches up). Workers sleeping on tokio timers instead would leave in bursts, since
+/// those tick once a millisecond (ten requests at a time at 10,000/s); a thread sleeps to
+/// within tens of microseconds.
+struct Pacer {
+    permits: Arc<Semaphore>,
+    /// Requests the run may send (the limit, or those due before the deadline).
+    last: u64,
+    /// Permits taken so far: past `last` they only tell a worker that the run is over.
+    taken: AtomicU64,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pacer {
+    fn start(plan: &Plan, rate: f64) -> Result<Pacer, LoadgenError> {
+        let permits = Arc::new(Semaphore::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (start, limit, deadline) = (plan.start, plan.limit, plan.deadline);
+        // How many requests are due by `t` (at most `limit`, and none at or past the deadline).
+        let due_by = move |t: Instant| -> u64 {
+            let upto = |t: Instant| (t - start).as_secs_f64() * rate;
+            let mut n = (upto(t).floor() + 1.0).min(limit as f64);
+            if let Some(d) = deadline {
+                n = n.min(upto(d).ceil());
+            }
+            n as u64
+        };
+        let (out, halt) = (Arc::clone(&permits), Arc::clone(&stop));
+        let last = deadline.map_or(limit, due_by);
+        let thread = std::thread::Builder::new()
+            .name("lookout-loadgen-pacer".to_owned())
+            .spawn(move || {
+                let mut released = 0;
+                while released < last && !halt.load(Relaxed) {
+                    let now = Instant::now();
+                    let due = due_by(now);
+                    if due > released {
+                        out.add_permits(usize::try_from(due - released).unwrap_or(usize::MAX >> 4));
+                        released = due;
+                        continue;
+                    }
+                    let next = start + Duration::from_secs_f64(released as f64 / rate);
+                    std::thread::park_timeout(next.saturating_duration_since(now));
+                }
+                // Wake every waiting worker; `next` tells them apart from the real ones.
+                out.add_permits(Semaphore::MAX_PERMITS / 2);
+            })
+            .map_err(|e| LoadgenError::Worker(format!("cannot start the pacing thread: {e}")))?;
+        Ok(Pacer {
+            permits,
+            last,
+            taken: AtomicU64::new(0),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits for the next request's turn; `false` once no more will come.
+    async fn next(&self) -> bool {
+        match self.permits.acquire().await {
+            Ok(permit) => {
+                permit.forget();
+                self.taken.fetch_add(1, Relaxed) < self.last
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for Pacer {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
     }
 }
 
@@ -554,6 +693,44 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan(limit: u64, deadline: Option<Duration>, rate: f64) -> Plan {
+        let start = Instant::now();
+        Plan {
+            start,
+            limit,
+            deadline: deadline.map(|d| start + d),
+            rate: Some(rate),
+            timeout: None,
+        }
+    }
+
+    /// Request `k` is never released before `start + k / rate`, every request of the limit is
+    /// released, and with a deadline exactly those due before it.
+    #[test]
+    fn the_pacer_releases_each_request_on_time_and_no_more() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let plan = plan(400, None, 20_000.0);
+        let pacer = Pacer::start(&plan, 20_000.0).unwrap();
+        let mut k = 0u32;
+        while rt.block_on(pacer.next()) {
+            let due = plan.start + Duration::from_secs_f64(f64::from(k) / 20_000.0);
+            assert!(Instant::now() >= due, "request {k} released early");
+            k += 1;
+        }
+        assert_eq!(k, 400);
+
+        let plan = super::tests::plan(u64::MAX, Some(Duration::from_millis(30)), 1_000.0);
+        let pacer = Pacer::start(&plan, 1_000.0).unwrap();
+        let mut n = 0;
+        while rt.block_on(pacer.next()) {
+            n += 1;
+        }
+        assert_eq!(n, 30, "requests due at 0, 1, ..., 29 ms");
+        assert!(plan.start.elapsed() >= Duration::from_millis(29));
+    }
 
     #[test]
     fn tallies_count_by_code_and_merge() {

@@ -16,6 +16,10 @@
 //!   as IDs/s, on the load generator's connection settings), on both servers.
 //! - `lookup_subject`: Permission.LookupSubject "which users can view document N/2" on the
 //!   cache-off server.
+//! - `cache_across_writes`: on the cached server, a Data.Write banning a new user on a document,
+//!   then a fixed check of `folder.view` (which the write cannot change: the entry stays valid)
+//!   or of `document.view` (which it can: the entry is invalidated). The result cache's hits and
+//!   misses over each are printed as a hit ratio.
 //! - `watch_fanout`: 1, then 100 Watch subscribers (one connection each) on the cached server; each
 //!   iteration writes one new tuple through Data.Write and waits until all of them have received
 //!   the change. Criterion reports that time; at the end the per-subscriber latencies
@@ -483,6 +487,60 @@ fn watch_fanout(c: &mut Criterion, rt: &Runtime, cached: &Server, count: usize) 
     }
 }
 
+/// The result cache across writes, on the cached server: each iteration bans a new user on
+/// document 1 through Data.Write, then checks one fixed question. `folder.view` cannot depend on
+/// `document#banned`, so its entry stays valid across the writes; `document.view` does, so each
+/// write invalidates it. The hit ratio of each kind is printed after it.
+fn cache_across_writes(c: &mut Criterion, rt: &Runtime, cached: &Server) {
+    let data = DataClient::new(cached.channel.clone());
+    let client = PermissionClient::new(cached.channel.clone());
+    let mut next_ban = 0u64;
+    let mut group = c.benchmark_group("cache_across_writes");
+    group.sample_size(20);
+    for (ty, what) in [
+        ("folder", "folder.view: the writes cannot change it"),
+        ("document", "document.view: every write invalidates it"),
+    ] {
+        let question = PermissionCheckRequest {
+            tenant_id: TENANT.to_owned(),
+            entity: entity(ty, 1),
+            permission: "view".to_owned(),
+            subject: user(0),
+            ..Default::default()
+        };
+        let before = cached.handle.service.cache.stats();
+        group.bench_function(format!("write one ban, then check {what}"), |b| {
+            b.to_async(rt).iter(|| {
+                next_ban += 1;
+                let write = DataWriteRequest {
+                    tenant_id: TENANT.to_owned(),
+                    tuples: vec![Tuple {
+                        entity: entity("document", 1),
+                        relation: "banned".to_owned(),
+                        subject: user(format!("banned-{ty}-{next_ban}")),
+                    }],
+                    ..Default::default()
+                };
+                let (mut data, mut client, question) =
+                    (data.clone(), client.clone(), question.clone());
+                async move {
+                    data.write(write)
+                        .await
+                        .unwrap_or_else(|s| panic!("Data.Write: {} ({:?})", s.message(), s.code()));
+                    check(&mut client, question).await
+                }
+            })
+        });
+        let after = cached.handle.service.cache.stats();
+        let (hits, misses) = (after.hits - before.hits, after.misses - before.misses);
+        eprintln!(
+            "cache_across_writes, {what}: {hits} hits, {misses} misses (hit ratio {:.3})",
+            hits as f64 / (hits + misses).max(1) as f64
+        );
+    }
+    group.finish();
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
@@ -502,7 +560,8 @@ fn benches(c: &mut Criterion) {
     server_check(c, &rt, &cold, &cached, n);
     lookup_entity_stream(c, &rt, [&cold, &cached]);
     lookup_subject(c, &rt, &cold, n);
-    // Last: it writes to the cached server.
+    // Last: these write to the cached server.
+    cache_across_writes(c, &rt, &cached);
     watch_fanout(c, &rt, &cached, 1);
     watch_fanout(c, &rt, &cached, 100);
 

@@ -34,7 +34,8 @@ use crate::model::{Attribute, EntityRef, SubjectRef, Tuple};
 use crate::schema::{Member, Schema, SchemaError, TypeId};
 
 pub use expand::{ExpandNode, ExpandOp};
-pub use plan::{Plan, Slot};
+pub use plan::Plan;
+use plan::Slot;
 
 /// The smallest depth a check accepts, as in Permify.
 pub const MIN_DEPTH: u32 = 3;

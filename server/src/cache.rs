@@ -30,13 +30,33 @@ struct Entry {
     value: Cached,
 }
 
-/// Identifies one question: the tenant incarnation, the schema version and a fingerprint of
-/// the request's content (without tokens or paging).
+/// Identifies one question: the tenant incarnation, and the schema version followed by the
+/// request's protobuf encoding (without tokens or paging; see [`CacheKey::new`]). The key holds
+/// the question itself rather than a hash of it, so two questions never share an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     pub tenant: u64,
-    pub schema_version: Arc<str>,
-    pub query: u64,
+    pub question: Box<[u8]>,
+}
+
+impl CacheKey {
+    /// The key of `request` under `schema_version` of tenant incarnation `tenant`.
+    pub fn new(tenant: u64, schema_version: &str, request: &impl prost::Message) -> CacheKey {
+        let version = schema_version.as_bytes();
+        let mut question = Vec::with_capacity(4 + version.len() + request.encoded_len());
+        // The version's length first: no version and request pair reads as another.
+        question.extend_from_slice(
+            &u32::try_from(version.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        question.extend_from_slice(version);
+        request.encode_raw(&mut question);
+        CacheKey {
+            tenant,
+            question: question.into_boxed_slice(),
+        }
+    }
 }
 
 /// Cheap to clone: clones share the entries and the counters.
@@ -166,11 +186,7 @@ mod tests {
     #[test]
     fn entries_survive_unrelated_writes_and_die_on_related_ones() {
         let cache = ResultCache::new(1000);
-        let k = CacheKey {
-            tenant: 1,
-            schema_version: Arc::from("v1"),
-            query: 42,
-        };
+        let k = CacheKey::new(1, "v1", &lookout_proto::v1::Tuple::default());
         let deps: Arc<[DataKey]> = Arc::from(vec![key("viewer")]);
         cache.insert(k.clone(), 5, deps, Cached::Check(true));
         let mut clock = Clock(HashMap::from([(key("viewer"), 3), (key("owner"), 9)]));
@@ -191,11 +207,7 @@ mod tests {
     #[test]
     fn capacity_zero_holds_nothing() {
         let cache = ResultCache::new(0);
-        let k = CacheKey {
-            tenant: 1,
-            schema_version: Arc::from("v1"),
-            query: 42,
-        };
+        let k = CacheKey::new(1, "v1", &lookout_proto::v1::Tuple::default());
         cache.insert(
             k.clone(),
             5,

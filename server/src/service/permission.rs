@@ -215,7 +215,7 @@ impl Service {
 
     pub async fn check(
         &self,
-        req: v1::PermissionCheckRequest,
+        mut req: v1::PermissionCheckRequest,
     ) -> Result<v1::PermissionCheckResponse, ApiError> {
         let meta = req.metadata.clone().unwrap_or_default();
         let depth = self.depth(meta.depth)?;
@@ -223,13 +223,11 @@ impl Service {
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
         permission_name(&req.permission)?;
         let p = self.prepare(&req).await?;
-        let cache = self.cache_slot(&p, &entity.ty, &req.permission, || {
-            let mut key = req.clone();
-            if let Some(m) = key.metadata.as_mut() {
-                m.snap_token.clear();
-            }
-            key
-        });
+        // The snap token only chose the snapshot: the answer is cached for the question.
+        if let Some(m) = req.metadata.as_mut() {
+            m.snap_token.clear();
+        }
+        let cache = self.cache_slot(&p, &entity.ty, &req.permission, &req);
         if let Some((key, _)) = &cache
             && let Some(Cached::Check(allowed)) =
                 self.cache
@@ -276,12 +274,12 @@ impl Service {
 
     /// The cache key and dependencies for a question, when its answer may be cached: no
     /// contextual tuples or attributes, and a permission the schema knows.
-    fn cache_slot<M: prost::Message>(
+    fn cache_slot(
         &self,
         p: &Prepared,
         entity_type: &str,
         permission: &str,
-        key_request: impl FnOnce() -> M,
+        question: &impl prost::Message,
     ) -> Option<(CacheKey, Arc<[DataKey]>)> {
         if !self.cache.enabled() || !p.context.tuples.is_empty() || !p.context.attributes.is_empty()
         {
@@ -289,11 +287,7 @@ impl Service {
         }
         let (ty, member) = p.schema.model.resolve(entity_type, permission)?;
         let deps = p.schema.model.dependencies(ty, member);
-        let key = CacheKey {
-            tenant: p.tenant.incarnation,
-            schema_version: Arc::from(p.schema.version.as_str()),
-            query: query_fingerprint(&key_request()),
-        };
+        let key = CacheKey::new(p.tenant.incarnation, &p.schema.version, question);
         Some((key, deps))
     }
 
@@ -411,11 +405,9 @@ impl Service {
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
         let mut p = self.prepare(req).await?;
         let (query, after, fingerprint_of) = self.lookup_start(&mut p, req).await?;
-        let cache = self.cache_slot(&p, &req.entity_type, &req.permission, || {
-            let mut key = fingerprint_of.clone();
-            key.tenant_id = String::from("lookup_entity");
-            key
-        });
+        let mut question = fingerprint_of.clone();
+        question.tenant_id = String::from("lookup_entity");
+        let cache = self.cache_slot(&p, &req.entity_type, &req.permission, &question);
         if let Some((key, _)) = &cache
             && let Some(Cached::Set(numbers)) =
                 self.cache

@@ -1423,3 +1423,67 @@ async fn a_stream_past_its_prefix_sends_every_id_once_in_order() {
         assert_eq!(rest, ids[k + 1..], "resumed after {k}");
     }
 }
+
+/// The result cache answers a question again from the cache whatever snap token it carries,
+/// keeps questions and schema versions apart, and drops an answer a related write changes.
+#[tokio::test]
+async fn check_answers_are_cached_per_question_and_schema_version() {
+    let s = with_schema().await;
+    let token = write(&s, &["doc:1#viewer@user:1"], &[]).await.unwrap();
+    let ask = |doc: &str, user: &str, snap_token: &str, schema_version: &str| {
+        v1::PermissionCheckRequest {
+            tenant_id: "t1".into(),
+            metadata: Some(v1::PermissionCheckRequestMetadata {
+                snap_token: snap_token.into(),
+                schema_version: schema_version.into(),
+                depth: 0,
+            }),
+            entity: Some(v1::Entity {
+                r#type: "doc".into(),
+                id: doc.into(),
+            }),
+            permission: "view".into(),
+            subject: Some(v1::Subject {
+                r#type: "user".into(),
+                id: user.into(),
+                relation: String::new(),
+            }),
+            ..Default::default()
+        }
+    };
+    let allowed = v1::CheckResult::Allowed as i32;
+    let denied = v1::CheckResult::Denied as i32;
+    let stats = || {
+        let st = s.cache.stats();
+        (st.hits, st.misses)
+    };
+
+    assert_eq!(s.check(ask("1", "1", "", "")).await.unwrap().can, allowed);
+    assert_eq!(stats(), (0, 1));
+    // The same question with a snap token: answered from the cache.
+    assert_eq!(
+        s.check(ask("1", "1", &token, "")).await.unwrap().can,
+        allowed
+    );
+    assert_eq!(stats(), (1, 1));
+    // Another question: its own entry.
+    assert_eq!(s.check(ask("1", "2", "", "")).await.unwrap().can, denied);
+    assert_eq!(stats(), (1, 2));
+
+    // A new schema version: the same request (naming no version) is another question.
+    s.schema_write(v1::SchemaWriteRequest {
+        tenant_id: "t1".into(),
+        schema: format!("{SCHEMA}\nentity extra {{}}"),
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.check(ask("1", "1", "", "")).await.unwrap().can, allowed);
+    assert_eq!(stats(), (1, 3));
+    assert_eq!(s.check(ask("1", "1", "", "")).await.unwrap().can, allowed);
+    assert_eq!(stats(), (2, 3));
+
+    // A related write: the cached answer is not used, and the new one is right.
+    write(&s, &["doc:1#banned@user:1"], &[]).await.unwrap();
+    assert_eq!(s.check(ask("1", "1", "", "")).await.unwrap().can, denied);
+    assert_eq!(stats(), (2, 4));
+}

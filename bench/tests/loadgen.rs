@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use lookout_bench::loadgen::{self, Args};
+use lookout_proto::v1::permission_client::PermissionClient;
+use lookout_proto::v1::{CheckResult, Entity, PermissionCheckRequest, Subject};
 use lookout_server::config::Config;
 use lookout_server::serve::{self, Handle};
 
@@ -164,4 +166,62 @@ async fn the_binary_reports_json_and_counts_errors_by_code() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to 127.0.0.1:1"));
 
     handle.shutdown().await.expect("clean shutdown");
+}
+
+/// `social:N` loads Permify's load-test model, attributes included (one content in four is
+/// public, so some checks must be allowed), and its generated checks get answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_social_data_set_loads_and_answers() {
+    let handle = server().await;
+    let report = loadgen::run(&args(
+        handle.grpc_addr,
+        &[
+            "--call",
+            "check",
+            "--total",
+            "400",
+            "--dataset",
+            "social:40",
+            "--setup",
+        ],
+    ))
+    .await
+    .expect("the social run completes");
+    assert_eq!(report.errors, 0, "{}", report.to_text());
+    let setup = report.setup.as_ref().expect("setup ran");
+    // 40 × (self, owner, creator, parent) + 39 follows + 38 blocks.
+    assert_eq!(setup.tuples, 40 * 4 + 39 + 38, "{setup:?}");
+    let checks = report.check.expect("check answers are reported");
+    assert!(checks.allowed > 0 && checks.denied > 0, "{checks:?}");
+
+    // The attributes arrived: content 0 is public (its owner, user 0, blocks only user 2), so
+    // user 5 views it through `is_public` alone; content 1 is not public, and user 5 neither
+    // owns it nor follows its owner.
+    let mut client = PermissionClient::connect(format!("http://{}", handle.grpc_addr))
+        .await
+        .expect("a client connects");
+    for (content, want) in [("0", CheckResult::Allowed), ("1", CheckResult::Denied)] {
+        let can = client
+            .check(PermissionCheckRequest {
+                tenant_id: "t1".into(),
+                entity: Some(Entity {
+                    r#type: "content".into(),
+                    id: content.into(),
+                }),
+                permission: "view".into(),
+                subject: Some(Subject {
+                    r#type: "user".into(),
+                    id: "5".into(),
+                    relation: String::new(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("the check answers")
+            .into_inner()
+            .can;
+        assert_eq!(can, want as i32, "content:{content}");
+    }
+    drop(client);
+    handle.shutdown().await.expect("the server stops");
 }

@@ -85,7 +85,9 @@ pub struct Args {
     pub data: Option<PathBuf>,
 
     /// The data set that generated requests draw from and --setup loads: `docs:N` is the
-    /// document model of `lookout_bench::docs` with N documents (`docs:10k` works too).
+    /// document model of `lookout_bench::docs` with N documents (`docs:10k` works too);
+    /// `social:N` is Permify's load-test model (`lookout_bench::social`) with N users, contents
+    /// and interactions, where checks ask `content.view` or `interaction.view`.
     #[arg(long, default_value = "docs:10000", value_parser = parse_dataset)]
     pub dataset: Dataset,
 
@@ -180,17 +182,20 @@ pub enum OutputFormat {
 pub enum Dataset {
     /// [`crate::docs`] with this many documents.
     Docs(u64),
+    /// [`crate::social`] with this many users, contents and interactions.
+    Social(u64),
 }
 
 impl std::fmt::Display for Dataset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Dataset::Docs(n) => write!(f, "docs:{n}"),
+            Dataset::Social(n) => write!(f, "social:{n}"),
         }
     }
 }
 
-/// `docs:N`.
+/// `docs:N` or `social:N`.
 pub fn parse_dataset(s: &str) -> Result<Dataset, String> {
     let (model, size) = s
         .split_once(':')
@@ -203,7 +208,16 @@ pub fn parse_dataset(s: &str) -> Result<Dataset, String> {
             }
             Ok(Dataset::Docs(n))
         }
-        other => Err(format!("unknown data set model `{other}` (known: docs)")),
+        "social" => {
+            let n = parse_count(size)?;
+            if n == 0 {
+                return Err("the social data set needs at least one user".to_owned());
+            }
+            Ok(Dataset::Social(n))
+        }
+        other => Err(format!(
+            "unknown data set model `{other}` (known: docs, social)"
+        )),
     }
 }
 
@@ -299,6 +313,9 @@ mod tests {
         assert!(parse_dataset("docs").is_err());
         assert!(parse_dataset("github:10").is_err());
         assert_eq!(Dataset::Docs(5).to_string(), "docs:5");
+        assert_eq!(parse_dataset("social:100k"), Ok(Dataset::Social(100_000)));
+        assert_eq!(Dataset::Social(7).to_string(), "social:7");
+        assert!(parse_dataset("social:0").is_err());
     }
 
     #[test]

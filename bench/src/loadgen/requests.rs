@@ -25,6 +25,9 @@ use bytes::Bytes;
 /// Requests built ahead of the run, at most.
 pub const PREBUILD: u64 = 65_536;
 
+/// The entity type of the docs model's checks, lookups and writes.
+const DOCS_ENTITY: &str = "document";
+
 /// Parameters of generated requests.
 #[derive(Debug, Clone)]
 pub struct Generator {
@@ -44,61 +47,92 @@ impl Generator {
         Rng::new(base.wrapping_add(i.wrapping_mul(0xd1b5_4a32_d192_ed03)))
     }
 
-    fn shape(&self) -> Shape {
+    /// A random (entity type, entity, user) of the data set: a document in `docs`; a content
+    /// or an interaction, one or the other at random, in `social`.
+    fn pick(&self, rng: &mut Rng) -> (&'static str, u64, u64) {
         match self.dataset {
-            Dataset::Docs(n) => Shape::new(n),
+            Dataset::Docs(n) => {
+                let shape = Shape::new(n);
+                let document = rng.below(shape.documents);
+                (DOCS_ENTITY, document, rng.below(shape.users))
+            }
+            Dataset::Social(n) => {
+                let ty = if rng.below(2) == 0 {
+                    "content"
+                } else {
+                    "interaction"
+                };
+                let entity = rng.below(n);
+                (ty, entity, rng.below(n))
+            }
         }
     }
 
-    /// Permission.Check of a random document for a random user.
+    /// The entity type that lookups list, and the number of users.
+    fn lookup_space(&self) -> (&'static str, u64) {
+        match self.dataset {
+            Dataset::Docs(n) => (DOCS_ENTITY, Shape::new(n).users),
+            Dataset::Social(n) => ("content", n),
+        }
+    }
+
+    /// Permission.Check of a random entity (see [`Generator::pick`]) for a random user.
     pub fn check(&self, i: u64) -> PermissionCheckRequest {
-        let shape = self.shape();
         let mut rng = self.rng(i);
-        let document = rng.below(shape.documents);
-        let user = rng.below(shape.users);
+        let (ty, id, user) = self.pick(&mut rng);
         PermissionCheckRequest {
             tenant_id: self.tenant.clone(),
             metadata: Some(PermissionCheckRequestMetadata {
                 depth: self.depth,
                 ..Default::default()
             }),
-            entity: Some(entity("document", document)),
+            entity: Some(entity(ty, id)),
             permission: self.permission.clone(),
             subject: Some(user_subject(user)),
             ..Default::default()
         }
     }
 
-    /// Permission.LookupEntityStream of the documents a random user can see.
+    /// Permission.LookupEntityStream of the documents (contents in `social`) a random user can
+    /// see.
     pub fn lookup_entity(&self, i: u64) -> PermissionLookupEntityRequest {
-        let shape = self.shape();
+        let (entity_type, users) = self.lookup_space();
         let mut rng = self.rng(i);
-        let user = rng.below(shape.users);
+        let user = rng.below(users);
         PermissionLookupEntityRequest {
             tenant_id: self.tenant.clone(),
             metadata: Some(PermissionLookupEntityRequestMetadata {
                 depth: self.depth,
                 ..Default::default()
             }),
-            entity_type: "document".to_owned(),
+            entity_type: entity_type.to_owned(),
             permission: self.permission.clone(),
             subject: Some(user_subject(user)),
             ..Default::default()
         }
     }
 
-    /// Data.Write of `write_tuples` tuples `document:D#viewer@user:U` with random D and U.
+    /// Data.Write of `write_tuples` tuples with random IDs: `document:D#viewer@user:U`, or
+    /// `user:A#follower@user:B` in `social`.
     pub fn write(&self, i: u64) -> DataWriteRequest {
-        let shape = self.shape();
         let mut rng = self.rng(i);
         let tuples = (0..self.write_tuples)
-            .map(|_| {
-                let document = rng.below(shape.documents);
-                let user = rng.below(shape.users);
-                Tuple {
-                    entity: Some(entity("document", document)),
-                    relation: "viewer".to_owned(),
-                    subject: Some(user_subject(user)),
+            .map(|_| match self.dataset {
+                Dataset::Docs(_) => {
+                    let (ty, document, user) = self.pick(&mut rng);
+                    Tuple {
+                        entity: Some(entity(ty, document)),
+                        relation: "viewer".to_owned(),
+                        subject: Some(user_subject(user)),
+                    }
+                }
+                Dataset::Social(n) => {
+                    let followed = rng.below(n);
+                    Tuple {
+                        entity: Some(entity("user", followed)),
+                        relation: "follower".to_owned(),
+                        subject: Some(user_subject(rng.below(n))),
+                    }
                 }
             })
             .collect();
@@ -383,6 +417,29 @@ mod tests {
         }
         let big = Pool::generated(g, Generator::check, u64::MAX);
         assert_eq!(big.prebuilt_len() as u64, PREBUILD);
+    }
+
+    #[test]
+    fn social_requests_ask_contents_and_interactions_of_the_data_set() {
+        let g = Generator {
+            dataset: Dataset::Social(50),
+            ..generator(1)
+        };
+        let mut types = HashSet::new();
+        for i in 0..200 {
+            let c = g.check(i);
+            types.insert(c.entity.as_ref().unwrap().r#type.clone());
+            assert!(id_of(&c.entity) < 50 && subject_id(&c.subject) < 50);
+        }
+        assert_eq!(
+            types,
+            HashSet::from(["content".to_owned(), "interaction".to_owned()])
+        );
+        assert_eq!(g.lookup_entity(3).entity_type, "content");
+        let w = g.write(0);
+        assert!(w.tuples.iter().all(|t| t.relation == "follower"
+            && t.entity.as_ref().unwrap().r#type == "user"
+            && id_of(&t.entity) < 50));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `--setup`: create the tenant if needed, write the data set's schema and load its tuples
+//! `--setup`: create the tenant if needed, write the data set's schema and load its tuples (and attributes)
 //! through Data.Write in batches, with a progress bar.
 //!
 //! Tuples are generated on a blocking thread and handed over a small channel, so a large data
@@ -7,14 +7,17 @@
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lookout_engine::model::{SubjectRef, Tuple as EngineTuple};
+use lookout_engine::model::{
+    AttrValue, Attribute as EngineAttribute, SubjectRef, Tuple as EngineTuple,
+};
 use lookout_proto::v1::data_client::DataClient;
 use lookout_proto::v1::schema_client::SchemaClient;
 use lookout_proto::v1::tenancy_client::TenancyClient;
 use lookout_proto::v1::{
-    DataWriteRequest, DataWriteRequestMetadata, Entity, SchemaWriteRequest, Subject,
-    TenantCreateRequest, Tuple,
+    Attribute, BooleanValue, DataWriteRequest, DataWriteRequestMetadata, Entity,
+    SchemaWriteRequest, Subject, TenantCreateRequest, Tuple,
 };
+use prost::Message;
 use serde::Serialize;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -22,6 +25,7 @@ use tonic::transport::Channel;
 use super::LoadgenError;
 use super::cli::Dataset;
 use crate::docs::{self, Shape};
+use crate::social;
 
 /// The tenant every Lookout server has.
 const DEFAULT_TENANT: &str = "t1";
@@ -69,30 +73,42 @@ pub async fn load(
         }
     }
 
-    let Dataset::Docs(documents) = dataset;
+    let (schema, estimate) = match dataset {
+        Dataset::Docs(documents) => (docs::SCHEMA, estimate_docs_tuples(documents)),
+        // About six tuples per index (see `social`).
+        Dataset::Social(n) => (social::SCHEMA, n.saturating_mul(6)),
+    };
     let schema_version = SchemaClient::new(channel.clone())
         .write(SchemaWriteRequest {
             tenant_id: tenant.to_owned(),
-            schema: docs::SCHEMA.to_owned(),
+            schema: schema.to_owned(),
         })
         .await
         .map_err(|s| failed("writing the schema", s))?
         .into_inner()
         .schema_version;
 
-    let bar = progress_bar(progress, estimate_docs_tuples(documents));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Tuple>>(4);
+    let bar = progress_bar(progress, estimate);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<Tuple>, Vec<Attribute>)>(4);
     let generator = tokio::task::spawn_blocking(move || {
-        docs::generate(documents, seed, batch, |tuples| {
-            // A closed channel means the writes failed; the rest is generated and dropped.
-            let _ = tx.blocking_send(tuples.into_iter().map(to_proto).collect());
-        });
+        // A closed channel means the writes failed; the rest is generated and dropped.
+        match dataset {
+            Dataset::Docs(documents) => docs::generate(documents, seed, batch, |tuples| {
+                let _ = tx.blocking_send((tuples.into_iter().map(to_proto).collect(), Vec::new()));
+            }),
+            Dataset::Social(n) => social::generate(n, batch, |tuples, attributes| {
+                let _ = tx.blocking_send((
+                    tuples.into_iter().map(to_proto).collect(),
+                    attributes.into_iter().map(attribute_to_proto).collect(),
+                ));
+            }),
+        }
     });
 
     let mut data = DataClient::new(channel);
     let mut tuples = 0u64;
     let mut writes = 0u64;
-    while let Some(batch) = rx.recv().await {
+    while let Some((batch, attributes)) = rx.recv().await {
         let n = batch.len() as u64;
         data.write(DataWriteRequest {
             tenant_id: tenant.to_owned(),
@@ -100,7 +116,7 @@ pub async fn load(
                 schema_version: schema_version.clone(),
             }),
             tuples: batch,
-            attributes: Vec::new(),
+            attributes,
         })
         .await
         .map_err(|s| failed("writing tuples", s))?;
@@ -152,6 +168,23 @@ pub fn estimate_docs_tuples(documents: u64) -> u64 {
         + documents * 3
         + documents / 3
         + documents / 100
+}
+
+/// A boolean attribute (the only kind the data sets have) as Permify sends it: the value a
+/// `google.protobuf.Any` holding a `base.v1.BooleanValue`.
+fn attribute_to_proto(a: EngineAttribute) -> Attribute {
+    let data = matches!(a.value, AttrValue::Boolean(true));
+    Attribute {
+        entity: Some(Entity {
+            r#type: a.entity.ty,
+            id: a.entity.id,
+        }),
+        attribute: a.name,
+        value: Some(prost_types::Any {
+            type_url: "type.googleapis.com/base.v1.BooleanValue".to_owned(),
+            value: BooleanValue { data }.encode_to_vec(),
+        }),
+    }
 }
 
 fn to_proto(t: EngineTuple) -> Tuple {

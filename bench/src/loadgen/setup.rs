@@ -1,5 +1,5 @@
-//! `--setup`: create the tenant if needed, write the data set's schema and load its tuples (and attributes)
-//! through Data.Write in batches, with a progress bar.
+//! `--setup`: create the tenant if needed, write the data set's schema and load its tuples
+//! (and attributes) through Data.Write in batches, with a progress bar.
 //!
 //! Tuples are generated on a blocking thread and handed over a small channel, so a large data
 //! set is never held in memory whole and generation overlaps the writes.

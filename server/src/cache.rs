@@ -92,19 +92,20 @@ pub trait ChangeClock {
 }
 
 impl ResultCache {
-    /// A cache holding at most `capacity` weight units (a check counts 1, a set its bytes / 64);
-    /// with capacity 0 it holds nothing and every lookup is a miss.
+    /// A cache holding at most `capacity` weight units (a check answer counts 1, a set its
+    /// bytes / 64, and either 1 more per 64 bytes of its question, so large requests cannot
+    /// fill memory under a small weight); with capacity 0 it holds nothing and every lookup is
+    /// a miss.
     pub fn new(capacity: u64) -> ResultCache {
         let entries = (capacity > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(capacity)
-                .weigher(|_k: &CacheKey, e: &Arc<Entry>| -> u32 {
-                    match &e.value {
+                .weigher(|k: &CacheKey, e: &Arc<Entry>| -> u32 {
+                    let answer = match &e.value {
                         Cached::Check(_) => 1,
-                        Cached::Set(set) => {
-                            u32::try_from(set.serialized_size() / 64 + 1).unwrap_or(u32::MAX)
-                        }
-                    }
+                        Cached::Set(set) => set.serialized_size() / 64 + 1,
+                    };
+                    u32::try_from(answer + k.question.len() / 64).unwrap_or(u32::MAX)
                 })
                 .build()
         });
@@ -202,6 +203,29 @@ mod tests {
         assert!(cache.get(&k, 9, &clock).is_none());
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses), (2, 2));
+    }
+
+    #[test]
+    fn large_questions_weigh_by_their_size() {
+        let cache = ResultCache::new(10);
+        let small = CacheKey::new(1, "v1", &lookout_proto::v1::Tuple::default());
+        let big = CacheKey::new(
+            1,
+            "v1",
+            &lookout_proto::v1::Tuple {
+                relation: "r".repeat(64 * 20),
+                ..Default::default()
+            },
+        );
+        let deps: Arc<[DataKey]> = Arc::from(vec![key("viewer")]);
+        cache.insert(big.clone(), 1, deps.clone(), Cached::Check(true));
+        cache.insert(small.clone(), 1, deps, Cached::Check(true));
+        let entries = cache.entries.as_ref().unwrap();
+        entries.run_pending_tasks();
+        // The big question weighs 21 units: more than the whole cache.
+        assert!(entries.get(&big).is_none());
+        assert!(entries.get(&small).is_some());
+        assert!(entries.weighted_size() <= 10);
     }
 
     #[test]

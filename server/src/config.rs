@@ -158,8 +158,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "LOOKOUT_STREAM_BUFFER")]
     pub stream_buffer: Option<usize>,
 
-    /// Weight of the result cache: a check answer counts 1, a lookup result its bytes / 64;
-    /// 0 turns the cache off [default: 1000000].
+    /// Weight of the result cache: a check answer counts 1, a lookup result its bytes / 64,
+    /// each 1 more per 64 bytes of its request; 0 turns the cache off [default: 1000000].
     #[arg(long, value_name = "N", env = "LOOKOUT_CACHE_CAPACITY")]
     pub cache_capacity: Option<u64>,
 

@@ -404,8 +404,7 @@ impl Service {
         permission_name(&req.permission)?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
         let mut p = self.prepare(req).await?;
-        let (query, after, fingerprint_of) = self.lookup_start(&mut p, req).await?;
-        let mut question = fingerprint_of.clone();
+        let (query, after, mut question) = self.lookup_start(&mut p, req).await?;
         question.tenant_id = String::from("lookup_entity");
         let cache = self.cache_slot(&p, &req.entity_type, &req.permission, &question);
         if let Some((key, _)) = &cache

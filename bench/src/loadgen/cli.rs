@@ -157,13 +157,18 @@ impl Call {
         }
     }
 
-    /// The gRPC method path, `package.Service/Method`.
+    /// The gRPC method, `package.Service/Method`.
     pub fn method(self) -> &'static str {
+        self.path().trim_start_matches('/')
+    }
+
+    /// The HTTP/2 path of the method, `/package.Service/Method`.
+    pub fn path(self) -> &'static str {
         match self {
-            Call::Check => "base.v1.Permission/Check",
-            Call::LookupEntityStream => "base.v1.Permission/LookupEntityStream",
-            Call::Write => "base.v1.Data/Write",
-            Call::Health => "grpc.health.v1.Health/Check",
+            Call::Check => "/base.v1.Permission/Check",
+            Call::LookupEntityStream => "/base.v1.Permission/LookupEntityStream",
+            Call::Write => "/base.v1.Data/Write",
+            Call::Health => "/grpc.health.v1.Health/Check",
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use bytes::Bytes;
 use lookout_proto::json::{self, JsonError};
 use lookout_proto::v1::{
     DataWriteRequest, DataWriteRequestMetadata, Entity, PermissionCheckRequest,
@@ -20,7 +21,6 @@ use super::LoadgenError;
 use super::cli::Dataset;
 use crate::docs::Shape;
 use crate::rng::Rng;
-use bytes::Bytes;
 
 /// Requests built ahead of the run, at most.
 pub const PREBUILD: u64 = 65_536;

@@ -3,18 +3,18 @@
 //!
 //! The timed section of a request is just the call: its message is taken from the pool (the
 //! prebuilt bytes of a unary request, a clone of a prebuilt stream request, or generated)
-//! before the clock starts, and the outcome is recorded after it stops. Recording touches a histogram under an uncontended mutex (workers
-//! are spread over up to 16 shards) and three atomic counters that the progress bar reads.
+//! before the clock starts, and the outcome is recorded after it stops. Recording touches a
+//! histogram under an uncontended mutex (workers are spread over up to 16 shards) and three
+//! atomic counters that the progress bar reads.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::marker::PhantomData;
-
 use bytes::{BufMut, Bytes};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lookout_proto::v1::permission_client::PermissionClient;
 use lookout_proto::v1::{
     CheckResult, DataWriteResponse, PermissionCheckResponse, PermissionLookupEntityRequest,
@@ -30,6 +30,7 @@ use tonic_health::pb::HealthCheckResponse;
 use tonic_prost::ProstDecoder;
 
 use super::LoadgenError;
+use super::cli::Call;
 use super::histogram::Latencies;
 use super::requests::Pool;
 
@@ -89,11 +90,11 @@ impl<Resp> Clone for Unary<Resp> {
 }
 
 impl<Resp> Unary<Resp> {
-    /// Calls `path` (`/package.Service/Method`) on `channel`.
-    pub fn new(channel: Channel, path: &'static str, read: fn(&Resp) -> Option<bool>) -> Self {
+    /// Calls `call`'s method on `channel`.
+    pub fn new(channel: Channel, call: Call, read: fn(&Resp) -> Option<bool>) -> Self {
         Unary {
             grpc: Grpc::new(channel),
-            path: PathAndQuery::from_static(path),
+            path: PathAndQuery::from_static(call.path()),
             read,
         }
     }
@@ -101,19 +102,19 @@ impl<Resp> Unary<Resp> {
 
 /// Permission.Check, its answer recorded.
 pub fn check(channel: Channel) -> Unary<PermissionCheckResponse> {
-    Unary::new(channel, "/base.v1.Permission/Check", |r| {
+    Unary::new(channel, Call::Check, |r| {
         Some(r.can == CheckResult::Allowed as i32)
     })
 }
 
 /// Data.Write.
 pub fn write(channel: Channel) -> Unary<DataWriteResponse> {
-    Unary::new(channel, "/base.v1.Data/Write", |_| None)
+    Unary::new(channel, Call::Write, |_| None)
 }
 
 /// grpc.health.v1.Health/Check.
 pub fn health(channel: Channel) -> Unary<HealthCheckResponse> {
-    Unary::new(channel, "/grpc.health.v1.Health/Check", |_| None)
+    Unary::new(channel, Call::Health, |_| None)
 }
 
 impl<Resp: prost::Message + Default + Send + Sync + 'static> Caller for Unary<Resp> {

@@ -217,8 +217,7 @@ impl Service {
         &self,
         mut req: v1::PermissionCheckRequest,
     ) -> Result<v1::PermissionCheckResponse, ApiError> {
-        let meta = req.metadata.clone().unwrap_or_default();
-        let depth = self.depth(meta.depth)?;
+        let depth = self.depth(req.metadata.as_ref().map_or(0, |m| m.depth))?;
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
         permission_name(&req.permission)?;
@@ -305,8 +304,7 @@ impl Service {
                 req.items.len()
             )));
         }
-        let meta = req.metadata.clone().unwrap_or_default();
-        let depth = self.depth(meta.depth)?;
+        let depth = self.depth(req.metadata.as_ref().map_or(0, |m| m.depth))?;
         let mut items = Vec::with_capacity(req.items.len());
         for (i, item) in req.items.iter().enumerate() {
             let field = format!("items[{i}]");
@@ -395,9 +393,9 @@ impl Service {
         req: &v1::PermissionLookupEntityRequest,
         prefix: Option<(u32, oneshot::Sender<RoaringBitmap>)>,
     ) -> Result<(Prepared, u64, Option<u32>, SetSource), ApiError> {
-        let meta = req.metadata.clone().unwrap_or_default();
-        if meta.depth != 0 {
-            self.depth(meta.depth)?;
+        let requested_depth = req.metadata.as_ref().map_or(0, |m| m.depth);
+        if requested_depth != 0 {
+            self.depth(requested_depth)?;
         }
         model::check_entity_type(&req.entity_type)
             .map_err(|e| ApiError::invalid(format!("entity_type: {e}")))?;
@@ -604,9 +602,9 @@ impl Service {
         &self,
         req: v1::PermissionLookupSubjectRequest,
     ) -> Result<v1::PermissionLookupSubjectResponse, ApiError> {
-        let meta = req.metadata.clone().unwrap_or_default();
-        if meta.depth != 0 {
-            self.depth(meta.depth)?;
+        let requested_depth = req.metadata.as_ref().map_or(0, |m| m.depth);
+        if requested_depth != 0 {
+            self.depth(requested_depth)?;
         }
         let page_size = self.page_size(req.page_size, None)?;
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
@@ -649,12 +647,11 @@ impl Service {
         &self,
         req: v1::PermissionSubjectPermissionRequest,
     ) -> Result<v1::PermissionSubjectPermissionResponse, ApiError> {
-        let meta = req.metadata.clone().unwrap_or_default();
-        let depth = self.depth(meta.depth)?;
+        let depth = self.depth(req.metadata.as_ref().map_or(0, |m| m.depth))?;
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
         let p = self.prepare(&req).await?;
-        let only_permission = meta.only_permission;
+        let only_permission = req.metadata.as_ref().is_some_and(|m| m.only_permission);
         let results = run_cpu(move || {
             let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
                 .map_err(ApiError::from_eval)?;

@@ -812,6 +812,61 @@ async fn metrics_count_calls_cache_and_tenants() {
     server.shutdown().await.expect("a clean shutdown");
 }
 
+/// A Watch from a snap token whose changes are no longer retained fails with
+/// FAILED_PRECONDITION: over HTTP with status 400 and code 9, as grpc-gateway answers it, and
+/// counted under its own code (not the INVALID_ARGUMENT that 400 alone would suggest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_past_retention_is_a_failed_precondition() {
+    let mut settings = config();
+    settings.retention.change_items = 1;
+    let server = start_with(settings).await;
+    let client = Client::connect(Transport::Grpc, &server).await;
+    client
+        .write_schema(v1::SchemaWriteRequest {
+            tenant_id: "t1".to_owned(),
+            schema: "entity user {}\nentity doc {\n    relation owner @user\n}\n".to_owned(),
+        })
+        .await
+        .unwrap();
+    let mut tokens = Vec::new();
+    for doc in 1..=3 {
+        let written = client
+            .write_data(v1::DataWriteRequest {
+                tenant_id: "t1".to_owned(),
+                metadata: Some(v1::DataWriteRequestMetadata::default()),
+                tuples: vec![msg::tuple_text(&format!("doc:{doc}#owner@user:a"))],
+                attributes: Vec::new(),
+            })
+            .await
+            .unwrap();
+        tokens.push(written.snap_token);
+    }
+    let wanted = ["no longer retained", "start a new watch"];
+    let status = WatchClient::new(channel(server.grpc_addr).await)
+        .watch(v1::WatchRequest {
+            tenant_id: "t1".to_owned(),
+            snap_token: tokens[0].clone(),
+        })
+        .await
+        .unwrap_err();
+    grpc_failure(&status).assert(Code::FailedPrecondition, &wanted);
+    let e = Http::new(server.http_addr)
+        .stream("/v1/tenants/t1/watch", &json!({ "snap_token": tokens[0] }))
+        .await
+        .unwrap_err();
+    e.assert(Code::FailedPrecondition, &wanted);
+    assert_eq!(e.http_status, Some(400), "{e}");
+
+    let text = metrics(&server).await;
+    for transport in ["grpc", "http"] {
+        let line = format!(
+            "lookout_requests_total{{code=\"FAILED_PRECONDITION\",rpc=\"Watch/Watch\",transport=\"{transport}\"}}"
+        );
+        assert_eq!(sample(&text, &line), Some(1.0), "{line} in {text}");
+    }
+    server.shutdown().await.expect("a clean shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_echoed_or_made() {
     let server = start_with(config()).await;

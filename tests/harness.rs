@@ -153,10 +153,9 @@ impl fmt::Display for Failure {
 /// The HTTP status Lookout answers for a gRPC code (see server/src/error.rs).
 pub fn http_status_of(code: Code) -> u16 {
     match code {
-        Code::InvalidArgument | Code::OutOfRange => 400,
+        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => 400,
         Code::NotFound => 404,
         Code::AlreadyExists => 409,
-        Code::FailedPrecondition => 412,
         Code::Unauthenticated => 401,
         Code::ResourceExhausted => 429,
         Code::Unimplemented => 501,

@@ -106,7 +106,8 @@ impl ApiError {
             ErrorCode::InvalidArgument => 400,
             ErrorCode::NotFound => 404,
             ErrorCode::AlreadyExists => 409,
-            ErrorCode::FailedPrecondition => 412,
+            // As grpc-gateway (Permify's HTTP front) answers it: 400, not 412.
+            ErrorCode::FailedPrecondition => 400,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
             ErrorCode::ResourceExhausted => 429,

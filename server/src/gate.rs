@@ -292,7 +292,8 @@ fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// The gRPC code name of an HTTP answer (as Lookout's error mapping assigns them).
+/// The gRPC code name of an HTTP answer that does not carry its code (axum's own rejections,
+/// the router's 404 and 405).
 fn http_code_name(status: u16) -> &'static str {
     match status {
         200..=299 => "OK",
@@ -302,13 +303,21 @@ fn http_code_name(status: u16) -> &'static str {
         404 => "NOT_FOUND",
         405 | 501 => "UNIMPLEMENTED",
         409 => "ALREADY_EXISTS",
-        412 => "FAILED_PRECONDITION",
         413 | 429 => "RESOURCE_EXHAUSTED",
         499 => "CANCELLED",
         503 => "UNAVAILABLE",
         504 => "DEADLINE_EXCEEDED",
         _ => "INTERNAL",
     }
+}
+
+/// Whether a gRPC answer is tonic's refusal of a request message over
+/// `max_decoding_message_size` (tonic keeps the status of such an answer in its extensions).
+fn oversized<B>(response: &axum::http::Response<B>) -> bool {
+    response
+        .extensions()
+        .get::<tonic::Status>()
+        .is_some_and(|s| s.message().contains("decoded message length too large"))
 }
 
 /// The deadline of a client's `grpc-timeout`: a tenth earlier (at most 100 ms), so that the
@@ -509,12 +518,20 @@ where
                     None => call.await,
                 };
                 let mut response = result?;
-                let code = response
+                let mut code = response
                     .headers()
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<i32>().ok())
                     .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                if code == tonic::Code::OutOfRange && oversized(&response) {
+                    // tonic refuses a request message over the limit with OUT_OF_RANGE;
+                    // grpc-go (Permify's server) and Lookout's HTTP API say RESOURCE_EXHAUSTED.
+                    code = tonic::Code::ResourceExhausted;
+                    response
+                        .headers_mut()
+                        .insert("grpc-status", HeaderValue::from_static("8"));
+                }
                 finish(code_name(code));
                 response
                     .headers_mut()
@@ -636,7 +653,11 @@ async fn http_gate(
             None => call.await,
         };
         let status = response.status();
-        finish(http_code_name(status.as_u16()));
+        // Lookout's own errors name their gRPC code (several share an HTTP status).
+        finish(match response.extensions().get::<tonic::Code>() {
+            Some(&code) => code_name(code),
+            None => http_code_name(status.as_u16()),
+        });
         response
             .headers_mut()
             .insert(REQUEST_ID, request_id.clone());

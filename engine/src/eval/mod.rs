@@ -246,7 +246,12 @@ impl<'a> Evaluator<'a> {
     }
 
     fn check_subject(&self, subject: &SubjectRef) -> Result<TypeId, EvalError> {
-        let ty = self.entity_type(&subject.ty)?;
+        let ty = self.entity_type(&subject.ty).map_err(|_| {
+            EvalError::Subject(format!(
+                "entity type `{}` is not defined in the schema",
+                subject.ty
+            ))
+        })?;
         if let Some(rel) = &subject.relation {
             let def = self.model.schema.entity_at(ty);
             if def.member(rel).is_none() {

@@ -180,9 +180,12 @@ where
                 Ok(rx) => rx,
                 Err(e) => {
                     let status = status_of(&e);
+                    let code = e.grpc_code();
                     let mut line = Vec::new();
                     push_line::<Item>(&mut line, Err(e));
-                    return json_response(status, Body::from(line));
+                    let mut response = json_response(status, Body::from(line));
+                    response.extensions_mut().insert(code);
+                    return response;
                 }
             };
             // Messages that are ready together go out in one chunk.
@@ -288,7 +291,11 @@ pub fn json_response(status: StatusCode, body: Body) -> Response {
 }
 
 /// Permify's error body `{"code", "message", "details"}` with the error's HTTP status.
+/// The response carries the error's gRPC code as an extension, for the metrics: several codes
+/// share one HTTP status.
 pub fn error_response(e: &ApiError) -> Response {
     let body = serde_json::to_vec(&e.json_body()).unwrap_or_default();
-    json_response(status_of(e), Body::from(body))
+    let mut response = json_response(status_of(e), Body::from(body));
+    response.extensions_mut().insert(e.grpc_code());
+    response
 }

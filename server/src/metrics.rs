@@ -27,9 +27,10 @@ use prometheus::{
 
 use crate::service::Service;
 
-/// Latency buckets, in seconds.
+/// Latency buckets, in seconds: from 50 µs, since a check usually answers within 100 µs.
 const BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
 ];
 
 /// The metrics a server records per call.

@@ -3,7 +3,7 @@
 //!
 //! - [`replay`]: every validation file, replayed through the API over both transports;
 //! - [`bad_input`]: malformed and out-of-range requests get clear errors and change nothing;
-//! - [`node`]: Permify's official Node client against the server;
+//! - [`clients`]: Permify's official Node (gRPC) and Python (HTTP) clients against the server;
 //! - [`hardening`]: authentication (preshared keys, OIDC), limits, deadlines, metrics and
 //!   request IDs.
 
@@ -15,7 +15,7 @@
 )]
 
 mod bad_input;
+mod clients;
 mod hardening;
 mod harness;
-mod node;
 mod replay;

@@ -194,6 +194,32 @@ async fn the_social_data_set_loads_and_answers() {
     let checks = report.check.expect("check answers are reported");
     assert!(checks.allowed > 0 && checks.denied > 0, "{checks:?}");
 
+    // Bulk checks of the same pairs answer as many checks as they carry, with the same mix.
+    let bulk = loadgen::run(&args(
+        handle.grpc_addr,
+        &[
+            "--call",
+            "bulk-check",
+            "--bulk-size",
+            "20",
+            "--total",
+            "20",
+            "--dataset",
+            "social:40",
+        ],
+    ))
+    .await
+    .expect("the bulk-check run completes");
+    assert_eq!((bulk.count, bulk.errors), (20, 0), "{}", bulk.to_text());
+    let answers = bulk.check.expect("bulk answers are reported");
+    assert_eq!(answers.allowed + answers.denied, 20 * 20, "{answers:?}");
+    assert!(answers.allowed > 0 && answers.denied > 0, "{answers:?}");
+    assert!(
+        (answers.checks_per_sec - bulk.rps * 20.0).abs() < 1e-6 * answers.checks_per_sec,
+        "{answers:?} at {} calls/s",
+        bulk.rps
+    );
+
     // The attributes arrived: content 0 is public (its owner, user 0, blocks only user 2), so
     // user 5 views it through `is_public` alone; content 1 is not public, and user 5 neither
     // owns it nor follows its owner.

@@ -16,6 +16,9 @@ Examples:
   # Streamed lookups for 30 seconds at a steady 200 requests/s, JSON report:
   lookout-loadgen --call lookup-entity-stream --dataset docs:10000 -z 30s --rps 200 --output json
 
+  # Bulk checks of 100 random pairs each on Permify's load-test model, 10 seconds:
+  lookout-loadgen --call bulk-check --bulk-size 100 --dataset social:100000 --setup -z 10s -c 8
+
   # Writes of one tuple each, for 10 seconds as fast as possible:
   lookout-loadgen --call write -z 10s -c 8
 
@@ -111,6 +114,11 @@ pub struct Args {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i32).range(0..))]
     pub depth: i32,
 
+    /// Checks per generated bulk-check request (Permify's server takes at most 100; so does
+    /// Lookout's by default, see `lookout serve --max-bulk-check`).
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub bulk_size: u32,
+
     /// Tuples per generated Data.Write request.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub write_tuples: u32,
@@ -138,6 +146,8 @@ pub struct Args {
 pub enum Call {
     /// base.v1.Permission/Check.
     Check,
+    /// base.v1.Permission/BulkCheck, --bulk-size checks per call.
+    BulkCheck,
     /// base.v1.Permission/LookupEntityStream (server streaming).
     LookupEntityStream,
     /// base.v1.Data/Write.
@@ -147,10 +157,16 @@ pub enum Call {
 }
 
 impl Call {
+    /// Whether the call answers checks (its report counts ALLOWED and DENIED answers).
+    pub fn checks(self) -> bool {
+        matches!(self, Call::Check | Call::BulkCheck)
+    }
+
     /// The name given on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Call::Check => "check",
+            Call::BulkCheck => "bulk-check",
             Call::LookupEntityStream => "lookup-entity-stream",
             Call::Write => "write",
             Call::Health => "health",
@@ -166,6 +182,7 @@ impl Call {
     pub fn path(self) -> &'static str {
         match self {
             Call::Check => "/base.v1.Permission/Check",
+            Call::BulkCheck => "/base.v1.Permission/BulkCheck",
             Call::LookupEntityStream => "/base.v1.Permission/LookupEntityStream",
             Call::Write => "/base.v1.Data/Write",
             Call::Health => "/grpc.health.v1.Health/Check",

@@ -114,6 +114,10 @@ pub async fn run_until(args: &Args, stop: watch::Receiver<bool>) -> Result<Repor
             "generated from {} (seed {}), {} tuple(s) per write",
             args.dataset, args.seed, args.write_tuples
         ),
+        (None, Call::BulkCheck) => format!(
+            "generated from {} (seed {}), {} checks per call",
+            args.dataset, args.seed, args.bulk_size
+        ),
         (None, _) => format!("generated from {} (seed {})", args.dataset, args.seed),
     };
     let info = report::RunInfo {
@@ -125,7 +129,7 @@ pub async fn run_until(args: &Args, stop: watch::Receiver<bool>) -> Result<Repor
         rps_target: settings.rate,
         requests,
         streaming: args.call == Call::LookupEntityStream,
-        checks: args.call == Call::Check,
+        checks: args.call.checks(),
     };
     let expected = if args.duration.is_some() {
         PREBUILD
@@ -137,14 +141,21 @@ pub async fn run_until(args: &Args, stop: watch::Receiver<bool>) -> Result<Repor
     let (elapsed, tally) = match args.call {
         Call::Check => {
             let pool = pool(args, generator, Generator::check, expected, |l| {
-                requests::decode_check(l, tenant)
+                requests::decode(l, tenant)
             })?;
             let callers = clients(&channels, runner::check);
             go(callers, pool.encoded(), &settings, stop.clone()).await?
         }
+        Call::BulkCheck => {
+            let pool = pool(args, generator, Generator::bulk_check, expected, |l| {
+                requests::decode(l, tenant)
+            })?;
+            let callers = clients(&channels, runner::bulk_check);
+            go(callers, pool.encoded(), &settings, stop.clone()).await?
+        }
         Call::LookupEntityStream => {
             let pool = pool(args, generator, Generator::lookup_entity, expected, |l| {
-                requests::decode_lookup_entity(l, tenant)
+                requests::decode(l, tenant)
             })?;
             let callers = clients(&channels, |c| {
                 LookupEntityStreamCaller(PermissionClient::new(c))
@@ -153,7 +164,7 @@ pub async fn run_until(args: &Args, stop: watch::Receiver<bool>) -> Result<Repor
         }
         Call::Write => {
             let pool = pool(args, generator, Generator::write, expected, |l| {
-                requests::decode_write(l, tenant)
+                requests::decode(l, tenant)
             })?;
             let callers = clients(&channels, runner::write);
             go(callers, pool.encoded(), &settings, stop.clone()).await?
@@ -182,19 +193,25 @@ pub fn dump(args: &Args, out: &mut dyn Write) -> Result<(), LoadgenError> {
     match args.call {
         Call::Check => {
             let pool = pool(args, generator, Generator::check, 0, |l| {
-                requests::decode_check(l, tenant)
+                requests::decode(l, tenant)
+            })?;
+            write_lines(&pool, n, out, lookout_proto::json::to_json_vec)
+        }
+        Call::BulkCheck => {
+            let pool = pool(args, generator, Generator::bulk_check, 0, |l| {
+                requests::decode(l, tenant)
             })?;
             write_lines(&pool, n, out, lookout_proto::json::to_json_vec)
         }
         Call::LookupEntityStream => {
             let pool = pool(args, generator, Generator::lookup_entity, 0, |l| {
-                requests::decode_lookup_entity(l, tenant)
+                requests::decode(l, tenant)
             })?;
             write_lines(&pool, n, out, lookout_proto::json::to_json_vec)
         }
         Call::Write => {
             let pool = pool(args, generator, Generator::write, 0, |l| {
-                requests::decode_write(l, tenant)
+                requests::decode(l, tenant)
             })?;
             write_lines(&pool, n, out, lookout_proto::json::to_json_vec)
         }
@@ -242,6 +259,7 @@ fn generator(args: &Args) -> Generator {
         permission: args.permission.clone(),
         depth: args.depth,
         write_tuples: args.write_tuples,
+        bulk_size: args.bulk_size,
     }
 }
 

@@ -50,11 +50,13 @@ pub struct Report {
     pub interrupted: bool,
 }
 
-/// Answers of successful checks.
+/// Answers of successful checks (a bulk check answers several per call).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct CheckReport {
     pub allowed: u64,
     pub denied: u64,
+    /// `(allowed + denied) / duration_secs`.
+    pub checks_per_sec: f64,
 }
 
 /// Server-streaming figures.
@@ -149,6 +151,7 @@ impl Report {
             check: info.checks.then_some(CheckReport {
                 allowed: tally.allowed,
                 denied: tally.denied,
+                checks_per_sec: per_sec(tally.allowed + tally.denied),
             }),
             stream,
             interrupted,
@@ -240,8 +243,8 @@ impl Report {
         if let Some(check) = &self.check {
             let _ = writeln!(
                 w,
-                "\nCheck results:\n  ALLOWED {}, DENIED {}",
-                check.allowed, check.denied
+                "\nCheck results:\n  ALLOWED {}, DENIED {} ({:.0} checks/s)",
+                check.allowed, check.denied, check.checks_per_sec
             );
         }
 
@@ -370,12 +373,16 @@ mod tests {
         assert_eq!(json["count"], 102);
         assert_eq!(json["errors_by_code"]["UNAVAILABLE"], 2);
         assert_eq!(json["check"]["allowed"], 60);
+        assert_eq!(json["check"]["checks_per_sec"], 50.0);
         assert!(json["latency_ms"]["p99.9"].as_f64().unwrap() > 0.0);
         assert!(json["histogram"].as_array().unwrap().len() >= 2);
         let text = r.to_text();
         assert!(text.contains("Requests/sec:  51.00"), "{text}");
         assert!(text.contains("[UNAVAILABLE]  2 responses  (first: connection refused)"));
-        assert!(text.contains("ALLOWED 60, DENIED 40"));
+        assert!(
+            text.contains("ALLOWED 60, DENIED 40 (50 checks/s)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -11,9 +11,9 @@ use std::path::Path;
 use bytes::Bytes;
 use lookout_proto::json::{self, JsonError};
 use lookout_proto::v1::{
-    DataWriteRequest, DataWriteRequestMetadata, Entity, PermissionCheckRequest,
-    PermissionCheckRequestMetadata, PermissionLookupEntityRequest,
-    PermissionLookupEntityRequestMetadata, Subject, Tuple,
+    DataWriteRequest, DataWriteRequestMetadata, Entity, PermissionBulkCheckRequest,
+    PermissionBulkCheckRequestItem, PermissionCheckRequest, PermissionCheckRequestMetadata,
+    PermissionLookupEntityRequest, PermissionLookupEntityRequestMetadata, Subject, Tuple,
 };
 use tonic_health::pb::HealthCheckRequest;
 
@@ -37,6 +37,7 @@ pub struct Generator {
     pub permission: String,
     pub depth: i32,
     pub write_tuples: u32,
+    pub bulk_size: u32,
 }
 
 impl Generator {
@@ -79,16 +80,48 @@ impl Generator {
     /// Permission.Check of a random entity (see [`Generator::pick`]) for a random user.
     pub fn check(&self, i: u64) -> PermissionCheckRequest {
         let mut rng = self.rng(i);
-        let (ty, id, user) = self.pick(&mut rng);
+        let (entity, subject) = self.pair(&mut rng);
         PermissionCheckRequest {
             tenant_id: self.tenant.clone(),
-            metadata: Some(PermissionCheckRequestMetadata {
-                depth: self.depth,
-                ..Default::default()
-            }),
-            entity: Some(entity(ty, id)),
+            metadata: Some(self.check_metadata()),
+            entity: Some(entity),
             permission: self.permission.clone(),
-            subject: Some(user_subject(user)),
+            subject: Some(subject),
+            ..Default::default()
+        }
+    }
+
+    /// Permission.BulkCheck of `bulk_size` random (entity, user) pairs, as [`Generator::check`]
+    /// draws them.
+    pub fn bulk_check(&self, i: u64) -> PermissionBulkCheckRequest {
+        let mut rng = self.rng(i);
+        let items = (0..self.bulk_size)
+            .map(|_| {
+                let (entity, subject) = self.pair(&mut rng);
+                PermissionBulkCheckRequestItem {
+                    entity: Some(entity),
+                    permission: self.permission.clone(),
+                    subject: Some(subject),
+                }
+            })
+            .collect();
+        PermissionBulkCheckRequest {
+            tenant_id: self.tenant.clone(),
+            metadata: Some(self.check_metadata()),
+            items,
+            ..Default::default()
+        }
+    }
+
+    /// A random entity to check and a random user to check it for.
+    fn pair(&self, rng: &mut Rng) -> (Entity, Subject) {
+        let (ty, id, user) = self.pick(rng);
+        (entity(ty, id), user_subject(user))
+    }
+
+    fn check_metadata(&self) -> PermissionCheckRequestMetadata {
+        PermissionCheckRequestMetadata {
+            depth: self.depth,
             ..Default::default()
         }
     }
@@ -275,32 +308,33 @@ fn json_err(e: JsonError) -> String {
     e.to_string()
 }
 
-/// Decodes a Permission.Check body; an empty `tenant_id` becomes `tenant`.
-pub fn decode_check(line: &[u8], tenant: &str) -> Result<PermissionCheckRequest, String> {
-    let mut m: PermissionCheckRequest = json::from_json(line).map_err(json_err)?;
-    if m.tenant_id.is_empty() {
-        tenant.clone_into(&mut m.tenant_id);
-    }
-    Ok(m)
+/// Request messages that name their tenant.
+pub trait Tenanted: prost::Message + prost::Name + Default {
+    fn tenant_id_mut(&mut self) -> &mut String;
 }
 
-/// Decodes a Permission.LookupEntity body; an empty `tenant_id` becomes `tenant`.
-pub fn decode_lookup_entity(
-    line: &[u8],
-    tenant: &str,
-) -> Result<PermissionLookupEntityRequest, String> {
-    let mut m: PermissionLookupEntityRequest = json::from_json(line).map_err(json_err)?;
-    if m.tenant_id.is_empty() {
-        tenant.clone_into(&mut m.tenant_id);
-    }
-    Ok(m)
+macro_rules! tenanted {
+    ($($message:ty),*) => {$(
+        impl Tenanted for $message {
+            fn tenant_id_mut(&mut self) -> &mut String {
+                &mut self.tenant_id
+            }
+        }
+    )*};
 }
 
-/// Decodes a Data.Write body; an empty `tenant_id` becomes `tenant`.
-pub fn decode_write(line: &[u8], tenant: &str) -> Result<DataWriteRequest, String> {
-    let mut m: DataWriteRequest = json::from_json(line).map_err(json_err)?;
-    if m.tenant_id.is_empty() {
-        tenant.clone_into(&mut m.tenant_id);
+tenanted!(
+    PermissionCheckRequest,
+    PermissionBulkCheckRequest,
+    PermissionLookupEntityRequest,
+    DataWriteRequest
+);
+
+/// Decodes a request body in Permify's JSON shape; an empty `tenant_id` becomes `tenant`.
+pub fn decode<M: Tenanted>(line: &[u8], tenant: &str) -> Result<M, String> {
+    let mut m: M = json::from_json(line).map_err(json_err)?;
+    if m.tenant_id_mut().is_empty() {
+        tenant.clone_into(m.tenant_id_mut());
     }
     Ok(m)
 }
@@ -343,6 +377,7 @@ mod tests {
             permission: "view".to_owned(),
             depth: 50,
             write_tuples: 3,
+            bulk_size: 4,
         }
     }
 
@@ -373,6 +408,37 @@ mod tests {
         }
         // 100,000 possible pairs: 2,000 draws should be nearly all distinct.
         assert!(pairs.len() > 1900, "{}", pairs.len());
+    }
+
+    #[test]
+    fn bulk_checks_draw_their_items_as_checks_do() {
+        let g = generator(1000);
+        let shape = Shape::new(1000);
+        let r = g.bulk_check(5);
+        assert_eq!(r.tenant_id, "t1");
+        assert_eq!(r.metadata.as_ref().unwrap().depth, 50);
+        assert_eq!(r.items.len(), 4);
+        // The first item is the check request 5 would make; the items differ.
+        let single = g.check(5);
+        assert_eq!(r.items[0].entity, single.entity);
+        assert_eq!(r.items[0].subject, single.subject);
+        let pairs: HashSet<(u64, u64)> = r
+            .items
+            .iter()
+            .map(|item| {
+                assert_eq!(item.permission, "view");
+                let pair = (id_of(&item.entity), subject_id(&item.subject));
+                assert!(pair.0 < shape.documents && pair.1 < shape.users);
+                pair
+            })
+            .collect();
+        assert_eq!(pairs.len(), 4);
+        assert_eq!(g.bulk_check(5), r);
+        let line = json::to_json_vec(&r).unwrap();
+        assert_eq!(
+            decode::<PermissionBulkCheckRequest>(&line, "t1").unwrap(),
+            r
+        );
     }
 
     #[test]
@@ -486,7 +552,7 @@ mod tests {
         )
         .unwrap();
         file.1.flush().unwrap();
-        let checks = read_lines(&file.0, |l| decode_check(l, "t1")).unwrap();
+        let checks = read_lines(&file.0, |l| decode::<PermissionCheckRequest>(l, "t1")).unwrap();
         assert_eq!(checks.len(), 2);
         assert_eq!(checks[0].tenant_id, "t2");
         assert_eq!(checks[0].metadata.as_ref().unwrap().depth, 20);
@@ -495,12 +561,15 @@ mod tests {
         // The generated requests read back the same through JSON.
         let g = generator(100);
         let line = json::to_json_vec(&g.check(4)).unwrap();
-        assert_eq!(decode_check(&line, "t1").unwrap(), g.check(4));
+        assert_eq!(
+            decode::<PermissionCheckRequest>(&line, "t1").unwrap(),
+            g.check(4)
+        );
         let line = json::to_json_vec(&g.write(4)).unwrap();
-        assert_eq!(decode_write(&line, "t1").unwrap(), g.write(4));
+        assert_eq!(decode::<DataWriteRequest>(&line, "t1").unwrap(), g.write(4));
         let line = json::to_json_vec(&g.lookup_entity(4)).unwrap();
         assert_eq!(
-            decode_lookup_entity(&line, "t1").unwrap(),
+            decode::<PermissionLookupEntityRequest>(&line, "t1").unwrap(),
             g.lookup_entity(4)
         );
         std::fs::remove_file(&file.0).unwrap();
@@ -512,7 +581,7 @@ mod tests {
         writeln!(file.1, r#"{{"permission":"view"}}"#).unwrap();
         writeln!(file.1, r#"{{"permision":"view"}}"#).unwrap();
         file.1.flush().unwrap();
-        let err = read_lines(&file.0, |l| decode_check(l, "t1")).unwrap_err();
+        let err = read_lines(&file.0, |l| decode::<PermissionCheckRequest>(l, "t1")).unwrap_err();
         let text = err.to_string();
         assert!(text.contains(":2:") && text.contains("permision"), "{text}");
         std::fs::remove_file(&file.0).unwrap();

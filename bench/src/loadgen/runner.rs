@@ -17,7 +17,8 @@ use bytes::{BufMut, Bytes};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lookout_proto::v1::permission_client::PermissionClient;
 use lookout_proto::v1::{
-    CheckResult, DataWriteResponse, PermissionCheckResponse, PermissionLookupEntityRequest,
+    CheckResult, DataWriteResponse, PermissionBulkCheckResponse, PermissionCheckResponse,
+    PermissionLookupEntityRequest,
 };
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -46,8 +47,10 @@ pub struct Outcome {
     pub first_message: Option<Instant>,
     /// Stream messages received.
     pub items: u64,
-    /// The answer of a check.
-    pub allowed: Option<bool>,
+    /// Checks answered ALLOWED (a bulk check answers several).
+    pub allowed: u64,
+    /// Checks answered DENIED.
+    pub denied: u64,
     /// Why the call failed.
     pub error: Option<Status>,
 }
@@ -71,12 +74,12 @@ pub trait Caller: Clone + Send + 'static {
 
 /// A unary call whose request was protobuf-encoded before the run ([`Pool::encoded`]): the
 /// same bytes a generated client sends, on the same tonic client stack, without a message
-/// clone and encode per call. `read` takes what the report needs from the response (a check's
-/// answer).
+/// clone and encode per call. `read` takes what the report needs from the response: the
+/// (allowed, denied) counts of the checks it answers.
 pub struct Unary<Resp> {
     grpc: Grpc<Channel>,
     path: PathAndQuery,
-    read: fn(&Resp) -> Option<bool>,
+    read: fn(&Resp) -> (u64, u64),
 }
 
 impl<Resp> Clone for Unary<Resp> {
@@ -91,7 +94,7 @@ impl<Resp> Clone for Unary<Resp> {
 
 impl<Resp> Unary<Resp> {
     /// Calls `call`'s method on `channel`.
-    pub fn new(channel: Channel, call: Call, read: fn(&Resp) -> Option<bool>) -> Self {
+    pub fn new(channel: Channel, call: Call, read: fn(&Resp) -> (u64, u64)) -> Self {
         Unary {
             grpc: Grpc::new(channel),
             path: PathAndQuery::from_static(call.path()),
@@ -102,19 +105,31 @@ impl<Resp> Unary<Resp> {
 
 /// Permission.Check, its answer recorded.
 pub fn check(channel: Channel) -> Unary<PermissionCheckResponse> {
-    Unary::new(channel, Call::Check, |r| {
-        Some(r.can == CheckResult::Allowed as i32)
-    })
+    Unary::new(channel, Call::Check, |r| answers(std::slice::from_ref(r)))
+}
+
+/// Permission.BulkCheck, its answers recorded.
+pub fn bulk_check(channel: Channel) -> Unary<PermissionBulkCheckResponse> {
+    Unary::new(channel, Call::BulkCheck, |r| answers(&r.results))
+}
+
+/// The (allowed, denied) counts of check answers.
+fn answers(results: &[PermissionCheckResponse]) -> (u64, u64) {
+    let allowed = results
+        .iter()
+        .filter(|r| r.can == CheckResult::Allowed as i32)
+        .count() as u64;
+    (allowed, results.len() as u64 - allowed)
 }
 
 /// Data.Write.
 pub fn write(channel: Channel) -> Unary<DataWriteResponse> {
-    Unary::new(channel, Call::Write, |_| None)
+    Unary::new(channel, Call::Write, |_| (0, 0))
 }
 
 /// grpc.health.v1.Health/Check.
 pub fn health(channel: Channel) -> Unary<HealthCheckResponse> {
-    Unary::new(channel, Call::Health, |_| None)
+    Unary::new(channel, Call::Health, |_| (0, 0))
 }
 
 impl<Resp: prost::Message + Default + Send + Sync + 'static> Caller for Unary<Resp> {
@@ -129,10 +144,14 @@ impl<Resp: prost::Message + Default + Send + Sync + 'static> Caller for Unary<Re
             .unary(tonic::Request::new(req), self.path.clone(), codec)
             .await
         {
-            Ok(response) => Outcome {
-                allowed: (self.read)(response.get_ref()),
-                ..Outcome::default()
-            },
+            Ok(response) => {
+                let (allowed, denied) = (self.read)(response.get_ref());
+                Outcome {
+                    allowed,
+                    denied,
+                    ..Outcome::default()
+                }
+            }
             Err(status) => Outcome::failed(status),
         }
     }
@@ -293,11 +312,8 @@ impl Tally {
                         None => self.empty_streams += 1,
                     }
                 }
-                match outcome.allowed {
-                    Some(true) => self.allowed += 1,
-                    Some(false) => self.denied += 1,
-                    None => {}
-                }
+                self.allowed += outcome.allowed;
+                self.denied += outcome.denied;
             }
             Some(status) => {
                 let code = code_index(status.code());
@@ -744,7 +760,7 @@ mod tests {
             t0,
             t1,
             Outcome {
-                allowed: Some(true),
+                allowed: 1,
                 ..Outcome::default()
             },
         );
@@ -771,23 +787,51 @@ mod tests {
             false,
             t0,
             t1,
+            Outcome {
+                allowed: 2,
+                denied: 98,
+                ..Outcome::default()
+            },
+        );
+        b.add(
+            false,
+            t0,
+            t1,
             Outcome::failed(Status::not_found("no schema")),
         );
         a.merge(&b).unwrap();
-        assert_eq!(a.count(), 7);
+        assert_eq!(a.count(), 8);
         assert_eq!(a.errors(), 3);
-        assert_eq!(a.codes[0], 4);
+        assert_eq!(a.codes[0], 5);
         assert_eq!(a.codes[Code::Unavailable as usize], 2);
         assert_eq!(a.codes[Code::NotFound as usize], 1);
         assert_eq!(
             a.samples[Code::Unavailable as usize].as_deref(),
             Some("down")
         );
-        assert_eq!(a.latency.count(), 4);
+        assert_eq!(a.latency.count(), 5);
         assert_eq!(a.first_message.count(), 1);
         assert_eq!(a.empty_streams, 1);
         assert_eq!(a.items, 5);
-        assert_eq!(a.allowed, 1);
+        assert_eq!((a.allowed, a.denied), (3, 98));
+    }
+
+    #[test]
+    fn check_answers_are_counted() {
+        let answer = |can: CheckResult| PermissionCheckResponse {
+            can: can as i32,
+            ..Default::default()
+        };
+        assert_eq!(answers(&[answer(CheckResult::Allowed)]), (1, 0));
+        assert_eq!(
+            answers(&[
+                answer(CheckResult::Denied),
+                answer(CheckResult::Allowed),
+                answer(CheckResult::Denied),
+            ]),
+            (1, 2)
+        );
+        assert_eq!(answers(&[]), (0, 0));
     }
 
     #[test]

@@ -137,35 +137,26 @@ pub async fn run_until(args: &Args, stop: watch::Receiver<bool>) -> Result<Repor
         limit
     };
     let generator = generator(args);
-    let tenant = args.tenant.as_str();
     let (elapsed, tally) = match args.call {
         Call::Check => {
-            let pool = pool(args, generator, Generator::check, expected, |l| {
-                requests::decode(l, tenant)
-            })?;
+            let pool = scoped_pool(args, generator, Generator::check, expected)?;
             let callers = clients(&channels, runner::check);
             go(callers, pool.encoded(), &settings, stop.clone()).await?
         }
         Call::BulkCheck => {
-            let pool = pool(args, generator, Generator::bulk_check, expected, |l| {
-                requests::decode(l, tenant)
-            })?;
+            let pool = scoped_pool(args, generator, Generator::bulk_check, expected)?;
             let callers = clients(&channels, runner::bulk_check);
             go(callers, pool.encoded(), &settings, stop.clone()).await?
         }
         Call::LookupEntityStream => {
-            let pool = pool(args, generator, Generator::lookup_entity, expected, |l| {
-                requests::decode(l, tenant)
-            })?;
+            let pool = scoped_pool(args, generator, Generator::lookup_entity, expected)?;
             let callers = clients(&channels, |c| {
                 LookupEntityStreamCaller(PermissionClient::new(c))
             });
             go(callers, pool, &settings, stop.clone()).await?
         }
         Call::Write => {
-            let pool = pool(args, generator, Generator::write, expected, |l| {
-                requests::decode(l, tenant)
-            })?;
+            let pool = scoped_pool(args, generator, Generator::write, expected)?;
             let callers = clients(&channels, runner::write);
             go(callers, pool.encoded(), &settings, stop.clone()).await?
         }
@@ -189,32 +180,11 @@ pub async fn run_until(args: &Args, stop: watch::Receiver<bool>) -> Result<Repor
 pub fn dump(args: &Args, out: &mut dyn Write) -> Result<(), LoadgenError> {
     let n = args.dump.unwrap_or(0);
     let generator = generator(args);
-    let tenant = args.tenant.as_str();
     match args.call {
-        Call::Check => {
-            let pool = pool(args, generator, Generator::check, 0, |l| {
-                requests::decode(l, tenant)
-            })?;
-            write_lines(&pool, n, out, lookout_proto::json::to_json_vec)
-        }
-        Call::BulkCheck => {
-            let pool = pool(args, generator, Generator::bulk_check, 0, |l| {
-                requests::decode(l, tenant)
-            })?;
-            write_lines(&pool, n, out, lookout_proto::json::to_json_vec)
-        }
-        Call::LookupEntityStream => {
-            let pool = pool(args, generator, Generator::lookup_entity, 0, |l| {
-                requests::decode(l, tenant)
-            })?;
-            write_lines(&pool, n, out, lookout_proto::json::to_json_vec)
-        }
-        Call::Write => {
-            let pool = pool(args, generator, Generator::write, 0, |l| {
-                requests::decode(l, tenant)
-            })?;
-            write_lines(&pool, n, out, lookout_proto::json::to_json_vec)
-        }
+        Call::Check => dump_scoped(args, generator, Generator::check, n, out),
+        Call::BulkCheck => dump_scoped(args, generator, Generator::bulk_check, n, out),
+        Call::LookupEntityStream => dump_scoped(args, generator, Generator::lookup_entity, n, out),
+        Call::Write => dump_scoped(args, generator, Generator::write, n, out),
         Call::Health => {
             let pool = pool(
                 args,
@@ -228,6 +198,18 @@ pub fn dump(args: &Args, out: &mut dyn Write) -> Result<(), LoadgenError> {
             })
         }
     }
+}
+
+/// Prints the first `n` requests of a tenant-scoped call as JSON lines.
+fn dump_scoped<R: requests::Tenanted + Clone + 'static>(
+    args: &Args,
+    generator: Generator,
+    make: fn(&Generator, u64) -> R,
+    n: u64,
+    out: &mut dyn Write,
+) -> Result<(), LoadgenError> {
+    let pool = scoped_pool(args, generator, make, 0)?;
+    write_lines(&pool, n, out, lookout_proto::json::to_json_vec)
 }
 
 fn write_lines<R: Clone + 'static, E: std::fmt::Display>(
@@ -261,6 +243,19 @@ fn generator(args: &Args) -> Generator {
         write_tuples: args.write_tuples,
         bulk_size: args.bulk_size,
     }
+}
+
+/// The `--data` file's requests (an empty `tenant_id` becoming `--tenant`), or generated ones.
+fn scoped_pool<R: requests::Tenanted + Clone + 'static>(
+    args: &Args,
+    generator: Generator,
+    make: fn(&Generator, u64) -> R,
+    expected: u64,
+) -> Result<Pool<R>, LoadgenError> {
+    let tenant = args.tenant.as_str();
+    pool(args, generator, make, expected, |l| {
+        requests::decode(l, tenant)
+    })
 }
 
 /// The `--data` file's requests, or generated ones.

@@ -1,5 +1,6 @@
 // Permify's official Node client against a running Lookout server.
 // LOOKOUT_GRPC=host:port names the server (the Rust e2e test starts one and sets it).
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as permify from "@permify/permify-node";
@@ -9,21 +10,8 @@ const client = permify.grpc.newClient({ endpoint, cert: undefined, insecure: tru
 const { CheckResult, BooleanValue, DataChange_Operation } = permify.grpc.base;
 const tenantId = `node-${process.pid}-${Date.now()}`;
 
-const schema = `
-entity user {}
-
-entity group {
-    relation member @user @group#member
-}
-
-entity document {
-    relation owner @user
-    relation viewer @user @group#member
-    attribute public boolean
-    permission edit = owner
-    permission view = viewer or owner or public
-}
-`;
+// The schema the Python client's test uses too.
+const schema = readFileSync(new URL("../clients.perm", import.meta.url), "utf8");
 
 const user = (id) => ({ type: "user", id, relation: "" });
 const doc = (id) => ({ type: "document", id });

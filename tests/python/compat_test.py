@@ -6,6 +6,7 @@ LOOKOUT_HTTP=http://host:port names the server (the Rust e2e test starts one and
 """
 import os
 import time
+from pathlib import Path
 import unittest
 import warnings
 
@@ -65,21 +66,8 @@ warnings.filterwarnings("ignore", message="Pydantic serializer warnings")
 ENDPOINT = os.environ.get("LOOKOUT_HTTP", "http://127.0.0.1:3476")
 TENANT = f"py-{os.getpid()}-{int(time.time())}"
 
-SCHEMA = """
-entity user {}
-
-entity group {
-    relation member @user @group#member
-}
-
-entity document {
-    relation owner @user
-    relation viewer @user @group#member
-    attribute public boolean
-    permission edit = owner
-    permission view = viewer or owner or public
-}
-"""
+# The schema the Node client's test uses too.
+SCHEMA = (Path(__file__).parent.parent / "clients.perm").read_text()
 
 ALLOWED = CheckResult.CHECK_RESULT_ALLOWED
 DENIED = CheckResult.CHECK_RESULT_DENIED

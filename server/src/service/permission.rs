@@ -321,25 +321,72 @@ impl Service {
             items.push((entity, item.permission.clone(), subject));
         }
         let p = self.prepare(&req).await?;
-        let results = run_cpu(move || {
-            let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
-                .map_err(ApiError::from_eval)?;
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, (entity, permission, subject))| {
-                    let result = ev.check(entity, permission, subject, depth).map_err(|e| {
-                        let e = ApiError::from_eval(e);
-                        ApiError::new(e.code, format!("items[{i}]: {}", e.message))
-                    })?;
-                    log_rule_errors(&result.rule_errors);
-                    Ok(result.allowed)
-                })
-                .collect::<Result<Vec<bool>, ApiError>>()
-        })
-        .await?;
+        let revision = p.snapshot.revision();
+        // Each item is the question a Check of it would ask, so its answer is cached (and
+        // found) under the same key: a bulk check shares its answers with single checks.
+        let mut slots = Vec::new();
+        let mut answers: Vec<Option<bool>> = vec![None; items.len()];
+        if self.cache.enabled() {
+            let metadata = req
+                .metadata
+                .as_ref()
+                .map(|m| v1::PermissionCheckRequestMetadata {
+                    snap_token: String::new(),
+                    ..m.clone()
+                });
+            for (item, answer) in req.items.into_iter().zip(&mut answers) {
+                let question = v1::PermissionCheckRequest {
+                    tenant_id: req.tenant_id.clone(),
+                    metadata: metadata.clone(),
+                    entity: item.entity,
+                    permission: item.permission,
+                    subject: item.subject,
+                    context: req.context.clone(),
+                    arguments: req.arguments.clone(),
+                };
+                let ty = question.entity.as_ref().map_or("", |e| e.r#type.as_str());
+                let slot = self.cache_slot(&p, ty, &question.permission, &question);
+                if let Some((key, _)) = &slot
+                    && let Some(Cached::Check(allowed)) =
+                        self.cache.get(key, revision, p.tenant.as_ref())
+                {
+                    *answer = Some(allowed);
+                }
+                slots.push(slot);
+            }
+        }
+        let missing: Vec<usize> = (0..items.len()).filter(|&i| answers[i].is_none()).collect();
+        if !missing.is_empty() {
+            let todo = missing.clone();
+            let found = run_cpu(move || {
+                let ev = Evaluator::new(&p.schema.model, &p.snapshot, &p.context)
+                    .map_err(ApiError::from_eval)?;
+                todo.iter()
+                    .map(|&i| {
+                        let (entity, permission, subject) = &items[i];
+                        let result = ev.check(entity, permission, subject, depth).map_err(|e| {
+                            let e = ApiError::from_eval(e);
+                            ApiError::new(e.code, format!("items[{i}]: {}", e.message))
+                        })?;
+                        log_rule_errors(&result.rule_errors);
+                        Ok(result.allowed)
+                    })
+                    .collect::<Result<Vec<bool>, ApiError>>()
+            })
+            .await?;
+            for (i, allowed) in missing.into_iter().zip(found) {
+                answers[i] = Some(allowed);
+                if let Some(Some((key, deps))) = slots.get_mut(i).map(Option::take) {
+                    self.cache
+                        .insert(key, revision, deps, Cached::Check(allowed));
+                }
+            }
+        }
         Ok(v1::PermissionBulkCheckResponse {
-            results: results.into_iter().map(check_response).collect(),
+            results: answers
+                .into_iter()
+                .map(|allowed| check_response(allowed.unwrap_or(false)))
+                .collect(),
         })
     }
 

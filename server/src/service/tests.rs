@@ -1487,3 +1487,80 @@ async fn check_answers_are_cached_per_question_and_schema_version() {
     assert_eq!(s.check(ask("1", "1", "", "")).await.unwrap().can, denied);
     assert_eq!(stats(), (2, 4));
 }
+
+/// A bulk check's items are cached as the single checks of the same questions are: each
+/// shares answers with Check both ways, and a related write still changes the answer.
+#[tokio::test]
+async fn bulk_check_items_share_the_check_cache() {
+    let s = with_schema().await;
+    write(&s, &["doc:1#viewer@user:1"], &[]).await.unwrap();
+    let metadata = || {
+        Some(v1::PermissionCheckRequestMetadata {
+            depth: 20,
+            ..Default::default()
+        })
+    };
+    let item = |doc: &str, user: &str| v1::PermissionBulkCheckRequestItem {
+        entity: Some(v1::Entity {
+            r#type: "doc".into(),
+            id: doc.into(),
+        }),
+        permission: "view".into(),
+        subject: Some(v1::Subject {
+            r#type: "user".into(),
+            id: user.into(),
+            relation: String::new(),
+        }),
+    };
+    let single = |doc: &str, user: &str| {
+        let item = item(doc, user);
+        v1::PermissionCheckRequest {
+            tenant_id: "t1".into(),
+            metadata: metadata(),
+            entity: item.entity,
+            permission: item.permission,
+            subject: item.subject,
+            ..Default::default()
+        }
+    };
+    let bulk = |pairs: &[(&str, &str)]| v1::PermissionBulkCheckRequest {
+        tenant_id: "t1".into(),
+        metadata: metadata(),
+        items: pairs.iter().map(|(d, u)| item(d, u)).collect(),
+        ..Default::default()
+    };
+    let answers = |r: v1::PermissionBulkCheckResponse| -> Vec<bool> {
+        r.results
+            .iter()
+            .map(|r| r.can == v1::CheckResult::Allowed as i32)
+            .collect()
+    };
+    let stats = || {
+        let st = s.cache.stats();
+        (st.hits, st.misses)
+    };
+
+    // A single check first: the bulk check finds its answer and computes the other one.
+    s.check(single("1", "1")).await.unwrap();
+    assert_eq!(stats(), (0, 1));
+    let pairs = [("1", "1"), ("2", "1")];
+    let got = answers(s.bulk_check(bulk(&pairs)).await.unwrap());
+    assert_eq!(got, [true, false]);
+    assert_eq!(stats(), (1, 2));
+    // Now both are cached, for bulk checks and single ones alike.
+    assert_eq!(answers(s.bulk_check(bulk(&pairs)).await.unwrap()), got);
+    assert_eq!(stats(), (3, 2));
+    let can = s.check(single("2", "1")).await.unwrap().can;
+    assert_eq!(can, v1::CheckResult::Denied as i32);
+    assert_eq!(stats(), (4, 2));
+
+    // A related write: neither cached answer is used, and the new ones are right.
+    write(&s, &["doc:1#banned@user:1", "doc:2#viewer@user:1"], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        answers(s.bulk_check(bulk(&pairs)).await.unwrap()),
+        [false, true]
+    );
+    assert_eq!(stats(), (4, 4));
+}

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use lookout_engine::model::Tuple;
 use lookout_engine::tokens::SnapToken;
 use lookout_proto::v1;
+use lookout_server::cache::ResultCache;
 use lookout_server::service::{Limits, Service, convert};
 use lookout_server::storage::postgres::{self, CancellationToken, PgOptions};
 use lookout_server::tenants::Retention;
@@ -32,7 +33,7 @@ async fn replica(uri: &str, stop: &CancellationToken) -> Arc<Service> {
     let tenants = postgres::start(options, Retention::default(), stop.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    Service::with_tenants(Limits::default(), tenants, 100_000)
+    Service::with_tenants(Limits::default(), tenants, ResultCache::new(100_000))
 }
 
 fn batch(tenant: &str, prefix: &str, start: usize, size: usize) -> v1::DataWriteRequest {

@@ -321,3 +321,40 @@ fn two_schema_versions_on_one_snapshot() {
         }
     }
 }
+
+/// A check reports what it cost: more members visited through a longer folder chain.
+#[test]
+fn checks_report_their_cost_in_visits() {
+    let model = Model::compile(SCHEMA).unwrap();
+    let store = Store::new();
+    let mut lines = vec!["doc:near#viewer@user:alice".to_owned()];
+    // doc:far sits 200 folders below the folder alice views.
+    lines.push("folder:f0#viewer@user:alice".to_owned());
+    for i in 1..=200 {
+        lines.push(format!("folder:f{i}#parent@folder:f{}", i - 1));
+    }
+    lines.push("doc:far#folder@folder:f200".to_owned());
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let batch = WriteBatch {
+        tuple_writes: tuples(&lines),
+        ..WriteBatch::default()
+    };
+    let snapshot = store.write(&model.schema, &batch).unwrap().snapshot;
+    let ctx = Context::default();
+    let ev = Evaluator::new(&model, &snapshot, &ctx).unwrap();
+    let alice = SubjectRef::user("user", "alice");
+    let near = ev
+        .check(&EntityRef::new("doc", "near"), "view", &alice, 500)
+        .unwrap();
+    let far = ev
+        .check(&EntityRef::new("doc", "far"), "view", &alice, 500)
+        .unwrap();
+    assert!(near.allowed && far.allowed);
+    assert!(near.visits >= 1 && near.visits < 16, "{near:?}");
+    assert!(far.visits > 200, "{far:?}");
+    // Within a budget the walk cannot finish in, the bounded walk gives up.
+    let bounded = ev
+        .check_within(&EntityRef::new("doc", "far"), "view", &alice, 500, 50)
+        .unwrap();
+    assert!(bounded.is_none(), "{bounded:?}");
+}

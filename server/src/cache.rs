@@ -9,12 +9,69 @@
 //! write to unrelated relations keeps entries warm.
 //!
 //! Requests with contextual tuples or attributes bypass the cache: their answers are private.
+//!
+//! A check is cached only when checks of its permission have lately cost enough to be worth it
+//! ([`CheckCosts`]): building the key, looking it up and inserting the answer cost about as
+//! much as evaluating a check that visits a few dozen members, so caching every cheap check
+//! would make the common case slower for a hit that random questions rarely get.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use lookout_engine::eval::Model;
 use lookout_engine::eval::deps::DataKey;
+use lookout_engine::schema::{Member, TypeId};
 use roaring::RoaringBitmap;
+
+/// The default of `--cache-check-min-visits`: checks of a permission are cached once its
+/// checks visit this many members on average.
+pub const DEFAULT_CHECK_MIN_VISITS: u32 = 64;
+
+/// What checks of each checkable member of one schema version have cost lately: a moving
+/// average (over about the last eight evaluations) of the members each visited.
+#[derive(Debug)]
+pub struct CheckCosts {
+    visits: HashMap<(TypeId, Member), AtomicU32>,
+}
+
+impl CheckCosts {
+    /// A table for every member of `model`'s schema, all at zero (not worth caching until an
+    /// evaluation shows otherwise).
+    pub fn new(model: &Model) -> CheckCosts {
+        let schema = &model.schema;
+        let visits = schema
+            .entity_index
+            .values()
+            .flat_map(|&ty| {
+                schema
+                    .entity_at(ty)
+                    .members
+                    .values()
+                    .map(move |&member| ((ty, member), AtomicU32::new(0)))
+            })
+            .collect();
+        CheckCosts { visits }
+    }
+
+    /// The recent average of members visited by checks of `member` on `ty`.
+    pub fn average(&self, ty: TypeId, member: Member) -> u32 {
+        self.visits
+            .get(&(ty, member))
+            .map_or(0, |v| v.load(Ordering::Relaxed))
+    }
+
+    /// Adds one evaluation's visits to the average (racing updates may lose one; the average
+    /// only steers the cache).
+    pub fn record(&self, ty: TypeId, member: Member, visits: u64) {
+        if let Some(average) = self.visits.get(&(ty, member)) {
+            let old = i64::from(average.load(Ordering::Relaxed));
+            let sample = i64::try_from(visits.min(u64::from(u32::MAX))).unwrap_or(i64::MAX);
+            let new = old + (sample - old) / 8;
+            average.store(u32::try_from(new).unwrap_or(u32::MAX), Ordering::Relaxed);
+        }
+    }
+}
 
 /// What a cache entry holds.
 #[derive(Debug, Clone)]
@@ -66,6 +123,8 @@ pub struct ResultCache {
     entries: Option<moka::sync::Cache<CacheKey, Arc<Entry>>>,
     hits: Arc<AtomicU64>,
     misses: Arc<AtomicU64>,
+    /// Checks of a member are cached once its [`CheckCosts`] average reaches this.
+    check_min_visits: u32,
 }
 
 /// Hit and miss counts since start.
@@ -113,12 +172,27 @@ impl ResultCache {
             entries,
             hits: Arc::new(AtomicU64::new(0)),
             misses: Arc::new(AtomicU64::new(0)),
+            check_min_visits: DEFAULT_CHECK_MIN_VISITS,
+        }
+    }
+
+    /// The same cache, caching checks of a member once they visit `visits` members on average
+    /// (0: every check).
+    pub fn with_check_min_visits(self, visits: u32) -> ResultCache {
+        ResultCache {
+            check_min_visits: visits,
+            ..self
         }
     }
 
     /// Whether the cache holds anything at all (capacity above 0).
     pub fn enabled(&self) -> bool {
         self.entries.is_some()
+    }
+
+    /// Whether answers of checks of `member` on `ty` are worth caching, by what they have cost.
+    pub fn check_worth_caching(&self, costs: &CheckCosts, ty: TypeId, member: Member) -> bool {
+        self.enabled() && costs.average(ty, member) >= self.check_min_visits
     }
 
     /// The cached answer for `key` if it is valid at snapshot revision `at`.
@@ -203,6 +277,49 @@ mod tests {
         assert!(cache.get(&k, 9, &clock).is_none());
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses), (2, 2));
+    }
+
+    #[test]
+    fn check_costs_follow_recent_evaluations() {
+        let model = Model::compile(
+            "entity user {}\nentity doc {\n    relation viewer @user\n    permission view = viewer\n}\n",
+        )
+        .unwrap();
+        let costs = CheckCosts::new(&model);
+        let (ty, view) = model.resolve("doc", "view").unwrap();
+        let (_, viewer) = model.resolve("doc", "viewer").unwrap();
+        assert_eq!(costs.average(ty, view), 0);
+        // One expensive evaluation moves the average an eighth of the way; a run of them
+        // brings it close; cheap ones bring it back down.
+        costs.record(ty, view, 800);
+        assert_eq!(costs.average(ty, view), 100);
+        for _ in 0..40 {
+            costs.record(ty, view, 800);
+        }
+        assert!(costs.average(ty, view) > 780, "{}", costs.average(ty, view));
+        for _ in 0..40 {
+            costs.record(ty, view, 2);
+        }
+        assert!(costs.average(ty, view) < 20, "{}", costs.average(ty, view));
+        // Members are kept apart; huge counts saturate rather than wrap.
+        assert_eq!(costs.average(ty, viewer), 0);
+        costs.record(ty, viewer, u64::MAX);
+        assert_eq!(costs.average(ty, viewer), u32::MAX / 8);
+
+        // The cache follows the threshold, and a disabled cache never caches.
+        let cache = ResultCache::new(10).with_check_min_visits(64);
+        assert!(cache.check_worth_caching(&costs, ty, viewer));
+        assert!(!cache.check_worth_caching(&costs, ty, view));
+        assert!(
+            ResultCache::new(10)
+                .with_check_min_visits(0)
+                .check_worth_caching(&costs, ty, view)
+        );
+        assert!(
+            !ResultCache::new(0)
+                .with_check_min_visits(0)
+                .check_worth_caching(&costs, ty, view)
+        );
     }
 
     #[test]

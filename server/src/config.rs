@@ -163,6 +163,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "LOOKOUT_CACHE_CAPACITY")]
     pub cache_capacity: Option<u64>,
 
+    /// Cache the answers of a permission's checks once they visit this many members on average
+    /// (a moving average per permission and schema version); cheaper checks are evaluated
+    /// every time, which costs less than caching them. 0 caches every check [default: 64].
+    #[arg(long, value_name = "N", env = "LOOKOUT_CACHE_CHECK_MIN_VISITS")]
+    pub cache_check_min_visits: Option<u32>,
+
     /// Snapshots kept per tenant for continuous tokens: with the memory store, the newest of
     /// those a token was issued for; a PostgreSQL replica keeps the latest ones [default: 1024].
     #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_SNAPSHOTS")]
@@ -205,6 +211,8 @@ pub struct Config {
     pub retention: Retention,
     /// Weight capacity of the result cache; 0 turns it off.
     pub cache_capacity: u64,
+    /// Checks are cached once their permission's checks visit this many members on average.
+    pub cache_check_min_visits: u32,
     pub postgres: PgSettings,
     /// Authentication of API calls.
     pub authn: AuthnSettings,
@@ -250,6 +258,7 @@ impl Default for Config {
             limits: Limits::default(),
             retention: Retention::default(),
             cache_capacity: crate::service::DEFAULT_CACHE_CAPACITY,
+            cache_check_min_visits: crate::cache::DEFAULT_CHECK_MIN_VISITS,
             postgres: PgSettings::default(),
             authn: AuthnSettings::default(),
             traffic: TrafficLimits::default(),
@@ -294,6 +303,7 @@ struct FileConfig {
     max_bulk_check: Option<usize>,
     stream_buffer: Option<usize>,
     cache_capacity: Option<u64>,
+    cache_check_min_visits: Option<u32>,
     retained_snapshots: Option<usize>,
     retained_changes: Option<usize>,
     retained_change_items: Option<usize>,
@@ -459,6 +469,10 @@ impl Config {
                 .cache_capacity
                 .or(file.cache_capacity)
                 .unwrap_or(d.cache_capacity),
+            cache_check_min_visits: args
+                .cache_check_min_visits
+                .or(file.cache_check_min_visits)
+                .unwrap_or(d.cache_check_min_visits),
             retention: Retention {
                 snapshots: args
                     .retained_snapshots

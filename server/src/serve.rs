@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
+use crate::cache::ResultCache;
 use crate::config::{Config, ConfigError, DatabaseEngine, ServeArgs};
 use crate::service::Service;
 use crate::storage::postgres::{self, PgOptions};
@@ -114,7 +115,9 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
         }
     };
     let database = tenants.backend().name();
-    let service = Service::with_tenants(config.limits.clone(), tenants, config.cache_capacity);
+    let cache = ResultCache::new(config.cache_capacity)
+        .with_check_min_visits(config.cache_check_min_visits);
+    let service = Service::with_tenants(config.limits.clone(), tenants, cache);
 
     // Authentication, limits and metrics: every call passes the gate (see crate::gate).
     let gate = match start_gate(&config, &service, &shutdown).await {

@@ -29,6 +29,7 @@ use lookout_engine::index::{
 use lookout_engine::schema::SchemaError;
 use tokio::sync::{broadcast, watch};
 
+use crate::cache::CheckCosts;
 use crate::error::{ApiError, ErrorCode};
 use crate::storage::Backend;
 
@@ -70,6 +71,8 @@ pub struct SchemaVersion {
     pub created_at: SystemTime,
     /// Position in the tenant's history of versions (oldest first).
     pub seq: u64,
+    /// What checks under this version have cost lately (steers the result cache).
+    pub check_costs: CheckCosts,
 }
 
 /// The committed writes a new Watch subscriber gets before the live feed (see
@@ -301,6 +304,7 @@ impl Tenant {
         Ok(SchemaVersion {
             version: new_version_id(),
             source: source.to_string(),
+            check_costs: CheckCosts::new(&model),
             model: Arc::new(model),
             created_at: SystemTime::now(),
             seq: 0,

@@ -135,6 +135,7 @@ pub(super) fn run(
     Ok(CheckResult {
         allowed,
         rule_errors: set.rule_errors,
+        visits: VISIT_BUDGET + 1,
     })
 }
 
@@ -161,6 +162,7 @@ pub(super) fn walk(
         return Ok(Some(CheckResult {
             allowed: true,
             rule_errors: Vec::new(),
+            visits: 0,
         }));
     }
     let mut checker = Checker {
@@ -190,6 +192,7 @@ pub(super) fn walk(
     Ok(Some(CheckResult {
         allowed: outcome?,
         rule_errors: checker.rule_errors,
+        visits: checker.visits,
     }))
 }
 

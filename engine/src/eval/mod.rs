@@ -135,6 +135,9 @@ pub struct CheckResult {
     pub allowed: bool,
     /// Rule evaluation failures met on the way (each denied its branch).
     pub rule_errors: Vec<String>,
+    /// What the answer cost: the members the forward walk visited, or more than the walk's
+    /// budget when the bitmap plan had to answer.
+    pub visits: u64,
 }
 
 /// The entities found by a lookup, in ascending number order (the stream order).

@@ -69,19 +69,19 @@ pub const DEFAULT_CACHE_CAPACITY: u64 = 1_000_000;
 
 impl Service {
     pub fn new(limits: Limits, retention: Retention) -> Arc<Service> {
-        Service::with_cache(limits, retention, DEFAULT_CACHE_CAPACITY)
+        Service::with_cache(limits, retention, ResultCache::new(DEFAULT_CACHE_CAPACITY))
     }
 
-    pub fn with_cache(limits: Limits, retention: Retention, cache_capacity: u64) -> Arc<Service> {
-        Service::with_tenants(limits, Tenants::new(retention), cache_capacity)
+    pub fn with_cache(limits: Limits, retention: Retention, cache: ResultCache) -> Arc<Service> {
+        Service::with_tenants(limits, Tenants::new(retention), cache)
     }
 
     /// A service over tenants of any store (see [`crate::storage`]).
-    pub fn with_tenants(limits: Limits, tenants: Tenants, cache_capacity: u64) -> Arc<Service> {
+    pub fn with_tenants(limits: Limits, tenants: Tenants, cache: ResultCache) -> Arc<Service> {
         Arc::new(Service {
             tenants,
             limits,
-            cache: ResultCache::new(cache_capacity),
+            cache,
         })
     }
 

@@ -14,6 +14,7 @@ use lookout_engine::eval::{Context as EvalContext, EntitySet, Evaluator, ExpandN
 use lookout_engine::index::Interner;
 use lookout_engine::index::Snapshot;
 use lookout_engine::model;
+use lookout_engine::schema::{Member, TypeId};
 use lookout_engine::tokens::{ContinuousEncoder, ContinuousToken};
 use lookout_proto::v1;
 use roaring::RoaringBitmap;
@@ -226,7 +227,8 @@ impl Service {
         if let Some(m) = req.metadata.as_mut() {
             m.snap_token.clear();
         }
-        let cache = self.cache_slot(&p, &entity.ty, &req.permission, &req);
+        let member = p.schema.model.resolve(&entity.ty, &req.permission);
+        let cache = self.check_cache_slot(&p, member, &req);
         if let Some((key, _)) = &cache
             && let Some(Cached::Check(allowed)) =
                 self.cache
@@ -247,6 +249,7 @@ impl Service {
                 .map_err(ApiError::from_eval)?
             {
                 log_rule_errors(&result.rule_errors);
+                record_cost(&p, member, result.visits);
                 if let Some((key, deps)) = cache {
                     self.cache
                         .insert(key, revision, deps, Cached::Check(result.allowed));
@@ -261,6 +264,7 @@ impl Service {
                 .check(&entity, &permission, &subject, depth)
                 .map_err(ApiError::from_eval)?;
             log_rule_errors(&result.rule_errors);
+            record_cost(&p, member, result.visits);
             Ok(result.allowed)
         })
         .await?;
@@ -269,6 +273,28 @@ impl Service {
                 .insert(key, revision, deps, Cached::Check(allowed));
         }
         Ok(check_response(allowed))
+    }
+
+    /// The cache key and dependencies of a check of `member`, when its answer is worth caching
+    /// (see [`crate::cache::CheckCosts`]) and may be: no contextual tuples or attributes.
+    fn check_cache_slot(
+        &self,
+        p: &Prepared,
+        member: Option<(TypeId, Member)>,
+        question: &impl prost::Message,
+    ) -> Option<(CacheKey, Arc<[DataKey]>)> {
+        let (ty, member) = member?;
+        if !self
+            .cache
+            .check_worth_caching(&p.schema.check_costs, ty, member)
+            || !p.context.tuples.is_empty()
+            || !p.context.attributes.is_empty()
+        {
+            return None;
+        }
+        let deps = p.schema.model.dependencies(ty, member);
+        let key = CacheKey::new(p.tenant.incarnation, &p.schema.version, question);
+        Some((key, deps))
     }
 
     /// The cache key and dependencies for a question, when its answer may be cached: no
@@ -324,8 +350,12 @@ impl Service {
         let revision = p.snapshot.revision();
         // Each item is the question a Check of it would ask, so its answer is cached (and
         // found) under the same key: a bulk check shares its answers with single checks.
-        let mut slots = Vec::new();
+        let mut slots = Vec::with_capacity(items.len());
         let mut answers: Vec<Option<bool>> = vec![None; items.len()];
+        let members: Vec<_> = items
+            .iter()
+            .map(|(entity, permission, _)| p.schema.model.resolve(&entity.ty, permission))
+            .collect();
         if self.cache.enabled() {
             let metadata = req
                 .metadata
@@ -334,7 +364,14 @@ impl Service {
                     snap_token: String::new(),
                     ..m.clone()
                 });
-            for (item, answer) in req.items.into_iter().zip(&mut answers) {
+            for ((item, answer), &member) in req.items.into_iter().zip(&mut answers).zip(&members) {
+                let worth = member.is_some_and(|(ty, m)| {
+                    self.cache.check_worth_caching(&p.schema.check_costs, ty, m)
+                });
+                if !worth {
+                    slots.push(None);
+                    continue;
+                }
                 let question = v1::PermissionCheckRequest {
                     tenant_id: req.tenant_id.clone(),
                     metadata: metadata.clone(),
@@ -344,8 +381,7 @@ impl Service {
                     context: req.context.clone(),
                     arguments: req.arguments.clone(),
                 };
-                let ty = question.entity.as_ref().map_or("", |e| e.r#type.as_str());
-                let slot = self.cache_slot(&p, ty, &question.permission, &question);
+                let slot = self.check_cache_slot(&p, member, &question);
                 if let Some((key, _)) = &slot
                     && let Some(Cached::Check(allowed)) =
                         self.cache.get(key, revision, p.tenant.as_ref())
@@ -761,6 +797,13 @@ fn page(
     let more = iter.next().is_some();
     let next = if more { numbers.last().copied() } else { None };
     (numbers, next)
+}
+
+/// Adds a check's cost to its member's average (see [`crate::cache::CheckCosts`]).
+fn record_cost(p: &Prepared, member: Option<(TypeId, Member)>, visits: u64) {
+    if let Some((ty, member)) = member {
+        p.schema.check_costs.record(ty, member, visits);
+    }
 }
 
 fn check_response(allowed: bool) -> v1::PermissionCheckResponse {

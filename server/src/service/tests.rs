@@ -8,7 +8,8 @@ use std::sync::Arc;
 use lookout_engine::model::{Attribute, Tuple};
 use lookout_proto::v1;
 
-use super::{Limits, Service, convert};
+use super::{DEFAULT_CACHE_CAPACITY, Limits, Service, convert};
+use crate::cache::ResultCache;
 use crate::error::{ApiError, ErrorCode};
 use crate::tenants::Retention;
 
@@ -46,6 +47,20 @@ fn service() -> Arc<Service> {
 
 async fn with_schema() -> Arc<Service> {
     with_retention(Retention::default()).await
+}
+
+/// A service with the schema written that caches every check, however cheap (the default
+/// caches only checks that cost enough; see `cache::CheckCosts`).
+async fn caching_every_check() -> Arc<Service> {
+    let cache = ResultCache::new(DEFAULT_CACHE_CAPACITY).with_check_min_visits(0);
+    let s = Service::with_cache(Limits::default(), Retention::default(), cache);
+    s.schema_write(v1::SchemaWriteRequest {
+        tenant_id: "t1".into(),
+        schema: SCHEMA.into(),
+    })
+    .await
+    .unwrap();
+    s
 }
 
 /// A service keeping `retention`, with the schema written.
@@ -1428,7 +1443,7 @@ async fn a_stream_past_its_prefix_sends_every_id_once_in_order() {
 /// keeps questions and schema versions apart, and drops an answer a related write changes.
 #[tokio::test]
 async fn check_answers_are_cached_per_question_and_schema_version() {
-    let s = with_schema().await;
+    let s = caching_every_check().await;
     let token = write(&s, &["doc:1#viewer@user:1"], &[]).await.unwrap();
     let ask = |doc: &str, user: &str, snap_token: &str, schema_version: &str| {
         v1::PermissionCheckRequest {
@@ -1492,7 +1507,7 @@ async fn check_answers_are_cached_per_question_and_schema_version() {
 /// shares answers with Check both ways, and a related write still changes the answer.
 #[tokio::test]
 async fn bulk_check_items_share_the_check_cache() {
-    let s = with_schema().await;
+    let s = caching_every_check().await;
     write(&s, &["doc:1#viewer@user:1"], &[]).await.unwrap();
     let metadata = || {
         Some(v1::PermissionCheckRequestMetadata {
@@ -1563,4 +1578,54 @@ async fn bulk_check_items_share_the_check_cache() {
         [false, true]
     );
     assert_eq!(stats(), (4, 4));
+}
+
+/// By default a permission's checks are cached only once they cost enough: cheap ones are
+/// evaluated every time without touching the cache, and once the average cost of the
+/// permission's checks passes the threshold, its answers are cached.
+#[tokio::test]
+async fn only_checks_that_cost_enough_are_cached() {
+    let s = with_schema().await;
+    write(&s, &["doc:1#viewer@user:1"], &[]).await.unwrap();
+    let ask = || v1::PermissionCheckRequest {
+        tenant_id: "t1".into(),
+        entity: Some(v1::Entity {
+            r#type: "doc".into(),
+            id: "1".into(),
+        }),
+        permission: "view".into(),
+        subject: Some(v1::Subject {
+            r#type: "user".into(),
+            id: "1".into(),
+            relation: String::new(),
+        }),
+        ..Default::default()
+    };
+    let stats = || {
+        let st = s.cache.stats();
+        (st.hits, st.misses)
+    };
+    for _ in 0..3 {
+        let can = s.check(ask()).await.unwrap().can;
+        assert_eq!(can, v1::CheckResult::Allowed as i32);
+    }
+    assert_eq!(stats(), (0, 0), "a cheap check leaves the cache alone");
+
+    // The same permission's checks turn expensive (as recorded evaluations would say).
+    let version = s.tenant("t1").await.unwrap().schema("").await.unwrap();
+    let (ty, member) = version.model.resolve("doc", "view").unwrap();
+    let cheap = version.check_costs.average(ty, member);
+    assert!(cheap < crate::cache::DEFAULT_CHECK_MIN_VISITS, "{cheap}");
+    for _ in 0..8 {
+        version.check_costs.record(ty, member, 10_000);
+    }
+    let average = version.check_costs.average(ty, member);
+    assert!(
+        average >= crate::cache::DEFAULT_CHECK_MIN_VISITS,
+        "{average}"
+    );
+    s.check(ask()).await.unwrap();
+    assert_eq!(stats(), (0, 1));
+    s.check(ask()).await.unwrap();
+    assert_eq!(stats(), (1, 1));
 }

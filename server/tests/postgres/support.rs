@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use lookout_engine::model::{Attribute, Tuple};
 use lookout_proto::v1;
+use lookout_server::cache::ResultCache;
 use lookout_server::config::{Config, DatabaseEngine};
 use lookout_server::error::ApiError;
 use lookout_server::serve::{self, Handle};
@@ -68,7 +69,7 @@ pub async fn postgres_at(options: PgOptions) -> Fixture {
         .await
         .unwrap_or_else(|e| panic!("the postgres store starts: {e}"));
     Fixture {
-        service: Service::with_tenants(Limits::default(), tenants, 10_000),
+        service: Service::with_tenants(Limits::default(), tenants, ResultCache::new(10_000)),
         _stop: Some(stop.drop_guard()),
     }
 }

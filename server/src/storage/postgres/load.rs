@@ -11,6 +11,7 @@ use lookout_engine::model::{Attribute, EntityRef, SubjectRef, Tuple};
 
 use super::write::from_millis;
 use super::{Pg, StartError, codec, db_error, read_only_tx};
+use crate::cache::CheckCosts;
 use crate::error::ApiError;
 use crate::storage::Backend;
 use crate::tenants::{SchemaVersion, Tenant, TenantInfo, Tenants};
@@ -32,6 +33,7 @@ pub(super) fn compile_stored(
     Ok(SchemaVersion {
         version,
         source,
+        check_costs: CheckCosts::new(&model),
         model: Arc::new(model),
         created_at: from_millis(created_ms),
         seq: seq as u64,

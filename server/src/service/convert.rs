@@ -26,23 +26,48 @@ pub fn required<'a, T>(value: &'a Option<T>, field: &str) -> Result<&'a T, ApiEr
         .ok_or_else(|| ApiError::invalid(format!("{field} is required")))
 }
 
-pub fn entity(e: &v1::Entity, field: &str) -> Result<EntityRef, ApiError> {
+/// Checks an entity reference; `field` names it in an error (and is called only then).
+fn check_entity(e: &v1::Entity, field: &dyn Fn() -> String) -> Result<(), ApiError> {
     model::check_entity_type(&e.r#type)
-        .map_err(|err| field_error(&format!("{field}.type"), err))?;
-    model::check_id(&e.id).map_err(|err| field_error(&format!("{field}.id"), err))?;
-    Ok(EntityRef::new(e.r#type.clone(), e.id.clone()))
+        .map_err(|err| field_error(&format!("{}.type", field()), err))?;
+    model::check_id(&e.id).map_err(|err| field_error(&format!("{}.id", field()), err))
 }
 
-pub fn subject(s: &v1::Subject, field: &str) -> Result<SubjectRef, ApiError> {
+/// Checks a subject reference; its relation, normalized (see
+/// [`model::normalize_subject_relation`]).
+fn check_subject(s: &v1::Subject, field: &dyn Fn() -> String) -> Result<Option<String>, ApiError> {
     model::check_entity_type(&s.r#type)
-        .map_err(|err| field_error(&format!("{field}.type"), err))?;
-    model::check_id(&s.id).map_err(|err| field_error(&format!("{field}.id"), err))?;
+        .map_err(|err| field_error(&format!("{}.type", field()), err))?;
+    model::check_id(&s.id).map_err(|err| field_error(&format!("{}.id", field()), err))?;
     let relation = model::normalize_subject_relation(&s.relation);
     if let Some(rel) = &relation {
         model::check_name("relation", rel)
-            .map_err(|err| field_error(&format!("{field}.relation"), err))?;
+            .map_err(|err| field_error(&format!("{}.relation", field()), err))?;
     }
+    Ok(relation)
+}
+
+pub fn entity(e: &v1::Entity, field: &str) -> Result<EntityRef, ApiError> {
+    check_entity(e, &|| field.to_owned())?;
+    Ok(EntityRef::new(e.r#type.clone(), e.id.clone()))
+}
+
+/// As [`entity`], taking the message (its strings are moved, not copied) and naming the field
+/// only when it is wrong: for the many items of one request.
+pub fn entity_owned(e: v1::Entity, field: &dyn Fn() -> String) -> Result<EntityRef, ApiError> {
+    check_entity(&e, field)?;
+    Ok(EntityRef::new(e.r#type, e.id))
+}
+
+pub fn subject(s: &v1::Subject, field: &str) -> Result<SubjectRef, ApiError> {
+    let relation = check_subject(s, &|| field.to_owned())?;
     Ok(SubjectRef::new(s.r#type.clone(), s.id.clone(), relation))
+}
+
+/// As [`subject`], taking the message (see [`entity_owned`]).
+pub fn subject_owned(s: v1::Subject, field: &dyn Fn() -> String) -> Result<SubjectRef, ApiError> {
+    let relation = check_subject(&s, field)?;
+    Ok(SubjectRef::new(s.r#type, s.id, relation))
 }
 
 pub fn tuple(t: &v1::Tuple, field: &str) -> Result<Tuple, ApiError> {

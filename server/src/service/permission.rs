@@ -318,7 +318,7 @@ impl Service {
 
     pub async fn bulk_check(
         &self,
-        req: v1::PermissionBulkCheckRequest,
+        mut req: v1::PermissionBulkCheckRequest,
     ) -> Result<v1::PermissionBulkCheckResponse, ApiError> {
         if req.items.is_empty() {
             return Err(ApiError::invalid("items: at least one item is required"));
@@ -331,65 +331,65 @@ impl Service {
             )));
         }
         let depth = self.depth(req.metadata.as_ref().map_or(0, |m| m.depth))?;
+        // The items' strings move into the engine's references; fields are named only in
+        // errors.
         let mut items = Vec::with_capacity(req.items.len());
-        for (i, item) in req.items.iter().enumerate() {
-            let field = format!("items[{i}]");
-            let entity = convert::entity(
-                required(&item.entity, &format!("{field}.entity"))?,
-                &format!("{field}.entity"),
-            )?;
-            let subject = convert::subject(
-                required(&item.subject, &format!("{field}.subject"))?,
-                &format!("{field}.subject"),
-            )?;
+        for (i, item) in std::mem::take(&mut req.items).into_iter().enumerate() {
+            let at = |part: &'static str| move || format!("items[{i}].{part}");
+            let entity = item
+                .entity
+                .ok_or_else(|| ApiError::invalid(format!("{} is required", at("entity")())))?;
+            let entity = convert::entity_owned(entity, &at("entity"))?;
+            let subject = item
+                .subject
+                .ok_or_else(|| ApiError::invalid(format!("{} is required", at("subject")())))?;
+            let subject = convert::subject_owned(subject, &at("subject"))?;
             permission_name(&item.permission)
-                .map_err(|e| ApiError::invalid(format!("{field}.{}", e.message)))?;
-            items.push((entity, item.permission.clone(), subject));
+                .map_err(|e| ApiError::invalid(format!("items[{i}].{}", e.message)))?;
+            items.push((entity, item.permission, subject));
         }
         let p = self.prepare(&req).await?;
         let revision = p.snapshot.revision();
-        // Each item is the question a Check of it would ask, so its answer is cached (and
-        // found) under the same key: a bulk check shares its answers with single checks.
+        // Each item is the question a Check of it would ask, so where its permission is worth
+        // caching, its answer is cached (and found) under that Check's key: a bulk check
+        // shares its answers with single checks.
+        let metadata = req
+            .metadata
+            .as_ref()
+            .map(|m| v1::PermissionCheckRequestMetadata {
+                snap_token: String::new(),
+                ..m.clone()
+            });
+        let mut members = Vec::with_capacity(items.len());
         let mut slots = Vec::with_capacity(items.len());
         let mut answers: Vec<Option<bool>> = vec![None; items.len()];
-        let members: Vec<_> = items
-            .iter()
-            .map(|(entity, permission, _)| p.schema.model.resolve(&entity.ty, permission))
-            .collect();
-        if self.cache.enabled() {
-            let metadata = req
-                .metadata
-                .as_ref()
-                .map(|m| v1::PermissionCheckRequestMetadata {
-                    snap_token: String::new(),
-                    ..m.clone()
-                });
-            for ((item, answer), &member) in req.items.into_iter().zip(&mut answers).zip(&members) {
-                let worth = member.is_some_and(|(ty, m)| {
-                    self.cache.check_worth_caching(&p.schema.check_costs, ty, m)
-                });
-                if !worth {
-                    slots.push(None);
-                    continue;
-                }
+        for ((entity, permission, subject), answer) in items.iter().zip(&mut answers) {
+            let member = p.schema.model.resolve(&entity.ty, permission);
+            let worth = member.is_some_and(|(ty, m)| {
+                self.cache.check_worth_caching(&p.schema.check_costs, ty, m)
+            });
+            let slot = if worth {
                 let question = v1::PermissionCheckRequest {
                     tenant_id: req.tenant_id.clone(),
                     metadata: metadata.clone(),
-                    entity: item.entity,
-                    permission: item.permission,
-                    subject: item.subject,
+                    entity: Some(convert::entity_out(entity)),
+                    permission: permission.clone(),
+                    subject: Some(convert::subject_out(subject)),
                     context: req.context.clone(),
                     arguments: req.arguments.clone(),
                 };
-                let slot = self.check_cache_slot(&p, member, &question);
-                if let Some((key, _)) = &slot
-                    && let Some(Cached::Check(allowed)) =
-                        self.cache.get(key, revision, p.tenant.as_ref())
-                {
-                    *answer = Some(allowed);
-                }
-                slots.push(slot);
+                self.check_cache_slot(&p, member, &question)
+            } else {
+                None
+            };
+            if let Some((key, _)) = &slot
+                && let Some(Cached::Check(allowed)) =
+                    self.cache.get(key, revision, p.tenant.as_ref())
+            {
+                *answer = Some(allowed);
             }
+            slots.push(slot);
+            members.push(member);
         }
         let missing: Vec<usize> = (0..items.len()).filter(|&i| answers[i].is_none()).collect();
         if !missing.is_empty() {

@@ -1629,3 +1629,54 @@ async fn only_checks_that_cost_enough_are_cached() {
     s.check(ask()).await.unwrap();
     assert_eq!(stats(), (1, 1));
 }
+
+/// A bad bulk-check item is named by its index and field, and nothing is answered.
+#[tokio::test]
+async fn bad_bulk_check_items_are_named() {
+    let s = with_schema().await;
+    let good = || v1::PermissionBulkCheckRequestItem {
+        entity: Some(v1::Entity {
+            r#type: "doc".into(),
+            id: "1".into(),
+        }),
+        permission: "view".into(),
+        subject: Some(v1::Subject {
+            r#type: "user".into(),
+            id: "1".into(),
+            relation: String::new(),
+        }),
+    };
+    let ask = |bad: v1::PermissionBulkCheckRequestItem| v1::PermissionBulkCheckRequest {
+        tenant_id: "t1".into(),
+        items: vec![good(), good(), bad],
+        ..Default::default()
+    };
+    let no_subject = v1::PermissionBulkCheckRequestItem {
+        subject: None,
+        ..good()
+    };
+    let mut bad_id = good();
+    if let Some(e) = bad_id.entity.as_mut() {
+        e.id = "with space".into();
+    }
+    let mut bad_relation = good();
+    if let Some(subject) = bad_relation.subject.as_mut() {
+        subject.relation = "no such!".into();
+    }
+    let bad_permission = v1::PermissionBulkCheckRequestItem {
+        permission: String::new(),
+        ..good()
+    };
+    for (item, wanted) in [
+        (no_subject, "items[2].subject is required"),
+        (bad_id, "items[2].entity.id"),
+        (bad_relation, "items[2].subject.relation"),
+        (bad_permission, "items[2].permission"),
+    ] {
+        let e = s.bulk_check(ask(item)).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument, "{e}");
+        assert!(e.message.starts_with(wanted), "{e}");
+    }
+    let fine = s.bulk_check(ask(good())).await.unwrap();
+    assert_eq!(fine.results.len(), 3);
+}

@@ -70,24 +70,36 @@ pub fn subject_owned(s: v1::Subject, field: &dyn Fn() -> String) -> Result<Subje
     Ok(SubjectRef::new(s.r#type, s.id, relation))
 }
 
+/// A required message field, named (by calling `field`) only when it is missing.
+fn present<'a, T>(value: &'a Option<T>, field: &dyn Fn() -> String) -> Result<&'a T, ApiError> {
+    value
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid(format!("{} is required", field())))
+}
+
 pub fn tuple(t: &v1::Tuple, field: &str) -> Result<Tuple, ApiError> {
-    let e = entity(
-        required(&t.entity, &format!("{field}.entity"))?,
-        &format!("{field}.entity"),
-    )?;
+    tuple_at(t, &|| field.to_owned())
+}
+
+/// As [`tuple`], naming the field only in an error: for the many tuples of one request.
+fn tuple_at(t: &v1::Tuple, field: &dyn Fn() -> String) -> Result<Tuple, ApiError> {
+    let e = present(&t.entity, &|| format!("{}.entity", field()))?;
+    check_entity(e, &|| format!("{}.entity", field()))?;
     model::check_name("relation", &t.relation)
-        .map_err(|err| field_error(&format!("{field}.relation"), err))?;
-    let s = subject(
-        required(&t.subject, &format!("{field}.subject"))?,
-        &format!("{field}.subject"),
-    )?;
-    Ok(Tuple::new(e, t.relation.clone(), s))
+        .map_err(|err| field_error(&format!("{}.relation", field()), err))?;
+    let s = present(&t.subject, &|| format!("{}.subject", field()))?;
+    let relation = check_subject(s, &|| format!("{}.subject", field()))?;
+    Ok(Tuple::new(
+        EntityRef::new(e.r#type.clone(), e.id.clone()),
+        t.relation.clone(),
+        SubjectRef::new(s.r#type.clone(), s.id.clone(), relation),
+    ))
 }
 
 pub fn tuples(list: &[v1::Tuple], field: &str) -> Result<Vec<Tuple>, ApiError> {
     list.iter()
         .enumerate()
-        .map(|(i, t)| tuple(t, &format!("{field}[{i}]")))
+        .map(|(i, t)| tuple_at(t, &|| format!("{field}[{i}]")))
         .collect()
 }
 

@@ -146,6 +146,23 @@ async fn read_attributes(s: &Service) -> Vec<String> {
         .collect()
 }
 
+/// `doc:id` as a request's entity.
+fn doc(id: &str) -> Option<v1::Entity> {
+    Some(v1::Entity {
+        r#type: "doc".into(),
+        id: id.into(),
+    })
+}
+
+/// `user:id` as a request's subject.
+fn user(id: &str) -> Option<v1::Subject> {
+    Some(v1::Subject {
+        r#type: "user".into(),
+        id: id.into(),
+        relation: String::new(),
+    })
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
@@ -1445,7 +1462,7 @@ async fn a_stream_past_its_prefix_sends_every_id_once_in_order() {
 async fn check_answers_are_cached_per_question_and_schema_version() {
     let s = caching_every_check().await;
     let token = write(&s, &["doc:1#viewer@user:1"], &[]).await.unwrap();
-    let ask = |doc: &str, user: &str, snap_token: &str, schema_version: &str| {
+    let ask = |doc_id: &str, user_id: &str, snap_token: &str, schema_version: &str| {
         v1::PermissionCheckRequest {
             tenant_id: "t1".into(),
             metadata: Some(v1::PermissionCheckRequestMetadata {
@@ -1453,16 +1470,9 @@ async fn check_answers_are_cached_per_question_and_schema_version() {
                 schema_version: schema_version.into(),
                 depth: 0,
             }),
-            entity: Some(v1::Entity {
-                r#type: "doc".into(),
-                id: doc.into(),
-            }),
+            entity: doc(doc_id),
             permission: "view".into(),
-            subject: Some(v1::Subject {
-                r#type: "user".into(),
-                id: user.into(),
-                relation: String::new(),
-            }),
+            subject: user(user_id),
             ..Default::default()
         }
     };
@@ -1515,20 +1525,13 @@ async fn bulk_check_items_share_the_check_cache() {
             ..Default::default()
         })
     };
-    let item = |doc: &str, user: &str| v1::PermissionBulkCheckRequestItem {
-        entity: Some(v1::Entity {
-            r#type: "doc".into(),
-            id: doc.into(),
-        }),
+    let item = |doc_id: &str, user_id: &str| v1::PermissionBulkCheckRequestItem {
+        entity: doc(doc_id),
         permission: "view".into(),
-        subject: Some(v1::Subject {
-            r#type: "user".into(),
-            id: user.into(),
-            relation: String::new(),
-        }),
+        subject: user(user_id),
     };
-    let single = |doc: &str, user: &str| {
-        let item = item(doc, user);
+    let single = |doc_id: &str, user_id: &str| {
+        let item = item(doc_id, user_id);
         v1::PermissionCheckRequest {
             tenant_id: "t1".into(),
             metadata: metadata(),
@@ -1589,16 +1592,9 @@ async fn only_checks_that_cost_enough_are_cached() {
     write(&s, &["doc:1#viewer@user:1"], &[]).await.unwrap();
     let ask = || v1::PermissionCheckRequest {
         tenant_id: "t1".into(),
-        entity: Some(v1::Entity {
-            r#type: "doc".into(),
-            id: "1".into(),
-        }),
+        entity: doc("1"),
         permission: "view".into(),
-        subject: Some(v1::Subject {
-            r#type: "user".into(),
-            id: "1".into(),
-            relation: String::new(),
-        }),
+        subject: user("1"),
         ..Default::default()
     };
     let stats = || {
@@ -1635,16 +1631,9 @@ async fn only_checks_that_cost_enough_are_cached() {
 async fn bad_bulk_check_items_are_named() {
     let s = with_schema().await;
     let good = || v1::PermissionBulkCheckRequestItem {
-        entity: Some(v1::Entity {
-            r#type: "doc".into(),
-            id: "1".into(),
-        }),
+        entity: doc("1"),
         permission: "view".into(),
-        subject: Some(v1::Subject {
-            r#type: "user".into(),
-            id: "1".into(),
-            relation: String::new(),
-        }),
+        subject: user("1"),
     };
     let ask = |bad: v1::PermissionBulkCheckRequestItem| v1::PermissionBulkCheckRequest {
         tenant_id: "t1".into(),

@@ -58,7 +58,7 @@ impl CheckCosts {
     pub fn average(&self, ty: TypeId, member: Member) -> u32 {
         self.visits
             .get(&(ty, member))
-            .map_or(0, |v| v.load(Ordering::Relaxed))
+            .map_or(0, |v| v.load(Ordering::Relaxed) / COST_SCALE)
     }
 
     /// Adds one evaluation's visits to the average (racing updates may lose one; the average
@@ -66,12 +66,16 @@ impl CheckCosts {
     pub fn record(&self, ty: TypeId, member: Member, visits: u64) {
         if let Some(average) = self.visits.get(&(ty, member)) {
             let old = i64::from(average.load(Ordering::Relaxed));
-            let sample = i64::try_from(visits.min(u64::from(u32::MAX))).unwrap_or(i64::MAX);
+            let most = u64::from(u32::MAX / COST_SCALE);
+            let sample = i64::try_from(visits.min(most)).unwrap_or(0) * i64::from(COST_SCALE);
             let new = old + (sample - old) / 8;
             average.store(u32::try_from(new).unwrap_or(u32::MAX), Ordering::Relaxed);
         }
     }
 }
+
+/// The averages are kept in sixteenths, so that small visit counts still move them.
+const COST_SCALE: u32 = 16;
 
 /// What a cache entry holds.
 #[derive(Debug, Clone)]
@@ -301,10 +305,19 @@ mod tests {
             costs.record(ty, view, 2);
         }
         assert!(costs.average(ty, view) < 20, "{}", costs.average(ty, view));
-        // Members are kept apart; huge counts saturate rather than wrap.
+        // Small counts still register; members are kept apart; huge counts saturate rather
+        // than wrap.
         assert_eq!(costs.average(ty, viewer), 0);
+        for _ in 0..40 {
+            costs.record(ty, viewer, 2);
+        }
+        assert_eq!(costs.average(ty, viewer), 1);
         costs.record(ty, viewer, u64::MAX);
-        assert_eq!(costs.average(ty, viewer), u32::MAX / 8);
+        assert!(
+            costs.average(ty, viewer) > 1 << 20,
+            "{}",
+            costs.average(ty, viewer)
+        );
 
         // The cache follows the threshold, and a disabled cache never caches.
         let cache = ResultCache::new(10).with_check_min_visits(64);

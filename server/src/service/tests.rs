@@ -1669,3 +1669,49 @@ async fn bad_bulk_check_items_are_named() {
     let fine = s.bulk_check(ask(good())).await.unwrap();
     assert_eq!(fine.results.len(), 3);
 }
+
+/// Bulk checks feed the same cost averages as single checks (so a permission asked only in
+/// bulk is cached once its checks turn out expensive), and answer as single checks do.
+#[tokio::test]
+async fn bulk_checks_record_their_costs_and_agree_with_checks() {
+    let s = with_schema().await;
+    write(&s, &["doc:1#viewer@user:1", "doc:2#viewer@user:2"], &[])
+        .await
+        .unwrap();
+    let version = s.tenant("t1").await.unwrap().schema("").await.unwrap();
+    let (ty, member) = version.model.resolve("doc", "view").unwrap();
+    assert_eq!(version.check_costs.average(ty, member), 0);
+    let pairs: Vec<(&str, &str)> = (1..=3)
+        .flat_map(|d| [(d, "1"), (d, "2"), (d, "3")])
+        .map(|(d, u)| (["1", "2", "3"][d - 1], u))
+        .collect();
+    let request = v1::PermissionBulkCheckRequest {
+        tenant_id: "t1".into(),
+        items: pairs
+            .iter()
+            .map(|(d, u)| v1::PermissionBulkCheckRequestItem {
+                entity: doc(d),
+                permission: "view".into(),
+                subject: user(u),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    for _ in 0..4 {
+        let bulk = s.bulk_check(request.clone()).await.unwrap();
+        for ((d, u), got) in pairs.iter().zip(&bulk.results) {
+            let single = s
+                .check(v1::PermissionCheckRequest {
+                    tenant_id: "t1".into(),
+                    entity: doc(d),
+                    permission: "view".into(),
+                    subject: user(u),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(got.can, single.can, "doc:{d} user:{u}");
+        }
+    }
+    assert!(version.check_costs.average(ty, member) > 0);
+}

@@ -21,9 +21,17 @@ fn field_error(field: &str, e: impl std::fmt::Display) -> ApiError {
 
 /// A required message field.
 pub fn required<'a, T>(value: &'a Option<T>, field: &str) -> Result<&'a T, ApiError> {
-    value
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid(format!("{field} is required")))
+    present(value, &|| field.to_owned())
+}
+
+/// As [`required`], naming the field (by calling `field`) only when it is missing.
+fn present<'a, T>(value: &'a Option<T>, field: &dyn Fn() -> String) -> Result<&'a T, ApiError> {
+    value.as_ref().ok_or_else(|| missing(field))
+}
+
+/// The error of a required field that is missing.
+fn missing(field: &dyn Fn() -> String) -> ApiError {
+    ApiError::invalid(format!("{} is required", field()))
 }
 
 /// Checks an entity reference; `field` names it in an error (and is called only then).
@@ -52,9 +60,13 @@ pub fn entity(e: &v1::Entity, field: &str) -> Result<EntityRef, ApiError> {
     Ok(EntityRef::new(e.r#type.clone(), e.id.clone()))
 }
 
-/// As [`entity`], taking the message (its strings are moved, not copied) and naming the field
-/// only when it is wrong: for the many items of one request.
-pub fn entity_owned(e: v1::Entity, field: &dyn Fn() -> String) -> Result<EntityRef, ApiError> {
+/// As [`entity`] of a required field, taking the message (its strings are moved, not copied)
+/// and naming the field only when it is missing or wrong: for the many items of one request.
+pub fn entity_owned(
+    e: Option<v1::Entity>,
+    field: &dyn Fn() -> String,
+) -> Result<EntityRef, ApiError> {
+    let e = e.ok_or_else(|| missing(field))?;
     check_entity(&e, field)?;
     Ok(EntityRef::new(e.r#type, e.id))
 }
@@ -64,17 +76,14 @@ pub fn subject(s: &v1::Subject, field: &str) -> Result<SubjectRef, ApiError> {
     Ok(SubjectRef::new(s.r#type.clone(), s.id.clone(), relation))
 }
 
-/// As [`subject`], taking the message (see [`entity_owned`]).
-pub fn subject_owned(s: v1::Subject, field: &dyn Fn() -> String) -> Result<SubjectRef, ApiError> {
+/// As [`subject`] of a required field, taking the message (see [`entity_owned`]).
+pub fn subject_owned(
+    s: Option<v1::Subject>,
+    field: &dyn Fn() -> String,
+) -> Result<SubjectRef, ApiError> {
+    let s = s.ok_or_else(|| missing(field))?;
     let relation = check_subject(&s, field)?;
     Ok(SubjectRef::new(s.r#type, s.id, relation))
-}
-
-/// A required message field, named (by calling `field`) only when it is missing.
-fn present<'a, T>(value: &'a Option<T>, field: &dyn Fn() -> String) -> Result<&'a T, ApiError> {
-    value
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid(format!("{} is required", field())))
 }
 
 pub fn tuple(t: &v1::Tuple, field: &str) -> Result<Tuple, ApiError> {

@@ -279,7 +279,7 @@ impl Service {
     }
 
     /// The cache key and dependencies of a check of `member`, when its answer is worth caching
-    /// (see [`crate::cache::CheckCosts`]) and may be: no contextual tuples or attributes.
+    /// (see [`crate::cache::CheckCosts`]) and may be cached (see [`Service::slot`]).
     fn check_cache_slot(
         &self,
         p: &Prepared,
@@ -290,18 +290,14 @@ impl Service {
         if !self
             .cache
             .check_worth_caching(&p.schema.check_costs, ty, member)
-            || !p.context.tuples.is_empty()
-            || !p.context.attributes.is_empty()
         {
             return None;
         }
-        let deps = p.schema.model.dependencies(ty, member);
-        let key = CacheKey::new(p.tenant.incarnation, &p.schema.version, question);
-        Some((key, deps))
+        self.slot(p, ty, member, question)
     }
 
-    /// The cache key and dependencies for a question, when its answer may be cached: no
-    /// contextual tuples or attributes, and a permission the schema knows.
+    /// The cache key and dependencies for a lookup, when its answer may be cached (see
+    /// [`Service::slot`]) and the permission is one the schema knows.
     fn cache_slot(
         &self,
         p: &Prepared,
@@ -309,11 +305,25 @@ impl Service {
         permission: &str,
         question: &impl prost::Message,
     ) -> Option<(CacheKey, Arc<[DataKey]>)> {
-        if !self.cache.enabled() || !p.context.tuples.is_empty() || !p.context.attributes.is_empty()
-        {
+        if !self.cache.enabled() {
             return None;
         }
         let (ty, member) = p.schema.model.resolve(entity_type, permission)?;
+        self.slot(p, ty, member, question)
+    }
+
+    /// The cache key and dependencies of `question` about `member` on `ty`, unless the request
+    /// carries contextual tuples or attributes (its answer is then private).
+    fn slot(
+        &self,
+        p: &Prepared,
+        ty: TypeId,
+        member: Member,
+        question: &impl prost::Message,
+    ) -> Option<(CacheKey, Arc<[DataKey]>)> {
+        if !p.context.tuples.is_empty() || !p.context.attributes.is_empty() {
+            return None;
+        }
         let deps = p.schema.model.dependencies(ty, member);
         let key = CacheKey::new(p.tenant.incarnation, &p.schema.version, question);
         Some((key, deps))
@@ -339,14 +349,8 @@ impl Service {
         let mut items = Vec::with_capacity(req.items.len());
         for (i, item) in std::mem::take(&mut req.items).into_iter().enumerate() {
             let at = |part: &'static str| move || format!("items[{i}].{part}");
-            let entity = item
-                .entity
-                .ok_or_else(|| ApiError::invalid(format!("{} is required", at("entity")())))?;
-            let entity = convert::entity_owned(entity, &at("entity"))?;
-            let subject = item
-                .subject
-                .ok_or_else(|| ApiError::invalid(format!("{} is required", at("subject")())))?;
-            let subject = convert::subject_owned(subject, &at("subject"))?;
+            let entity = convert::entity_owned(item.entity, &at("entity"))?;
+            let subject = convert::subject_owned(item.subject, &at("subject"))?;
             permission_name(&item.permission)
                 .map_err(|e| ApiError::invalid(format!("items[{i}].{}", e.message)))?;
             items.push((entity, item.permission, subject));
@@ -368,10 +372,10 @@ impl Service {
         let mut answers: Vec<Option<bool>> = vec![None; items.len()];
         for ((entity, permission, subject), answer) in items.iter().zip(&mut answers) {
             let member = p.schema.model.resolve(&entity.ty, permission);
-            let worth = member.is_some_and(|(ty, m)| {
-                self.cache.check_worth_caching(&p.schema.check_costs, ty, m)
-            });
-            let slot = if worth {
+            let worth = member
+                .filter(|&(ty, m)| self.cache.check_worth_caching(&p.schema.check_costs, ty, m));
+            // The question is built only for a permission worth caching.
+            let slot = if let Some((ty, m)) = worth {
                 let question = v1::PermissionCheckRequest {
                     tenant_id: req.tenant_id.clone(),
                     metadata: metadata.clone(),
@@ -381,7 +385,7 @@ impl Service {
                     context: req.context.clone(),
                     arguments: req.arguments.clone(),
                 };
-                self.check_cache_slot(&p, member, &question)
+                self.slot(&p, ty, m, &question)
             } else {
                 None
             };

@@ -6,6 +6,7 @@ pub mod index;
 pub mod model;
 pub mod reference;
 pub mod schema;
+mod stack;
 pub mod tokens;
 pub mod validation;
 

@@ -263,7 +263,8 @@ impl<'r, 'a> Walk<'r, 'a> {
         }
         let cuts_before = self.cuts;
         self.path.push(node.clone());
-        let result = match def.member(name) {
+        // On a fresh stack segment when this one runs low: the recursion follows the data.
+        let result = crate::stack::grow(|| match def.member(name) {
             None => false,
             Some(Member::Relation(r)) => self.relation(ty, id, &def.relations[r]),
             Some(Member::Permission(p)) => self.expr(ty, id, &def.permissions[p].expr),
@@ -272,7 +273,7 @@ impl<'r, 'a> Walk<'r, 'a> {
                     .attribute_value(&def.name, id, &def.attributes[a].name),
                 Some(AttrValue::Boolean(true))
             ),
-        };
+        });
         self.path.pop();
         if result {
             self.known_true.insert(node);
@@ -315,7 +316,7 @@ impl<'r, 'a> Walk<'r, 'a> {
                 for t in reference.tuples_of(&def.name, id, &def.relations[*via]) {
                     for (target_ty, target) in targets {
                         if reference.schema.entity_at(*target_ty).name == t.subject.ty
-                            && self.expr(*target_ty, &t.subject.id, target)
+                            && crate::stack::grow(|| self.expr(*target_ty, &t.subject.id, target))
                         {
                             return true;
                         }

@@ -75,6 +75,7 @@ impl ApiError {
             }
             EvalError::NoConvergence(_) => ApiError::internal(e.to_string()),
             EvalError::Cancelled => ApiError::new(ErrorCode::Cancelled, e.to_string()),
+            EvalError::TooLarge(_) => ApiError::new(ErrorCode::ResourceExhausted, e.to_string()),
         }
     }
 

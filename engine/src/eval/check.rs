@@ -235,7 +235,7 @@ impl Checker<'_, '_> {
             }
             let cuts_before = self.cuts;
             self.path.push(key);
-            let result = self.member_uncached(ty, entity, member, depth);
+            let result = crate::stack::grow(|| self.member_uncached(ty, entity, member, depth));
             self.path.pop();
             if let Ok(allowed) = result
                 && (allowed || self.cuts == cuts_before)
@@ -251,7 +251,7 @@ impl Checker<'_, '_> {
         if depth == 0 {
             return Err(EvalError::DepthExhausted(self.max_depth));
         }
-        self.member_uncached(ty, entity, member, depth)
+        crate::stack::grow(|| self.member_uncached(ty, entity, member, depth))
     }
 
     fn member_uncached(
@@ -411,6 +411,16 @@ impl Checker<'_, '_> {
     }
 
     fn expr(
+        &mut self,
+        ty: TypeId,
+        entity: Option<u32>,
+        expr: &Expr,
+        depth: u32,
+    ) -> Result<bool, EvalError> {
+        crate::stack::grow(|| self.expr_unguarded(ty, entity, expr, depth))
+    }
+
+    fn expr_unguarded(
         &mut self,
         ty: TypeId,
         entity: Option<u32>,

@@ -250,7 +250,7 @@ impl Lookup<'_, '_> {
             }
         }
         let here = Path { key, parent: path };
-        let computed = self.member_uncached(ty, member, &here);
+        let computed = crate::stack::grow(|| self.member_uncached(ty, member, &here));
         let mut memo = self.lock_memo();
         match computed {
             Ok(mut set) => {
@@ -408,8 +408,15 @@ impl Lookup<'_, '_> {
                         }
                     }
                 }
-                Some(m) if slot.subject_type == ty && m == Member::Relation(rel) => {
+                Some(m)
+                    if slot.subject_type == ty
+                        && (m == Member::Relation(rel)
+                            || (self.plain_subject && self.is_alias_of(ty, m, rel))) =>
+                {
                     // `relation member @group#member`: closed below by a breadth-first walk.
+                    // So is `relation r @e#p` with `permission p = r` for a plain subject: `p`
+                    // and `r` have the same holders, and rounds of iteration would take one
+                    // round per level of the data.
                     recursive_slots.push(store);
                 }
                 Some(m) => {
@@ -447,6 +454,14 @@ impl Lookup<'_, '_> {
         Ok(set)
     }
 
+    /// Whether `m` of `ty` is a permission defined as exactly the relation `rel`.
+    fn is_alias_of(&self, ty: TypeId, m: Member, rel: usize) -> bool {
+        let Member::Permission(p) = m else {
+            return false;
+        };
+        self.ev.schema().entity_at(ty).permissions[p].expr == Expr::Relation(rel)
+    }
+
     fn children(
         &self,
         ty: TypeId,
@@ -470,6 +485,16 @@ impl Lookup<'_, '_> {
     /// The entities of `ty` satisfying `expr`. With `candidates`, the result may be limited to
     /// them (the caller intersects with them anyway); rules then run only on candidates.
     fn expr(
+        &self,
+        ty: TypeId,
+        expr: &Expr,
+        candidates: Option<&RoaringBitmap>,
+        path: &Path<'_>,
+    ) -> Result<RoaringBitmap, EvalError> {
+        crate::stack::grow(|| self.expr_unguarded(ty, expr, candidates, path))
+    }
+
+    fn expr_unguarded(
         &self,
         ty: TypeId,
         expr: &Expr,

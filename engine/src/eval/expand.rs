@@ -4,6 +4,11 @@
 //! (subject sets unexpanded, as Permify shows them); an arrow becomes a union over the entities
 //! it reaches, each expanded in turn; attributes and rules become leaves carrying their value.
 //! A cycle in the data is cut where it closes (the repeated node is shown as an empty union).
+//!
+//! INVARIANT: a tree is either whole or not returned. Expand has no `depth` in Permify's
+//! request, so the tree is bounded here: at most [`MAX_EXPAND_DEPTH`] nodes deep (a deeper
+//! one is [`EvalError::DepthExhausted`]) and [`MAX_EXPAND_NODES`] nodes in all
+//! ([`EvalError::TooLarge`]); a truncated tree would read as a denial where check allows.
 
 use crate::model::{EntityRef, SubjectRef};
 use crate::schema::{Expr, Member, TypeId};
@@ -42,13 +47,22 @@ pub enum ExpandNode {
     },
 }
 
-/// The deepest expand tree built; deeper branches are cut (Permify bounds expand by depth too).
-const MAX_EXPAND_DEPTH: usize = 64;
+/// The deepest expand tree answered, in nodes from the root. Every consumer of the tree
+/// (the wire encoders, a client's decoder, its drop) recurses once per level, so the bound
+/// keeps all of them shallow.
+pub const MAX_EXPAND_DEPTH: usize = 128;
+
+/// The most nodes an expand tree may have (arrows over data can fan out at every level).
+pub const MAX_EXPAND_NODES: usize = 100_000;
 
 struct Expander<'e, 'a> {
     ev: &'e Evaluator<'a>,
     rules: RuleRunner<'e, 'a>,
     path: Vec<(TypeId, Member, String)>,
+    /// Nodes between the root and the node being built.
+    depth: usize,
+    /// Nodes built so far.
+    nodes: usize,
 }
 
 pub(super) fn run(
@@ -61,8 +75,10 @@ pub(super) fn run(
         ev,
         rules: RuleRunner::new(ev),
         path: Vec::new(),
+        depth: 0,
+        nodes: 0,
     };
-    Ok(expander.member(ty, id, member))
+    expander.member(ty, id, member)
 }
 
 impl Expander<'_, '_> {
@@ -70,19 +86,50 @@ impl Expander<'_, '_> {
         EntityRef::new(self.ev.schema().entity_at(ty).name.clone(), id)
     }
 
-    fn member(&mut self, ty: TypeId, id: &str, member: Member) -> ExpandNode {
+    /// Accounts for one more node, `depth` below the root.
+    fn enter(&mut self) -> Result<(), EvalError> {
+        self.nodes += 1;
+        if self.nodes > MAX_EXPAND_NODES {
+            return Err(EvalError::TooLarge(format!(
+                "the expand tree has more than {MAX_EXPAND_NODES} nodes; \
+                 ask a narrower question (lookup subject answers the same without the tree)"
+            )));
+        }
+        if self.depth >= MAX_EXPAND_DEPTH {
+            return Err(EvalError::DepthExhausted(MAX_EXPAND_DEPTH as u32));
+        }
+        if self.nodes.is_multiple_of(super::cancel::POLL_EVERY) {
+            self.ev.cancelled()?;
+        }
+        Ok(())
+    }
+
+    fn member(&mut self, ty: TypeId, id: &str, member: Member) -> Result<ExpandNode, EvalError> {
+        self.enter()?;
+        self.depth += 1;
+        let node = crate::stack::grow(|| self.member_node(ty, id, member));
+        self.depth -= 1;
+        node
+    }
+
+    fn member_node(
+        &mut self,
+        ty: TypeId,
+        id: &str,
+        member: Member,
+    ) -> Result<ExpandNode, EvalError> {
         let ev = self.ev;
         let def = ev.schema().entity_at(ty);
         let entity = self.entity_ref(ty, id);
         let permission = def.member_name(member).to_string();
         let key = (ty, member, id.to_string());
-        if self.path.contains(&key) || self.path.len() >= MAX_EXPAND_DEPTH {
-            return ExpandNode::Operation {
+        if self.path.contains(&key) {
+            return Ok(ExpandNode::Operation {
                 entity,
                 permission,
                 op: ExpandOp::Union,
                 children: Vec::new(),
-            };
+            });
         }
         self.path.push(key);
         let node = match member {
@@ -111,7 +158,13 @@ impl Expander<'_, '_> {
             }
             Member::Permission(p) => {
                 let expr = &def.permissions[p].expr;
-                self.expr(ty, id, expr, &permission)
+                match self.expr(ty, id, expr, &permission) {
+                    Ok(node) => node,
+                    Err(e) => {
+                        self.path.pop();
+                        return Err(e);
+                    }
+                }
             }
             Member::Attribute(a) => {
                 let value = ev.model.plan.attr_key(ty, a).is_some_and(|k| {
@@ -129,10 +182,34 @@ impl Expander<'_, '_> {
             }
         };
         self.path.pop();
+        Ok(node)
+    }
+
+    fn expr(
+        &mut self,
+        ty: TypeId,
+        id: &str,
+        expr: &Expr,
+        permission: &str,
+    ) -> Result<ExpandNode, EvalError> {
+        if let Expr::Relation(_) | Expr::Permission(_) | Expr::Attribute(_) = expr {
+            // A member counts its own node.
+            return self.expr_node(ty, id, expr, permission);
+        }
+        self.enter()?;
+        self.depth += 1;
+        let node = crate::stack::grow(|| self.expr_node(ty, id, expr, permission));
+        self.depth -= 1;
         node
     }
 
-    fn expr(&mut self, ty: TypeId, id: &str, expr: &Expr, permission: &str) -> ExpandNode {
+    fn expr_node(
+        &mut self,
+        ty: TypeId,
+        id: &str,
+        expr: &Expr,
+        permission: &str,
+    ) -> Result<ExpandNode, EvalError> {
         let ev = self.ev;
         let entity = self.entity_ref(ty, id);
         let op = |op, children| ExpandNode::Operation {
@@ -141,31 +218,31 @@ impl Expander<'_, '_> {
             op,
             children,
         };
-        match expr {
+        Ok(match expr {
             Expr::Union(children) => op(
                 ExpandOp::Union,
                 children
                     .iter()
                     .map(|c| self.expr(ty, id, c, permission))
-                    .collect(),
+                    .collect::<Result<_, _>>()?,
             ),
             Expr::Intersect(children) => op(
                 ExpandOp::Intersection,
                 children
                     .iter()
                     .map(|c| self.expr(ty, id, c, permission))
-                    .collect(),
+                    .collect::<Result<_, _>>()?,
             ),
             Expr::Exclude(a, b) => op(
                 ExpandOp::Exclusion,
                 vec![
-                    self.expr(ty, id, a, permission),
-                    self.expr(ty, id, b, permission),
+                    self.expr(ty, id, a, permission)?,
+                    self.expr(ty, id, b, permission)?,
                 ],
             ),
-            Expr::Relation(r) => self.member(ty, id, Member::Relation(*r)),
-            Expr::Permission(p) => self.member(ty, id, Member::Permission(*p)),
-            Expr::Attribute(a) => self.member(ty, id, Member::Attribute(*a)),
+            Expr::Relation(r) => self.member(ty, id, Member::Relation(*r))?,
+            Expr::Permission(p) => self.member(ty, id, Member::Permission(*p))?,
+            Expr::Attribute(a) => self.member(ty, id, Member::Attribute(*a))?,
             Expr::Arrow { via, targets } => {
                 let def = ev.schema().entity_at(ty);
                 let mut children = Vec::new();
@@ -184,7 +261,7 @@ impl Expander<'_, '_> {
                             }
                             for name in &names {
                                 let target_name = target_label(ev, *target_ty, target);
-                                children.push(self.expr(*target_ty, name, target, &target_name));
+                                children.push(self.expr(*target_ty, name, target, &target_name)?);
                             }
                         }
                     }
@@ -200,7 +277,7 @@ impl Expander<'_, '_> {
                     value,
                 }
             }
-        }
+        })
     }
 }
 

@@ -121,6 +121,9 @@ pub enum EvalError {
     NoConvergence(usize),
     #[error("evaluation cancelled: the caller went away or its deadline passed")]
     Cancelled,
+    /// The answer would exceed a size bound; the message names it.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl From<WriteError> for EvalError {

@@ -141,6 +141,14 @@ impl Subjects<'_, '_> {
     }
 
     fn expr_without_data(&mut self, ty: TypeId, expr: &Expr) -> Result<RoaringBitmap, EvalError> {
+        crate::stack::grow(|| self.expr_without_data_unguarded(ty, expr))
+    }
+
+    fn expr_without_data_unguarded(
+        &mut self,
+        ty: TypeId,
+        expr: &Expr,
+    ) -> Result<RoaringBitmap, EvalError> {
         Ok(match expr {
             Expr::Union(children) => {
                 let mut acc = RoaringBitmap::new();
@@ -196,7 +204,7 @@ impl Subjects<'_, '_> {
                 self.memo.insert(key, State::InProgress);
             }
         }
-        let computed = self.member_uncached(ty, e, member);
+        let computed = crate::stack::grow(|| self.member_uncached(ty, e, member));
         match computed {
             Ok(mut set) => {
                 if ty == self.target_ty && self.target_member == Some(member) {
@@ -262,6 +270,15 @@ impl Subjects<'_, '_> {
     }
 
     fn expr(&mut self, ty: TypeId, e: u32, expr: &Expr) -> Result<RoaringBitmap, EvalError> {
+        crate::stack::grow(|| self.expr_unguarded(ty, e, expr))
+    }
+
+    fn expr_unguarded(
+        &mut self,
+        ty: TypeId,
+        e: u32,
+        expr: &Expr,
+    ) -> Result<RoaringBitmap, EvalError> {
         Ok(match expr {
             Expr::Union(children) => {
                 let mut acc = RoaringBitmap::new();

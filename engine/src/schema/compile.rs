@@ -26,6 +26,14 @@ use super::parser::MAX_NESTING;
 /// How many nodes the compiled expression of one permission may have.
 pub const MAX_EXPR_NODES: usize = 100_000;
 
+/// How many relations, permissions and attributes one entity may declare.
+pub const MAX_MEMBERS_PER_ENTITY: usize = 1_024;
+
+/// The longest chain of permissions of one entity that reference one another without a
+/// relation in between (`p2 = p1`, `p1 = p0`: a chain of 3). Each link is a level of every
+/// evaluator's recursion that no data pays for.
+pub const MAX_PERMISSION_CHAIN: usize = 256;
+
 /// A rule's signature, known after the first pass.
 struct RuleSig {
     name: String,
@@ -132,6 +140,7 @@ pub fn compile_ast(source: &ast::Schema) -> Result<Schema, SchemaError> {
                     });
                 }
                 check_self_references(&perms)?;
+                check_chain_length(&decl.name.name, &perms)?;
                 permissions.push(perms);
             }
             ast::Decl::Rule(decl) => match programs.next() {
@@ -192,6 +201,18 @@ fn declare_entity(decl: &ast::EntityDecl) -> Result<EntityDef, SchemaError> {
         attributes: Vec::new(),
         members: HashMap::new(),
     };
+    if decl.members.len() > MAX_MEMBERS_PER_ENTITY {
+        return Err(SchemaError::new(
+            SchemaErrorKind::TooLarge,
+            decl.name.span,
+            format!(
+                "entity `{}` declares {} members, more than the limit of \
+                 {MAX_MEMBERS_PER_ENTITY} (members per entity)",
+                decl.name.name,
+                decl.members.len()
+            ),
+        ));
+    }
     let mut spans: HashMap<&str, Span> = HashMap::new();
     let mut permission_count = 0;
     for member in &decl.members {
@@ -688,6 +709,63 @@ fn check_self_references(perms: &[PermissionDef]) -> Result<(), SchemaError> {
                     ));
                 }
                 Some(Mark::Done) | None => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rejects an entity whose permissions form a chain longer than [`MAX_PERMISSION_CHAIN`].
+/// Runs after [`check_self_references`], so the references form a DAG; the longest path
+/// ending at each permission is found by an iterative depth-first search.
+fn check_chain_length(entity: &str, perms: &[PermissionDef]) -> Result<(), SchemaError> {
+    let edges: Vec<Vec<PermId>> = perms
+        .iter()
+        .map(|p| {
+            let mut out = Vec::new();
+            direct_permissions(&p.expr, &mut out);
+            out
+        })
+        .collect();
+    // The longest chain starting at each permission (itself included), once known.
+    let mut longest: Vec<Option<usize>> = vec![None; perms.len()];
+    for start in 0..perms.len() {
+        let mut stack: Vec<PermId> = vec![start];
+        while let Some(&node) = stack.last() {
+            if longest[node].is_some() {
+                stack.pop();
+                continue;
+            }
+            let next = edges[node]
+                .iter()
+                .copied()
+                .find(|&t| longest.get(t).is_some_and(Option::is_none));
+            match next {
+                // A DAG: an unfinished target is never on the stack already.
+                Some(target) => stack.push(target),
+                None => {
+                    let below = edges[node]
+                        .iter()
+                        .filter_map(|&t| longest.get(t).copied().flatten())
+                        .max()
+                        .unwrap_or(0);
+                    let length = below + 1;
+                    if length > MAX_PERMISSION_CHAIN {
+                        let head = &perms[node];
+                        return Err(SchemaError::new(
+                            SchemaErrorKind::TooLarge,
+                            head.span,
+                            format!(
+                                "permission `{}` of entity `{entity}` starts a chain of more \
+                                 than {MAX_PERMISSION_CHAIN} permissions referencing one \
+                                 another (permission chain length)",
+                                head.name
+                            ),
+                        ));
+                    }
+                    longest[node] = Some(length);
+                    stack.pop();
+                }
             }
         }
     }

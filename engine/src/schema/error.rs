@@ -35,6 +35,10 @@ pub enum SchemaErrorKind {
     /// Nesting (parentheses, arrow hops, alternating operators, rule bodies) or expansion
     /// beyond the front end's limits.
     TooDeep,
+    /// A schema beyond a size limit: its bytes, the members of one entity, or the length of a
+    /// chain of permissions referencing one another ([`super::MAX_SCHEMA_BYTES`],
+    /// [`super::MAX_MEMBERS_PER_ENTITY`], [`super::MAX_PERMISSION_CHAIN`]).
+    TooLarge,
 }
 
 /// An error in a schema source, located at `span`.

@@ -18,7 +18,9 @@ pub mod print;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{MAX_EXPR_NODES, MAX_RULE_DEPTH, compile_ast};
+pub use compile::{
+    MAX_EXPR_NODES, MAX_MEMBERS_PER_ENTITY, MAX_PERMISSION_CHAIN, MAX_RULE_DEPTH, compile_ast,
+};
 pub use error::{SchemaError, SchemaErrorKind};
 pub use ir::*;
 pub use parser::{MAX_NESTING, parse};
@@ -36,9 +38,25 @@ pub use print::print;
 /// - rule calls name a declared rule, pass one argument per parameter, and each argument is an
 ///   attribute of the parameter's type or `request.NAME`;
 /// - no permission depends on itself without going through an arrow;
-/// - rule bodies are valid CEL.
+/// - rule bodies are valid CEL;
+/// - the source is at most [`MAX_SCHEMA_BYTES`], no entity has more than
+///   [`MAX_MEMBERS_PER_ENTITY`] members, and no chain of permissions referencing one another
+///   (`p2 = p1`, `p1 = p0`, …) is longer than [`MAX_PERMISSION_CHAIN`].
 ///
 /// Names may be used before they are declared. An empty source is an empty schema.
 pub fn compile(source: &str) -> Result<Schema, SchemaError> {
+    if source.len() > MAX_SCHEMA_BYTES {
+        return Err(SchemaError::new(
+            SchemaErrorKind::TooLarge,
+            Span { line: 1, column: 1 },
+            format!(
+                "schema is {} bytes, more than the limit of {MAX_SCHEMA_BYTES} (schema bytes)",
+                source.len()
+            ),
+        ));
+    }
     compile_ast(&parse(source)?)
 }
+
+/// The largest schema source accepted, in bytes.
+pub const MAX_SCHEMA_BYTES: usize = 2 << 20;

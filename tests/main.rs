@@ -5,7 +5,9 @@
 //! - [`bad_input`]: malformed and out-of-range requests get clear errors and change nothing;
 //! - [`clients`]: Permify's official Node (gRPC) and Python (HTTP) clients against the server;
 //! - [`hardening`]: authentication (preshared keys, OIDC), limits, deadlines, metrics and
-//!   request IDs.
+//!   request IDs;
+//! - [`hostile`]: chains 10,000 deep in schema and data through every read, none of which may
+//!   stop the process or answer in part.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,4 +20,5 @@ mod bad_input;
 mod clients;
 mod hardening;
 mod harness;
+mod hostile;
 mod replay;

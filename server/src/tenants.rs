@@ -271,22 +271,18 @@ impl Tenant {
     }
 
     /// The snapshot a continuous token pins: exactly `revision`, waited for on a replica that
-    /// has not reached it yet. A replica of a database that no longer holds `revision` (it
-    /// started after it, or evicted it) continues on its oldest snapshot after it: entity
-    /// numbers come from the database, so the positions the token records mean the same there
-    /// and the listing goes on in the same order, reflecting the writes made since.
+    /// has not reached it yet.
+    ///
+    /// INVARIANT: a listing never mixes snapshots. A token whose revision this server no
+    /// longer holds (evicted, or before this replica started) is FAILED_PRECONDITION on every
+    /// store, never served from a newer snapshot that would reflect writes made since the
+    /// first page. Guarded by `continuous_tokens_pin_their_snapshots_not_every_write` (memory)
+    /// and `postgres::durable::tokens_survive_a_restart` (PostgreSQL).
     pub async fn pinned(&self, revision: u64) -> Result<Arc<Snapshot>, ApiError> {
-        if let Backend::Postgres(pg) = &self.backend {
-            if revision > self.head().revision() {
-                Box::pin(pg.reach(self, revision)).await?;
-            }
-            let found = {
-                let retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
-                retained.iter().find(|s| s.revision() >= revision).cloned()
-            };
-            if let Some(s) = found {
-                return Ok(s);
-            }
+        if let Backend::Postgres(pg) = &self.backend
+            && revision > self.head().revision()
+        {
+            Box::pin(pg.reach(self, revision)).await?;
         }
         self.snapshot_at(revision).ok_or_else(|| {
             ApiError::new(

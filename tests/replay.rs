@@ -1,5 +1,5 @@
-//! Every validation file of `fixtures/features` and of the shared Permify-shaped conformance
-//! files, replayed through the API over each transport and judged with the engine's own
+//! Every validation file of `fixtures/features` and, when `../shared` is beside the repository,
+//! of the Permify-shaped conformance files in `../shared/conformance/permify-shapes`, replayed through the API over each transport and judged with the engine's own
 //! [`Expectation::judge`], so the server must give the answers `lookout validate` gives.
 //!
 //! Per file: a fresh tenant (Tenancy.Create), its schema (Schema.Write), its relationships and
@@ -25,13 +25,17 @@ const PAGE_SIZE: u32 = 3;
 /// More pages than any file has: a server that keeps answering continuation tokens is a bug.
 const MAX_PAGES: usize = 10_000;
 
-/// The validation files to replay: the feature fixtures and the shared conformance files.
-fn files() -> Vec<PathBuf> {
+include!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../fixtures/shared.rs"
+));
+
+/// The validation files to replay: the feature fixtures, and the Permify-shaped conformance files
+/// when `../shared` is there (`test` names the caller; see `fixtures/shared.rs`).
+fn files(test: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dirs = [
-        root.join("../fixtures/features"),
-        root.join("../../shared/conformance/permify-shapes"),
-    ];
+    let mut dirs = vec![root.join("../fixtures/features")];
+    dirs.extend(shared_path(test, "conformance/permify-shapes"));
     let mut files = Vec::new();
     for dir in dirs {
         let entries = std::fs::read_dir(&dir)
@@ -73,11 +77,11 @@ struct Tally {
     failures: Vec<String>,
 }
 
-async fn replay_all(transport: Transport) {
+async fn replay_all(test: &str, transport: Transport) {
     let server = start().await;
     let client = Client::connect(transport, &server).await;
     let mut tally = Tally::default();
-    for path in files() {
+    for path in files(test) {
         let name = path
             .strip_prefix(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
             .unwrap_or(&path)
@@ -413,12 +417,12 @@ fn distinct(ids: Vec<String>) -> Answer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_files_over_grpc() {
-    replay_all(Transport::Grpc).await;
+    replay_all("validation_files_over_grpc", Transport::Grpc).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_files_over_http() {
-    replay_all(Transport::Http).await;
+    replay_all("validation_files_over_http", Transport::Http).await;
 }
 
 /// The replay is not vacuous: wrong expectations in a file are reported, with the file, the

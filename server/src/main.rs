@@ -4,7 +4,8 @@ use clap::Parser;
 use lookout_server::cli::{self, Cli};
 
 /// With the `mimalloc` feature, mimalloc instead of the system allocator: measured faster
-/// checks for more memory per tuple (README, "Allocator"; PERF.md, "Session 4").
+/// checks for more memory per tuple (README, "Allocator"; docs/perf-history.md, "Tried and not
+/// adopted").
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

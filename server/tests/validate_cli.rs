@@ -1,4 +1,4 @@
-//! Runs the built `lookout` binary's `validate` subcommand on fixture and conformance files.
+//! Runs the built `lookout` binary's `validate` subcommand on fixture files and files of its own.
 
 #![allow(
     clippy::unwrap_used,
@@ -28,17 +28,47 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-const RBAC: &str = "../../shared/conformance/permify-shapes/rbac.yaml";
+/// A validation file with one scenario of one check that passes.
+const ONE_CHECK: &str = r#"schema: |-
+    entity user {}
+
+    entity organization {
+        relation admin @user
+        relation member @user
+        permission view_files = admin or member
+    }
+
+relationships:
+  - "organization:1#admin@user:1"
+
+scenarios:
+  - name: "scenario 1"
+    checks:
+      - entity: "organization:1"
+        subject: "user:1"
+        assertions:
+          view_files: true
+"#;
+
+/// [`ONE_CHECK`], written to a file of this test's own (tests run in parallel); its path.
+fn one_check_file(test: &str) -> String {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("validate-cli-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{test}.yaml"));
+    fs::write(&path, ONE_CHECK).unwrap();
+    path.to_string_lossy().into_owned()
+}
 
 #[test]
 fn passing_files_exit_zero() {
-    let rbac = repo_path(RBAC);
+    let one_check = one_check_file("passing_files_exit_zero");
     let groups = repo_path("../fixtures/features/nested-groups.yaml");
-    let output = lookout(&["validate", &rbac, &groups]);
+    let output = lookout(&["validate", &one_check, &groups]);
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(
-        stdout.contains(&format!("{rbac}: 1 passed, 0 failed\n")),
+        stdout.contains(&format!("{one_check}: 1 passed, 0 failed\n")),
         "{stdout}"
     );
     assert!(
@@ -47,7 +77,7 @@ fn passing_files_exit_zero() {
     );
     assert!(!stdout.contains("ok, got"), "{stdout}");
 
-    let output = lookout(&["validate", "--verbose", &rbac]);
+    let output = lookout(&["validate", "--verbose", &one_check]);
     assert!(output.status.success());
     assert!(
         text(&output.stdout).contains(
@@ -60,12 +90,11 @@ fn passing_files_exit_zero() {
 
 #[test]
 fn a_flipped_assertion_fails_and_is_named() {
-    let original = fs::read_to_string(repo_path(RBAC)).unwrap();
-    let flipped = original.replace("view_files: true", "view_files: false");
-    assert_ne!(flipped, original);
+    let flipped = ONE_CHECK.replace("view_files: true", "view_files: false");
+    assert_ne!(flipped, ONE_CHECK);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("validate-cli");
     fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("rbac-flipped.yaml");
+    let path = dir.join("one-check-flipped.yaml");
     fs::write(&path, flipped).unwrap();
     let name = path.to_string_lossy();
 
@@ -87,8 +116,8 @@ fn a_flipped_assertion_fails_and_is_named() {
 
 #[test]
 fn a_missing_file_is_reported_and_fails() {
-    let rbac = repo_path(RBAC);
-    let output = lookout(&["validate", "no/such/file.yaml", &rbac]);
+    let one_check = one_check_file("a_missing_file_is_reported_and_fails");
+    let output = lookout(&["validate", "no/such/file.yaml", &one_check]);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
@@ -99,7 +128,7 @@ fn a_missing_file_is_reported_and_fails() {
     // The other file still runs.
     let stdout = text(&output.stdout);
     assert!(
-        stdout.contains(&format!("{rbac}: 1 passed, 0 failed")),
+        stdout.contains(&format!("{one_check}: 1 passed, 0 failed")),
         "{stdout}"
     );
     assert!(

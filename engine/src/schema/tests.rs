@@ -825,15 +825,21 @@ fn permify_shapes_compile_to_the_expected_ir() {
     assert!(content.permissions.iter().all(|p| p.is_action));
 }
 
-/// Also compiles the YAML files themselves when the conformance directory is around.
+include!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../fixtures/shared.rs"
+));
+
+/// Also compiles the YAML files themselves when `../shared` is there (`fixtures/shared.rs`).
 #[test]
 fn permify_shape_files_compile_when_present() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/conformance/permify-shapes");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("skipped: {} not found", dir.display());
+    let Some(dir) = shared_path(
+        "permify_shape_files_compile_when_present",
+        "conformance/permify-shapes",
+    ) else {
         return;
     };
+    let entries = std::fs::read_dir(&dir).unwrap();
     for entry in entries {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {

@@ -18,6 +18,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use crate::auth::AuthnSettings;
+use crate::connections::ConnectionLimits;
 use crate::limits::TrafficLimits;
 use crate::service::Limits;
 use crate::storage::postgres::{WatchRetention, parse_watch_retention};
@@ -218,6 +219,8 @@ pub struct Config {
     pub authn: AuthnSettings,
     /// Load shedding, stream limit and deadlines.
     pub traffic: TrafficLimits,
+    /// Connection limit and timeouts of both listeners.
+    pub connections: ConnectionLimits,
     /// OpenTelemetry export.
     pub telemetry: TelemetrySettings,
 }
@@ -262,6 +265,7 @@ impl Default for Config {
             postgres: PgSettings::default(),
             authn: AuthnSettings::default(),
             traffic: TrafficLimits::default(),
+            connections: ConnectionLimits::default(),
             telemetry: TelemetrySettings::default(),
         }
     }
@@ -504,6 +508,7 @@ impl Config {
             },
             authn: hardened.authn,
             traffic: hardened.traffic,
+            connections: hardened.connections,
             telemetry: hardened.telemetry,
         };
         config.check()?;
@@ -557,7 +562,12 @@ impl Config {
         if self.database_engine == DatabaseEngine::Postgres && self.database_uri.is_none() {
             return fail("database-engine postgres needs --database-uri".to_owned());
         }
-        hardening::check(&self.authn, &self.traffic, &self.telemetry)?;
+        hardening::check(
+            &self.authn,
+            &self.traffic,
+            &self.connections,
+            &self.telemetry,
+        )?;
         Ok(())
     }
 }

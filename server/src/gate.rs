@@ -36,6 +36,7 @@ use prometheus::IntGauge;
 use tracing::Instrument;
 
 use crate::auth::Authenticator;
+use crate::connections::{ActiveCall, ConnInfo};
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Admission, Permit, deadline_exceeded};
 use crate::metrics::{Metrics, Series};
@@ -196,10 +197,12 @@ impl Drop for StreamPermit {
     }
 }
 
-/// A response body that holds the stream's permit while it is being sent.
+/// A response body that holds the stream's permit, and marks its connection busy (see
+/// [`crate::connections`]), while it is being sent.
 pub struct Guarded<B> {
     inner: B,
     _permit: Option<StreamPermit>,
+    _active: Option<ActiveCall>,
 }
 
 impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
@@ -227,6 +230,7 @@ impl<B: Default> Default for Guarded<B> {
         Guarded {
             inner: B::default(),
             _permit: None,
+            _active: None,
         }
     }
 }
@@ -462,6 +466,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gate = self.gate.clone();
         let request_id = request_id(request.headers());
+        // The connection is busy until the response ends (see crate::connections).
+        let active = ConnInfo::of(request.extensions()).map(|c| c.activity.start());
         let Some(route) = gate.grpc_route(request.uri().path()).cloned() else {
             return Box::pin(async move {
                 let mut response = inner.call(request).await?;
@@ -471,6 +477,7 @@ where
                 Ok(response.map(|inner| Guarded {
                     inner,
                     _permit: None,
+                    _active: active,
                 }))
             });
         };
@@ -540,6 +547,7 @@ where
                 Ok(response.map(|inner| Guarded {
                     inner,
                     _permit: permit,
+                    _active: active,
                 }))
             }
             .instrument(span),
@@ -603,6 +611,8 @@ async fn http_gate(
     next: Next,
 ) -> Response {
     let request_id = request_id(request.headers());
+    // The connection is busy until the response is written (a stream's: until it ends).
+    let active = ConnInfo::of(request.extensions()).map(|c| c.activity.start());
     let template = request
         .extensions()
         .get::<MatchedPath>()
@@ -666,6 +676,7 @@ async fn http_gate(
                 axum::body::Body::new(Guarded {
                     inner,
                     _permit: Some(permit),
+                    _active: active,
                 })
             }),
             _ => response,

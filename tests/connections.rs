@@ -170,3 +170,137 @@ async fn connections_beyond_the_limit_are_closed_while_open_ones_keep_working() 
     healthz(&mut third).await;
     server.shutdown().await.expect("a clean shutdown");
 }
+
+/// A tenant whose `doc#view` lookup for `user:u` finds `docs` documents with long IDs.
+async fn many_docs(client: &Client, tenant: &str, docs: usize) {
+    client
+        .create_tenant(v1::TenantCreateRequest {
+            id: tenant.to_owned(),
+            name: tenant.to_owned(),
+        })
+        .await
+        .unwrap();
+    client
+        .write_schema(v1::SchemaWriteRequest {
+            tenant_id: tenant.to_owned(),
+            schema:
+                "entity user {}\nentity doc {\n relation viewer @user\n permission view = viewer\n}"
+                    .to_owned(),
+        })
+        .await
+        .unwrap();
+    // In writes under the request size limit.
+    for start in (0..docs).step_by(10_000) {
+        client
+            .write_data(v1::DataWriteRequest {
+                tenant_id: tenant.to_owned(),
+                metadata: Some(v1::DataWriteRequestMetadata::default()),
+                tuples: (start..docs.min(start + 10_000))
+                    .map(|i| msg::tuple_text(&format!("doc:{i:0>100}#viewer@user:u")))
+                    .collect(),
+                attributes: Vec::new(),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+fn lookup(tenant: &str) -> v1::PermissionLookupEntityRequest {
+    v1::PermissionLookupEntityRequest {
+        tenant_id: tenant.to_owned(),
+        entity_type: "doc".to_owned(),
+        permission: "view".to_owned(),
+        subject: msg::subject_text("user:u"),
+        metadata: Some(v1::PermissionLookupEntityRequestMetadata::default()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_is_not_read_gives_back_its_place_at_the_request_timeout() {
+    let mut config = config();
+    config.traffic.max_concurrent_streams = 1;
+    config.traffic.request_timeout = Some(Duration::from_millis(500));
+    let server = start_with(config).await;
+    let client = Client::connect(Transport::Grpc, &server).await;
+    // ~4.5 MB of results: more than the HTTP/2 windows and the sockets' buffers hold.
+    many_docs(&client, "big", 40_000).await;
+
+    // gRPC: the stream opens, its client never reads.
+    let mut stuck = v1::permission_client::PermissionClient::new(channel(server.grpc_addr).await);
+    let unread = stuck
+        .lookup_entity_stream(lookup("big"))
+        .await
+        .expect("the stream opens");
+    let refused = Client::connect(Transport::Grpc, &server)
+        .await
+        .lookup_entity_stream(lookup("big"))
+        .await
+        .unwrap_err();
+    refused.assert(
+        tonic::Code::ResourceExhausted,
+        &["--max-concurrent-streams"],
+    );
+    let started = Instant::now();
+    // Within about the timeout, the place is free again and a reading client gets it all.
+    let full = loop {
+        match client.lookup_entity_stream(lookup("big")).await {
+            Ok(all) => break all,
+            Err(e) => {
+                e.assert(
+                    tonic::Code::ResourceExhausted,
+                    &["--max-concurrent-streams"],
+                );
+                assert!(started.elapsed() < Duration::from_secs(5), "never freed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(full.len(), 40_000);
+    // The unread stream was ended: its connection is closed.
+    let mut unread = unread.into_inner();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match unread.message().await {
+                Ok(Some(_)) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await
+    .expect("the unread stream ends");
+    assert!(ended.is_err(), "{ended:?}");
+
+    // HTTP: the request is sent, the response never read.
+    let mut raw = connect(server.http_addr).await;
+    let body = r#"{"entity_type":"doc","permission":"view","subject":{"type":"user","id":"u"}}"#;
+    let request = format!(
+        "POST /v1/tenants/big/permissions/lookup-entity-stream HTTP/1.1\r\nhost: lookout\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    raw.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    loop {
+        match client.lookup_entity_stream(lookup("big")).await {
+            Ok(all) => {
+                assert_eq!(all.len(), 40_000);
+                break;
+            }
+            Err(e) => {
+                e.assert(
+                    tonic::Code::ResourceExhausted,
+                    &["--max-concurrent-streams"],
+                );
+                assert!(started.elapsed() < Duration::from_secs(5), "never freed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "the HTTP stream was never stalled: it took {:?}",
+        started.elapsed()
+    );
+    server.shutdown().await.expect("a clean shutdown");
+}

@@ -22,13 +22,17 @@
 //! connection. Whether a call is in progress comes from [`Activity`], which reaches the gate
 //! (see [`crate::gate`]) as connection info of each request; the gate holds an
 //! [`ActiveCall`] while a call is handled and, for a stream, until its response ends.
+//!
+//! A response stream whose client stops reading cannot be ended on its own: the server polls
+//! a response body only when it has room to send. The gate's stall watch closes such a
+//! stream's connection through [`Activity::close`] (see [`crate::gate`]).
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -309,7 +313,10 @@ struct ActivityState {
     /// When the last call ended (or the connection opened), in nanoseconds since `opened`.
     idle_since: AtomicU64,
     opened: Instant,
-    /// The connection's reader, woken when its last call ends so that it sets the idle timer.
+    /// Set by [`Activity::close`]: the connection's next read or write fails.
+    closing: AtomicBool,
+    /// The connection's task, woken when its last call ends (so that it sets the idle timer)
+    /// or when it is to close.
     reader: AtomicWaker,
 }
 
@@ -320,8 +327,21 @@ impl Activity {
             started: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             opened: Instant::now(),
+            closing: AtomicBool::new(false),
             reader: AtomicWaker::new(),
         }))
+    }
+
+    /// Closes the connection at its next read or write, whatever calls are in progress: for a
+    /// response stream that cannot be ended otherwise because its client stopped reading (the
+    /// server does not poll a response body for which it has no room to send).
+    pub fn close(&self) {
+        self.0.closing.store(true, Ordering::Release);
+        self.0.reader.wake();
+    }
+
+    fn closing(&self) -> bool {
+        self.0.closing.load(Ordering::Acquire)
     }
 
     /// Marks a call in progress until the returned guard is dropped.
@@ -473,6 +493,9 @@ impl AsyncRead for Conn {
         let this = self.get_mut();
         // Registered before the deadline is read, so that a call ending in between wakes us.
         this.activity.0.reader.register(cx.waker());
+        if this.activity.closing() {
+            return Poll::Ready(Err(this.timed_out("stalled response stream")));
+        }
         let deadline = this.deadline();
         if let Some((at, why)) = deadline
             && at <= Instant::now()
@@ -510,7 +533,19 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.activity.closing() {
+            return Poll::Ready(Err(this.timed_out("stalled response stream")));
+        }
+        let result = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        if result.is_pending() {
+            // Woken by `Activity::close` as well as by room in the socket.
+            this.activity.0.reader.register(cx.waker());
+            if this.activity.closing() {
+                return Poll::Ready(Err(this.timed_out("stalled response stream")));
+            }
+        }
+        result
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -526,7 +561,18 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.activity.closing() {
+            return Poll::Ready(Err(this.timed_out("stalled response stream")));
+        }
+        let result = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        if result.is_pending() {
+            this.activity.0.reader.register(cx.waker());
+            if this.activity.closing() {
+                return Poll::Ready(Err(this.timed_out("stalled response stream")));
+            }
+        }
+        result
     }
 
     fn is_write_vectored(&self) -> bool {

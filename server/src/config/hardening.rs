@@ -353,13 +353,12 @@ pub(super) fn merge(args: &HardeningArgs, file: &HardeningFile) -> Result<Resolv
     };
     let d_connections = ConnectionLimits::default();
     // `0` turns a timeout off.
-    let optional =
-        |flag: Option<Duration>, key: &Option<DurationText>, default: Option<Duration>| match flag
-            .or(key.map(|t| t.0))
-        {
-            Some(d) => (!d.is_zero()).then_some(d),
-            None => default,
-        };
+    let optional = |flag: Option<Duration>,
+                    key: &Option<DurationText>,
+                    default: Option<Duration>| match flag.or(key.map(|t| t.0)) {
+        Some(d) => (!d.is_zero()).then_some(d),
+        None => default,
+    };
     let connections = ConnectionLimits {
         max_connections: args
             .max_connections

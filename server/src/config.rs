@@ -185,6 +185,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_CHANGE_ITEMS")]
     pub retained_change_items: Option<usize>,
 
+    /// Most tenants this server holds, the default tenant included; creating one more is
+    /// RESOURCE_EXHAUSTED (with PostgreSQL, counted over the tenants this replica knows)
+    /// [default: 10000].
+    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_TENANTS")]
+    pub max_tenants: Option<usize>,
+
     /// How long a shutdown waits for requests in flight, e.g. `10s`, `500ms`, `2m`, or seconds
     /// [default: 10s].
     #[arg(long, value_name = "DURATION", env = "LOOKOUT_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
@@ -210,6 +216,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub limits: Limits,
     pub retention: Retention,
+    /// Most tenants the server holds.
+    pub max_tenants: usize,
     /// Weight capacity of the result cache; 0 turns it off.
     pub cache_capacity: u64,
     /// Checks are cached once their permission's checks visit this many members on average.
@@ -260,6 +268,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             retention: Retention::default(),
+            max_tenants: crate::tenants::DEFAULT_MAX_TENANTS,
             cache_capacity: crate::service::DEFAULT_CACHE_CAPACITY,
             cache_check_min_visits: crate::cache::DEFAULT_CHECK_MIN_VISITS,
             postgres: PgSettings::default(),
@@ -311,6 +320,7 @@ struct FileConfig {
     retained_snapshots: Option<usize>,
     retained_changes: Option<usize>,
     retained_change_items: Option<usize>,
+    max_tenants: Option<usize>,
     shutdown_timeout: Option<DurationText>,
     /// The keys of authentication, limits and telemetry (taken out before the rest is read).
     #[serde(skip)]
@@ -491,6 +501,10 @@ impl Config {
                     .or(file.retained_change_items)
                     .unwrap_or(d.retention.change_items),
             },
+            max_tenants: args
+                .max_tenants
+                .or(file.max_tenants)
+                .unwrap_or(d.max_tenants),
             postgres: PgSettings {
                 auto_migrate: args
                     .auto_migrate
@@ -544,6 +558,7 @@ impl Config {
             ("retained-snapshots", self.retention.snapshots),
             ("retained-changes", self.retention.changes),
             ("retained-change-items", self.retention.change_items),
+            ("max-tenants", self.max_tenants),
             (
                 "database-max-connections",
                 self.postgres.max_connections as usize,
@@ -586,6 +601,14 @@ mod tests {
         assert_eq!(config.database_engine, DatabaseEngine::Memory);
         assert!(config.watch);
         assert_eq!(config.max_request_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.max_tenants, crate::tenants::DEFAULT_MAX_TENANTS);
+        let file = FileConfig::parse("max-tenants: 12\n").unwrap();
+        assert_eq!(
+            Config::merge(&ServeArgs::default(), file)
+                .unwrap()
+                .max_tenants,
+            12
+        );
     }
 
     #[test]

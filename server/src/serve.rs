@@ -99,6 +99,7 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
             }
         }
     };
+    let tenants = tenants.with_max_tenants(config.max_tenants);
     let bound = async {
         let grpc_listener = bind("gRPC", SocketAddr::new(config.host, config.grpc_port)).await?;
         let http_listener = bind("HTTP", SocketAddr::new(config.host, config.http_port)).await?;

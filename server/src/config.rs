@@ -185,6 +185,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_CHANGE_ITEMS")]
     pub retained_change_items: Option<usize>,
 
+    /// Schema versions kept compiled per tenant, the newest ones; older versions keep only
+    /// their source and are compiled again when a request names them [default: 4].
+    #[arg(long, value_name = "N", env = "LOOKOUT_SCHEMA_VERSIONS_RETAINED")]
+    pub schema_versions_retained: Option<usize>,
+
     /// Most tenants this server holds, the default tenant included; creating one more is
     /// RESOURCE_EXHAUSTED (with PostgreSQL, counted over the tenants this replica knows)
     /// [default: 10000].
@@ -320,6 +325,7 @@ struct FileConfig {
     retained_snapshots: Option<usize>,
     retained_changes: Option<usize>,
     retained_change_items: Option<usize>,
+    schema_versions_retained: Option<usize>,
     max_tenants: Option<usize>,
     shutdown_timeout: Option<DurationText>,
     /// The keys of authentication, limits and telemetry (taken out before the rest is read).
@@ -500,6 +506,10 @@ impl Config {
                     .retained_change_items
                     .or(file.retained_change_items)
                     .unwrap_or(d.retention.change_items),
+                schema_versions: args
+                    .schema_versions_retained
+                    .or(file.schema_versions_retained)
+                    .unwrap_or(d.retention.schema_versions),
             },
             max_tenants: args
                 .max_tenants
@@ -559,6 +569,7 @@ impl Config {
             ("retained-changes", self.retention.changes),
             ("retained-change-items", self.retention.change_items),
             ("max-tenants", self.max_tenants),
+            ("schema-versions-retained", self.retention.schema_versions),
             (
                 "database-max-connections",
                 self.postgres.max_connections as usize,

@@ -53,6 +53,10 @@ pub struct Retention {
     /// Changed tuples and attributes kept over all retained writes (the newest write is
     /// always kept, however large).
     pub change_items: usize,
+    /// Schema versions kept compiled, the newest ones. Older versions keep only their source
+    /// and are compiled again when a request names them (a compiled model is tens of times
+    /// its source); requests sharing such a version share one compilation while they run.
+    pub schema_versions: usize,
 }
 
 impl Default for Retention {
@@ -61,6 +65,7 @@ impl Default for Retention {
             snapshots: 1024,
             changes: 100_000,
             change_items: 1_000_000,
+            schema_versions: 4,
         }
     }
 }
@@ -76,6 +81,40 @@ pub struct SchemaVersion {
     pub seq: u64,
     /// What checks under this version have cost lately (steers the result cache).
     pub check_costs: CheckCosts,
+}
+
+/// What a tenant keeps of one schema version.
+#[derive(Debug)]
+struct SchemaEntry {
+    version: String,
+    seq: u64,
+    created_at: SystemTime,
+    source: String,
+    compiled: Compiled,
+}
+
+/// A schema version's compiled model: kept, or (an old version) alive only while requests
+/// use it.
+#[derive(Debug)]
+enum Compiled {
+    Kept(Arc<SchemaVersion>),
+    InUse(std::sync::Weak<SchemaVersion>),
+}
+
+impl SchemaEntry {
+    fn compiled(&self) -> Option<Arc<SchemaVersion>> {
+        match &self.compiled {
+            Compiled::Kept(v) => Some(v.clone()),
+            Compiled::InUse(weak) => weak.upgrade(),
+        }
+    }
+}
+
+/// A schema version as listings show it.
+#[derive(Debug, Clone)]
+pub struct SchemaInfo {
+    pub version: String,
+    pub created_at: SystemTime,
 }
 
 /// The committed writes a new Watch subscriber gets before the live feed (see
@@ -106,7 +145,9 @@ pub struct Tenant {
     pub name: String,
     pub created_at: SystemTime,
     store: Store,
-    schemas: RwLock<Vec<Arc<SchemaVersion>>>,
+    /// Every schema version, oldest first; only the newest [`Retention::schema_versions`]
+    /// are kept compiled.
+    schemas: RwLock<Vec<SchemaEntry>>,
     retained: Mutex<VecDeque<Arc<Snapshot>>>,
     log: Mutex<VecDeque<Commit>>,
     /// Changes in `log`, over all its commits (only changed under `log`'s lock).
@@ -330,14 +371,37 @@ impl Tenant {
         Ok(version)
     }
 
-    /// Adds a schema version to the local list (in `seq` order; known versions are skipped).
+    /// Adds a schema version to the local list (in `seq` order; known versions are skipped),
+    /// and keeps only the newest [`Retention::schema_versions`] compiled.
     pub(crate) fn insert_schema(&self, version: Arc<SchemaVersion>) {
         let mut schemas = self.schemas.write().unwrap_or_else(|e| e.into_inner());
         if schemas.iter().any(|s| s.version == version.version) {
             return;
         }
         let at = schemas.partition_point(|s| s.seq < version.seq);
-        schemas.insert(at, version);
+        schemas.insert(
+            at,
+            SchemaEntry {
+                version: version.version.clone(),
+                seq: version.seq,
+                created_at: version.created_at,
+                source: version.source.clone(),
+                compiled: Compiled::Kept(version),
+            },
+        );
+        let keep = self.retention.schema_versions.max(1);
+        let old = schemas.len().saturating_sub(keep);
+        for entry in &mut schemas[..old] {
+            if let Compiled::Kept(v) = &entry.compiled {
+                entry.compiled = Compiled::InUse(Arc::downgrade(v));
+            }
+        }
+    }
+
+    /// Schema versions kept compiled now (for tests and metrics).
+    pub fn compiled_schema_versions(&self) -> usize {
+        let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
+        schemas.iter().filter(|s| s.compiled().is_some()).count()
     }
 
     /// The `seq` of the newest locally known schema version.
@@ -346,24 +410,63 @@ impl Tenant {
         schemas.last().map(|s| s.seq)
     }
 
-    fn local_schema(&self, version: &str) -> Option<Arc<SchemaVersion>> {
-        let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
-        if version.is_empty() {
-            schemas.last().cloned()
-        } else {
-            schemas.iter().find(|s| s.version == version).cloned()
+    /// The schema version named `version` (the head if empty) if known here, compiled again
+    /// if it is an old one nobody is using.
+    fn local_schema(&self, version: &str) -> Result<Option<Arc<SchemaVersion>>, ApiError> {
+        let (name, seq, created_at, source) = {
+            let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
+            let entry = if version.is_empty() {
+                schemas.last()
+            } else {
+                schemas.iter().find(|s| s.version == version)
+            };
+            let Some(entry) = entry else {
+                return Ok(None);
+            };
+            if let Some(compiled) = entry.compiled() {
+                return Ok(Some(compiled));
+            }
+            (
+                entry.version.clone(),
+                entry.seq,
+                entry.created_at,
+                entry.source.clone(),
+            )
+        };
+        let model = Model::compile(&source).map_err(|e| {
+            ApiError::internal(format!(
+                "schema version `{name}` of tenant `{}` no longer compiles: {e}",
+                self.id
+            ))
+        })?;
+        let compiled = Arc::new(SchemaVersion {
+            version: name,
+            source,
+            check_costs: CheckCosts::new(&model),
+            model: Arc::new(model),
+            created_at,
+            seq,
+        });
+        let mut schemas = self.schemas.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = schemas.iter_mut().find(|s| s.version == compiled.version) {
+            // Another request may have compiled it meanwhile: share that one.
+            if let Some(theirs) = entry.compiled() {
+                return Ok(Some(theirs));
+            }
+            entry.compiled = Compiled::InUse(Arc::downgrade(&compiled));
         }
+        Ok(Some(compiled))
     }
 
     /// The schema version named `version`, or the head when `version` is empty. A replica
     /// asks the database for a version it has not heard of yet.
     pub async fn schema(&self, version: &str) -> Result<Arc<SchemaVersion>, ApiError> {
-        if let Some(found) = self.local_schema(version) {
+        if let Some(found) = self.local_schema(version)? {
             return Ok(found);
         }
         if let Backend::Postgres(pg) = &self.backend {
             Box::pin(pg.refresh_schemas(self)).await?;
-            if let Some(found) = self.local_schema(version) {
+            if let Some(found) = self.local_schema(version)? {
                 return Ok(found);
             }
         }
@@ -383,12 +486,19 @@ impl Tenant {
     }
 
     /// Every schema version, newest first.
-    pub async fn schemas(&self) -> Result<Vec<Arc<SchemaVersion>>, ApiError> {
+    pub async fn schemas(&self) -> Result<Vec<SchemaInfo>, ApiError> {
         if let Backend::Postgres(pg) = &self.backend {
             Box::pin(pg.refresh_schemas(self)).await?;
         }
         let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
-        Ok(schemas.iter().rev().cloned().collect())
+        Ok(schemas
+            .iter()
+            .rev()
+            .map(|s| SchemaInfo {
+                version: s.version.clone(),
+                created_at: s.created_at,
+            })
+            .collect())
     }
 
     /// Builds a batch from the head snapshot, validates it against `model`'s schema, commits
@@ -893,6 +1003,72 @@ mod memory_tests {
         // 299 tenants at 163 KiB each were 47 MiB; at the 8 KiB a tenant may cost, 2.3 MiB
         // (other tests of this process allocate meanwhile, hence the wide margin).
         assert!(grown < 299 * 32, "{grown} KiB for 299 empty tenants");
+    }
+
+    #[tokio::test]
+    async fn only_the_newest_schema_versions_stay_compiled() {
+        let tenant = Tenant::new(
+            "s",
+            "s",
+            Retention {
+                schema_versions: 2,
+                ..Retention::default()
+            },
+        );
+        let mut versions = Vec::new();
+        for i in 0..10 {
+            let source = format!("entity user {{}}\nentity doc{i} {{\n relation owner @user\n}}");
+            let version = Tenant::compile_schema(&source).unwrap();
+            versions.push(tenant.add_schema(version).await.unwrap().version.clone());
+        }
+        assert_eq!(tenant.compiled_schema_versions(), 2);
+        // An old version is compiled again when asked for, shared while in use, and dropped
+        // after.
+        let old = tenant.schema(&versions[0]).await.unwrap();
+        assert!(old.model.resolve("doc0", "owner").is_some());
+        assert!(old.model.resolve("doc9", "owner").is_none());
+        assert_eq!(tenant.compiled_schema_versions(), 3);
+        let again = tenant.schema(&versions[0]).await.unwrap();
+        assert!(Arc::ptr_eq(&old, &again));
+        drop((old, again));
+        assert_eq!(tenant.compiled_schema_versions(), 2);
+        let head = tenant.schema("").await.unwrap();
+        assert_eq!(head.version, versions[9]);
+        assert_eq!(tenant.schemas().await.unwrap().len(), 10);
+    }
+
+    #[tokio::test]
+    #[ignore = "measurement"]
+    async fn probe_rss_per_schema_version() {
+        let mut source = String::from("entity user {}\n");
+        let mut i = 0;
+        while source.len() < 40_000 {
+            source.push_str(&format!(
+                "entity e{i} {{\n relation owner @user\n relation viewer @user\n permission view = owner or viewer\n}}\n"
+            ));
+            i += 1;
+        }
+        for keep in [4, usize::MAX] {
+            let tenant = Tenant::new(
+                "s",
+                "s",
+                Retention {
+                    schema_versions: keep,
+                    ..Retention::default()
+                },
+            );
+            let before = rss_kib();
+            for _ in 0..200 {
+                let version = Tenant::compile_schema(&source).unwrap();
+                tenant.add_schema(version).await.unwrap();
+            }
+            let after = rss_kib();
+            eprintln!(
+                "schema-versions {keep}: {} KiB for 200 versions of a {} B schema",
+                after.saturating_sub(before),
+                source.len()
+            );
+        }
     }
 
     #[tokio::test]

@@ -190,12 +190,12 @@ async fn many_docs(client: &Client, tenant: &str, docs: usize) {
         .await
         .unwrap();
     // In writes under the request size limit.
-    for start in (0..docs).step_by(10_000) {
+    for start in (0..docs).step_by(2_500) {
         client
             .write_data(v1::DataWriteRequest {
                 tenant_id: tenant.to_owned(),
                 metadata: Some(v1::DataWriteRequestMetadata::default()),
-                tuples: (start..docs.min(start + 10_000))
+                tuples: (start..docs.min(start + 2_500))
                     .map(|i| msg::tuple_text(&format!("doc:{i:0>100}#viewer@user:u")))
                     .collect(),
                 attributes: Vec::new(),
@@ -220,7 +220,8 @@ fn lookup(tenant: &str) -> v1::PermissionLookupEntityRequest {
 async fn a_stream_that_is_not_read_gives_back_its_place_at_the_request_timeout() {
     let mut config = config();
     config.traffic.max_concurrent_streams = 1;
-    config.traffic.request_timeout = Some(Duration::from_millis(500));
+    // Long enough for the setup's writes on a loaded machine.
+    config.traffic.request_timeout = Some(Duration::from_secs(2));
     let server = start_with(config).await;
     let client = Client::connect(Transport::Grpc, &server).await;
     // ~4.5 MB of results: more than the HTTP/2 windows and the sockets' buffers hold.
@@ -251,7 +252,7 @@ async fn a_stream_that_is_not_read_gives_back_its_place_at_the_request_timeout()
                     tonic::Code::ResourceExhausted,
                     &["--max-concurrent-streams"],
                 );
-                assert!(started.elapsed() < Duration::from_secs(5), "never freed");
+                assert!(started.elapsed() < Duration::from_secs(15), "never freed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -292,7 +293,7 @@ async fn a_stream_that_is_not_read_gives_back_its_place_at_the_request_timeout()
                     tonic::Code::ResourceExhausted,
                     &["--max-concurrent-streams"],
                 );
-                assert!(started.elapsed() < Duration::from_secs(5), "never freed");
+                assert!(started.elapsed() < Duration::from_secs(15), "never freed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

@@ -4,6 +4,7 @@
 //! - [`replay`]: every validation file, replayed through the API over both transports;
 //! - [`bad_input`]: malformed and out-of-range requests get clear errors and change nothing;
 //! - [`clients`]: Permify's official Node (gRPC) and Python (HTTP) clients against the server;
+//! - [`connections`]: the connection limit, and the idle and header read timeouts;
 //! - [`hardening`]: authentication (preshared keys, OIDC), limits, deadlines, metrics and
 //!   request IDs;
 //! - [`hostile`]: chains 10,000 deep in schema and data through every read, none of which may
@@ -18,6 +19,7 @@
 
 mod bad_input;
 mod clients;
+mod connections;
 mod hardening;
 mod harness;
 mod hostile;

@@ -18,6 +18,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use crate::auth::AuthnSettings;
+use crate::connections::ConnectionLimits;
 use crate::limits::TrafficLimits;
 use crate::service::Limits;
 use crate::storage::postgres::{WatchRetention, parse_watch_retention};
@@ -184,6 +185,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_CHANGE_ITEMS")]
     pub retained_change_items: Option<usize>,
 
+    /// Schema versions kept compiled per tenant, the newest ones; older versions keep only
+    /// their source and are compiled again when a request names them [default: 4].
+    #[arg(long, value_name = "N", env = "LOOKOUT_SCHEMA_VERSIONS_RETAINED")]
+    pub schema_versions_retained: Option<usize>,
+
+    /// Most tenants this server holds, the default tenant included; creating one more is
+    /// RESOURCE_EXHAUSTED (with PostgreSQL, counted over the tenants this replica knows)
+    /// [default: 10000].
+    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_TENANTS")]
+    pub max_tenants: Option<usize>,
+
     /// How long a shutdown waits for requests in flight, e.g. `10s`, `500ms`, `2m`, or seconds
     /// [default: 10s].
     #[arg(long, value_name = "DURATION", env = "LOOKOUT_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
@@ -209,6 +221,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub limits: Limits,
     pub retention: Retention,
+    /// Most tenants the server holds.
+    pub max_tenants: usize,
     /// Weight capacity of the result cache; 0 turns it off.
     pub cache_capacity: u64,
     /// Checks are cached once their permission's checks visit this many members on average.
@@ -218,6 +232,8 @@ pub struct Config {
     pub authn: AuthnSettings,
     /// Load shedding, stream limit and deadlines.
     pub traffic: TrafficLimits,
+    /// Connection limit and timeouts of both listeners.
+    pub connections: ConnectionLimits,
     /// OpenTelemetry export.
     pub telemetry: TelemetrySettings,
 }
@@ -257,11 +273,13 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             retention: Retention::default(),
+            max_tenants: crate::tenants::DEFAULT_MAX_TENANTS,
             cache_capacity: crate::service::DEFAULT_CACHE_CAPACITY,
             cache_check_min_visits: crate::cache::DEFAULT_CHECK_MIN_VISITS,
             postgres: PgSettings::default(),
             authn: AuthnSettings::default(),
             traffic: TrafficLimits::default(),
+            connections: ConnectionLimits::default(),
             telemetry: TelemetrySettings::default(),
         }
     }
@@ -307,6 +325,8 @@ struct FileConfig {
     retained_snapshots: Option<usize>,
     retained_changes: Option<usize>,
     retained_change_items: Option<usize>,
+    schema_versions_retained: Option<usize>,
+    max_tenants: Option<usize>,
     shutdown_timeout: Option<DurationText>,
     /// The keys of authentication, limits and telemetry (taken out before the rest is read).
     #[serde(skip)]
@@ -486,7 +506,15 @@ impl Config {
                     .retained_change_items
                     .or(file.retained_change_items)
                     .unwrap_or(d.retention.change_items),
+                schema_versions: args
+                    .schema_versions_retained
+                    .or(file.schema_versions_retained)
+                    .unwrap_or(d.retention.schema_versions),
             },
+            max_tenants: args
+                .max_tenants
+                .or(file.max_tenants)
+                .unwrap_or(d.max_tenants),
             postgres: PgSettings {
                 auto_migrate: args
                     .auto_migrate
@@ -504,6 +532,7 @@ impl Config {
             },
             authn: hardened.authn,
             traffic: hardened.traffic,
+            connections: hardened.connections,
             telemetry: hardened.telemetry,
         };
         config.check()?;
@@ -539,6 +568,8 @@ impl Config {
             ("retained-snapshots", self.retention.snapshots),
             ("retained-changes", self.retention.changes),
             ("retained-change-items", self.retention.change_items),
+            ("max-tenants", self.max_tenants),
+            ("schema-versions-retained", self.retention.schema_versions),
             (
                 "database-max-connections",
                 self.postgres.max_connections as usize,
@@ -557,7 +588,12 @@ impl Config {
         if self.database_engine == DatabaseEngine::Postgres && self.database_uri.is_none() {
             return fail("database-engine postgres needs --database-uri".to_owned());
         }
-        hardening::check(&self.authn, &self.traffic, &self.telemetry)?;
+        hardening::check(
+            &self.authn,
+            &self.traffic,
+            &self.connections,
+            &self.telemetry,
+        )?;
         Ok(())
     }
 }
@@ -576,6 +612,14 @@ mod tests {
         assert_eq!(config.database_engine, DatabaseEngine::Memory);
         assert!(config.watch);
         assert_eq!(config.max_request_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.max_tenants, crate::tenants::DEFAULT_MAX_TENANTS);
+        let file = FileConfig::parse("max-tenants: 12\n").unwrap();
+        assert_eq!(
+            Config::merge(&ServeArgs::default(), file)
+                .unwrap()
+                .max_tenants,
+            12
+        );
     }
 
     #[test]

@@ -15,6 +15,12 @@
 //! 5. **Deadline**: the handler is dropped — and its evaluation cancelled — when the deadline
 //!    passes; the answer is DEADLINE_EXCEEDED / 504.
 //! 6. **Metrics**: the outcome and latency (see [`crate::metrics`]).
+//! 7. **Streams that are not read**: a response stream whose client has not come back for
+//!    its next message within `--request-timeout` gives back its place and has its connection
+//!    closed (see [`StallWatch`]).
+//!
+//! Every call also marks its connection busy while it is handled (a stream: until it ends),
+//! which keeps the connection from its idle timeout (see [`crate::connections`]).
 //!
 //! The gRPC side is a tower layer on tonic's server ([`GrpcGate`]), the HTTP side an axum
 //! middleware ([`http_router`]); both share [`Gate`].
@@ -22,9 +28,11 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 use axum::extract::{MatchedPath, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -36,6 +44,7 @@ use prometheus::IntGauge;
 use tracing::Instrument;
 
 use crate::auth::Authenticator;
+use crate::connections::{ActiveCall, Activity, ConnInfo};
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Admission, Permit, deadline_exceeded};
 use crate::metrics::{Metrics, Series};
@@ -196,10 +205,41 @@ impl Drop for StreamPermit {
     }
 }
 
-/// A response body that holds the stream's permit while it is being sent.
+/// A response body that holds the stream's permit, and marks its connection busy (see
+/// [`crate::connections`]), while it is being sent; a stream's body is watched for a client
+/// that stopped reading (see [`StallWatch`]).
 pub struct Guarded<B> {
     inner: B,
     _permit: Option<StreamPermit>,
+    _active: Option<ActiveCall>,
+    watch: Option<Arc<StallWatch>>,
+}
+
+impl<B> Guarded<B> {
+    /// `inner` holding `active`, and for a stream its `permit`, watched for stalls of
+    /// `stall_limit` if given.
+    fn new(
+        inner: B,
+        permit: Option<StreamPermit>,
+        active: Option<ActiveCall>,
+        conn: Option<Activity>,
+        stall_limit: Option<Duration>,
+    ) -> Guarded<B> {
+        match (permit, stall_limit) {
+            (Some(permit), Some(limit)) => Guarded {
+                inner,
+                _permit: None,
+                _active: None,
+                watch: Some(StallWatch::start(permit, active, conn, limit)),
+            },
+            (permit, _) => Guarded {
+                inner,
+                _permit: permit,
+                _active: active,
+                watch: None,
+            },
+        }
+    }
 }
 
 impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
@@ -210,7 +250,14 @@ impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let result = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Some(watch) = &self.watch {
+            match &result {
+                Poll::Ready(Some(Ok(_))) => watch.owed(),
+                _ => watch.settled(),
+            }
+        }
+        result
     }
 
     fn is_end_stream(&self) -> bool {
@@ -222,11 +269,112 @@ impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
     }
 }
 
+impl<B> Drop for Guarded<B> {
+    fn drop(&mut self) {
+        if let Some(watch) = &self.watch {
+            watch.release();
+        }
+    }
+}
+
 impl<B: Default> Default for Guarded<B> {
     fn default() -> Self {
         Guarded {
             inner: B::default(),
             _permit: None,
+            _active: None,
+            watch: None,
+        }
+    }
+}
+
+/// Watches a response stream for a client that stopped reading.
+///
+/// The transport polls a response body for its next frame only when it has room to send it,
+/// so a stream whose client does not read is never polled again: it would hold its place
+/// among the open streams, its producer and the messages buffered for it for as long as the
+/// connection lives. The stream is stalled when the transport has not come back for the next
+/// frame within `--request-timeout` of taking the last one (a stream waiting for messages of
+/// its own, as an idle Watch does, is not stalled). Then its place is given back, and its
+/// connection is closed (see [`Activity::close`]), which drops the body, the buffered messages
+/// and the producer; the connection's other calls fail with UNAVAILABLE.
+struct StallWatch {
+    /// When the body handed the transport a frame it has not come back after, in nanoseconds
+    /// since `epoch` plus one; 0 while the body waits for its own messages.
+    owed_since: AtomicU64,
+    epoch: Instant,
+    held: Mutex<Option<(StreamPermit, Option<ActiveCall>)>>,
+    conn: Option<Activity>,
+    done: CancellationToken,
+}
+
+impl StallWatch {
+    fn start(
+        permit: StreamPermit,
+        active: Option<ActiveCall>,
+        conn: Option<Activity>,
+        limit: Duration,
+    ) -> Arc<StallWatch> {
+        let watch = Arc::new(StallWatch {
+            owed_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+            held: Mutex::new(Some((permit, active))),
+            conn,
+            done: CancellationToken::new(),
+        });
+        tokio::spawn(watch.clone().run(limit));
+        watch
+    }
+
+    fn owed(&self) {
+        let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.owed_since.store(nanos + 1, Ordering::Release);
+    }
+
+    fn settled(&self) {
+        self.owed_since.store(0, Ordering::Release);
+    }
+
+    /// The stream ended: give back its place and stop watching.
+    fn release(&self) {
+        self.done.cancel();
+        drop(self.take());
+    }
+
+    fn take(&self) -> Option<(StreamPermit, Option<ActiveCall>)> {
+        match self.held.lock() {
+            Ok(mut held) => held.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        }
+    }
+
+    async fn run(self: Arc<Self>, limit: Duration) {
+        loop {
+            let owed = self.owed_since.load(Ordering::Acquire);
+            let wait = if owed == 0 {
+                // Checked a few times per limit, so that a stall is seen within 1.25 limits.
+                limit / 4
+            } else {
+                let due = self.epoch + Duration::from_nanos(owed - 1) + limit;
+                let wait = due.saturating_duration_since(Instant::now());
+                if wait.is_zero() {
+                    tracing::warn!(
+                        limit = ?limit,
+                        "a response stream's client stopped reading (--request-timeout): \
+                         closing its connection"
+                    );
+                    drop(self.take());
+                    if let Some(conn) = &self.conn {
+                        conn.close();
+                    }
+                    return;
+                }
+                wait
+            };
+            tokio::select! {
+                () = self.done.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
         }
     }
 }
@@ -462,16 +610,16 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gate = self.gate.clone();
         let request_id = request_id(request.headers());
+        // The connection is busy until the response ends (see crate::connections).
+        let conn = ConnInfo::of(request.extensions()).map(|c| c.activity.clone());
+        let active = conn.as_ref().map(Activity::start);
         let Some(route) = gate.grpc_route(request.uri().path()).cloned() else {
             return Box::pin(async move {
                 let mut response = inner.call(request).await?;
                 response
                     .headers_mut()
                     .insert(REQUEST_ID, request_id.clone());
-                Ok(response.map(|inner| Guarded {
-                    inner,
-                    _permit: None,
-                }))
+                Ok(response.map(|inner| Guarded::new(inner, None, active, None, None)))
             });
         };
         let span = tracing::info_span!(
@@ -537,10 +685,8 @@ where
                     .headers_mut()
                     .insert(REQUEST_ID, request_id.clone());
                 let permit = admitted.stream.take().filter(|_| code == tonic::Code::Ok);
-                Ok(response.map(|inner| Guarded {
-                    inner,
-                    _permit: permit,
-                }))
+                let stall_limit = gate.admission.limits().request_timeout;
+                Ok(response.map(|inner| Guarded::new(inner, permit, active, conn, stall_limit)))
             }
             .instrument(span),
         )
@@ -603,6 +749,9 @@ async fn http_gate(
     next: Next,
 ) -> Response {
     let request_id = request_id(request.headers());
+    // The connection is busy until the response is written (a stream's: until it ends).
+    let conn = ConnInfo::of(request.extensions()).map(|c| c.activity.clone());
+    let active = conn.as_ref().map(Activity::start);
     let template = request
         .extensions()
         .get::<MatchedPath>()
@@ -663,10 +812,13 @@ async fn http_gate(
             .insert(REQUEST_ID, request_id.clone());
         match admitted.stream.take() {
             Some(permit) if status.is_success() => response.map(|inner| {
-                axum::body::Body::new(Guarded {
+                axum::body::Body::new(Guarded::new(
                     inner,
-                    _permit: Some(permit),
-                })
+                    Some(permit),
+                    active,
+                    conn,
+                    gate.admission.limits().request_timeout,
+                ))
             }),
             _ => response,
         }

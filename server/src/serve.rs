@@ -17,15 +17,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
 use crate::cache::ResultCache;
 use crate::config::{Config, ConfigError, DatabaseEngine, ServeArgs};
+use crate::connections::{ConnInfo, Connections, Listener};
 use crate::service::Service;
 use crate::storage::postgres::{self, PgOptions};
 use crate::tenants::Tenants;
@@ -63,6 +62,8 @@ pub struct Handle {
     pub http_addr: SocketAddr,
     /// The service behind both transports.
     pub service: Arc<Service>,
+    /// The open connections of both listeners.
+    pub connections: Arc<Connections>,
     shutdown: CancellationToken,
     health: HealthReporter,
     grpc: JoinHandle<Result<(), String>>,
@@ -98,6 +99,7 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
             }
         }
     };
+    let tenants = tenants.with_max_tenants(config.max_tenants);
     let bound = async {
         let grpc_listener = bind("gRPC", SocketAddr::new(config.host, config.grpc_port)).await?;
         let http_listener = bind("HTTP", SocketAddr::new(config.host, config.http_port)).await?;
@@ -148,7 +150,9 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
     .map_err(ServeError::Routes)?;
     let http_router = crate::gate::http_router(http_router, gate);
 
-    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+    // Both listeners count their connections against one limit (see crate::connections).
+    let connections = Connections::new(config.connections);
+    let incoming = Listener::new(grpc_listener, "gRPC", connections.clone()).into_stream();
     let grpc = spawn_server("gRPC", &shutdown, {
         let stop = shutdown.clone().cancelled_owned();
         async move {
@@ -158,14 +162,12 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
                 .map_err(|e| e.to_string())
         }
     });
-    let listener = http_listener.tap_io(|tcp| {
-        // Small responses go out at once; failing to set it only costs latency.
-        let _ = tcp.set_nodelay(true);
-    });
+    let listener = Listener::new(http_listener, "HTTP", connections.clone());
     let http = spawn_server("HTTP", &shutdown, {
         let stop = shutdown.clone().cancelled_owned();
         async move {
-            axum::serve(listener, http_router)
+            let app = http_router.into_make_service_with_connect_info::<ConnInfo>();
+            axum::serve(listener, app)
                 .with_graceful_shutdown(stop)
                 .await
                 .map_err(|e| e.to_string())
@@ -177,12 +179,14 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
         http = %http_addr,
         database,
         watch = config.watch,
+        max_connections = connections.max(),
         "lookout is serving"
     );
     Ok(Handle {
         grpc_addr,
         http_addr,
         service,
+        connections,
         shutdown,
         health,
         grpc,

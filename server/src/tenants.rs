@@ -36,6 +36,9 @@ use crate::storage::Backend;
 /// The tenant every server has from the start.
 pub const DEFAULT_TENANT: &str = "t1";
 
+/// Commits the live Watch feed of a tenant holds for its slowest subscriber.
+const FEED_CAPACITY: usize = 4096;
+
 /// Limits of what one tenant keeps in memory for readers.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -50,6 +53,10 @@ pub struct Retention {
     /// Changed tuples and attributes kept over all retained writes (the newest write is
     /// always kept, however large).
     pub change_items: usize,
+    /// Schema versions kept compiled, the newest ones. Older versions keep only their source
+    /// and are compiled again when a request names them (a compiled model is tens of times
+    /// its source); requests sharing such a version share one compilation while they run.
+    pub schema_versions: usize,
 }
 
 impl Default for Retention {
@@ -58,6 +65,7 @@ impl Default for Retention {
             snapshots: 1024,
             changes: 100_000,
             change_items: 1_000_000,
+            schema_versions: 4,
         }
     }
 }
@@ -73,6 +81,40 @@ pub struct SchemaVersion {
     pub seq: u64,
     /// What checks under this version have cost lately (steers the result cache).
     pub check_costs: CheckCosts,
+}
+
+/// What a tenant keeps of one schema version.
+#[derive(Debug)]
+struct SchemaEntry {
+    version: String,
+    seq: u64,
+    created_at: SystemTime,
+    source: String,
+    compiled: Compiled,
+}
+
+/// A schema version's compiled model: kept, or (an old version) alive only while requests
+/// use it.
+#[derive(Debug)]
+enum Compiled {
+    Kept(Arc<SchemaVersion>),
+    InUse(std::sync::Weak<SchemaVersion>),
+}
+
+impl SchemaEntry {
+    fn compiled(&self) -> Option<Arc<SchemaVersion>> {
+        match &self.compiled {
+            Compiled::Kept(v) => Some(v.clone()),
+            Compiled::InUse(weak) => weak.upgrade(),
+        }
+    }
+}
+
+/// A schema version as listings show it.
+#[derive(Debug, Clone)]
+pub struct SchemaInfo {
+    pub version: String,
+    pub created_at: SystemTime,
 }
 
 /// The committed writes a new Watch subscriber gets before the live feed (see
@@ -103,12 +145,17 @@ pub struct Tenant {
     pub name: String,
     pub created_at: SystemTime,
     store: Store,
-    schemas: RwLock<Vec<Arc<SchemaVersion>>>,
+    /// Every schema version, oldest first; only the newest [`Retention::schema_versions`]
+    /// are kept compiled.
+    schemas: RwLock<Vec<SchemaEntry>>,
     retained: Mutex<VecDeque<Arc<Snapshot>>>,
     log: Mutex<VecDeque<Commit>>,
     /// Changes in `log`, over all its commits (only changed under `log`'s lock).
     log_items: AtomicUsize,
-    feed: broadcast::Sender<Commit>,
+    /// The live feed of commits to Watch subscribers: made when the first one subscribes and
+    /// dropped at a commit that finds none left (its buffer of [`FEED_CAPACITY`] slots is most
+    /// of what a tenant would otherwise cost). Only used under `write_lock`.
+    feed: Mutex<Option<broadcast::Sender<Commit>>>,
     /// The revision of the latest published snapshot, for readers waiting for a revision.
     applied: watch::Sender<u64>,
     write_lock: Mutex<()>,
@@ -169,7 +216,6 @@ impl Tenant {
             Backend::Postgres(_) => Store::with_interner(Interner::durable()),
         };
         let head = store.head();
-        let (feed, _) = broadcast::channel(4096);
         let (applied, _) = watch::channel(head.revision());
         Tenant {
             id: id.to_string(),
@@ -185,7 +231,7 @@ impl Tenant {
             }),
             log: Mutex::new(VecDeque::new()),
             log_items: AtomicUsize::new(0),
-            feed,
+            feed: Mutex::new(None),
             applied,
             write_lock: Mutex::new(()),
             bundles: RwLock::new(BTreeMap::new()),
@@ -321,14 +367,37 @@ impl Tenant {
         Ok(version)
     }
 
-    /// Adds a schema version to the local list (in `seq` order; known versions are skipped).
+    /// Adds a schema version to the local list (in `seq` order; known versions are skipped),
+    /// and keeps only the newest [`Retention::schema_versions`] compiled.
     pub(crate) fn insert_schema(&self, version: Arc<SchemaVersion>) {
         let mut schemas = self.schemas.write().unwrap_or_else(|e| e.into_inner());
         if schemas.iter().any(|s| s.version == version.version) {
             return;
         }
         let at = schemas.partition_point(|s| s.seq < version.seq);
-        schemas.insert(at, version);
+        schemas.insert(
+            at,
+            SchemaEntry {
+                version: version.version.clone(),
+                seq: version.seq,
+                created_at: version.created_at,
+                source: version.source.clone(),
+                compiled: Compiled::Kept(version),
+            },
+        );
+        let keep = self.retention.schema_versions.max(1);
+        let old = schemas.len().saturating_sub(keep);
+        for entry in &mut schemas[..old] {
+            if let Compiled::Kept(v) = &entry.compiled {
+                entry.compiled = Compiled::InUse(Arc::downgrade(v));
+            }
+        }
+    }
+
+    /// Schema versions kept compiled now (for tests and metrics).
+    pub fn compiled_schema_versions(&self) -> usize {
+        let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
+        schemas.iter().filter(|s| s.compiled().is_some()).count()
     }
 
     /// The `seq` of the newest locally known schema version.
@@ -337,24 +406,63 @@ impl Tenant {
         schemas.last().map(|s| s.seq)
     }
 
-    fn local_schema(&self, version: &str) -> Option<Arc<SchemaVersion>> {
-        let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
-        if version.is_empty() {
-            schemas.last().cloned()
-        } else {
-            schemas.iter().find(|s| s.version == version).cloned()
+    /// The schema version named `version` (the head if empty) if known here, compiled again
+    /// if it is an old one nobody is using.
+    fn local_schema(&self, version: &str) -> Result<Option<Arc<SchemaVersion>>, ApiError> {
+        let (name, seq, created_at, source) = {
+            let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
+            let entry = if version.is_empty() {
+                schemas.last()
+            } else {
+                schemas.iter().find(|s| s.version == version)
+            };
+            let Some(entry) = entry else {
+                return Ok(None);
+            };
+            if let Some(compiled) = entry.compiled() {
+                return Ok(Some(compiled));
+            }
+            (
+                entry.version.clone(),
+                entry.seq,
+                entry.created_at,
+                entry.source.clone(),
+            )
+        };
+        let model = Model::compile(&source).map_err(|e| {
+            ApiError::internal(format!(
+                "schema version `{name}` of tenant `{}` no longer compiles: {e}",
+                self.id
+            ))
+        })?;
+        let compiled = Arc::new(SchemaVersion {
+            version: name,
+            source,
+            check_costs: CheckCosts::new(&model),
+            model: Arc::new(model),
+            created_at,
+            seq,
+        });
+        let mut schemas = self.schemas.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = schemas.iter_mut().find(|s| s.version == compiled.version) {
+            // Another request may have compiled it meanwhile: share that one.
+            if let Some(theirs) = entry.compiled() {
+                return Ok(Some(theirs));
+            }
+            entry.compiled = Compiled::InUse(Arc::downgrade(&compiled));
         }
+        Ok(Some(compiled))
     }
 
     /// The schema version named `version`, or the head when `version` is empty. A replica
     /// asks the database for a version it has not heard of yet.
     pub async fn schema(&self, version: &str) -> Result<Arc<SchemaVersion>, ApiError> {
-        if let Some(found) = self.local_schema(version) {
+        if let Some(found) = self.local_schema(version)? {
             return Ok(found);
         }
         if let Backend::Postgres(pg) = &self.backend {
             Box::pin(pg.refresh_schemas(self)).await?;
-            if let Some(found) = self.local_schema(version) {
+            if let Some(found) = self.local_schema(version)? {
                 return Ok(found);
             }
         }
@@ -374,12 +482,19 @@ impl Tenant {
     }
 
     /// Every schema version, newest first.
-    pub async fn schemas(&self) -> Result<Vec<Arc<SchemaVersion>>, ApiError> {
+    pub async fn schemas(&self) -> Result<Vec<SchemaInfo>, ApiError> {
         if let Backend::Postgres(pg) = &self.backend {
             Box::pin(pg.refresh_schemas(self)).await?;
         }
         let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
-        Ok(schemas.iter().rev().cloned().collect())
+        Ok(schemas
+            .iter()
+            .rev()
+            .map(|s| SchemaInfo {
+                version: s.version.clone(),
+                created_at: s.created_at,
+            })
+            .collect())
     }
 
     /// Builds a batch from the head snapshot, validates it against `model`'s schema, commits
@@ -508,8 +623,15 @@ impl Tenant {
             self.log_items.store(items, Ordering::Relaxed);
         }
         self.applied.send_replace(revision);
-        // Nobody listening is fine.
-        let _ = self.feed.send(commit);
+        let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = feed.as_ref() {
+            if sender.receiver_count() == 0 {
+                *feed = None;
+            } else {
+                // A subscriber that left since is fine.
+                let _ = sender.send(commit);
+            }
+        }
     }
 
     /// Publishes a loaded state as the head without a change (a replica's start).
@@ -534,7 +656,12 @@ impl Tenant {
         // between is missed.
         let (receiver, head, replay) = {
             let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-            let receiver = self.feed.subscribe();
+            let receiver = self
+                .feed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(|| broadcast::channel(FEED_CAPACITY).0)
+                .subscribe();
             let head = self.store.head().revision();
             let replay = match self.backend {
                 Backend::Memory => Some(self.memory_replay(revision, head)?),
@@ -662,7 +789,14 @@ pub struct Tenants {
     map: Arc<DashMap<String, Arc<Tenant>>>,
     retention: Retention,
     backend: Backend,
+    /// Most tenants this server creates (`--max-tenants`); see [`Tenants::with_max_tenants`].
+    max_tenants: usize,
+    /// Held while a tenant is created, so that concurrent creations cannot pass the limit.
+    creating: Arc<Mutex<()>>,
 }
+
+/// The tenant limit when none is configured.
+pub const DEFAULT_MAX_TENANTS: usize = 10_000;
 
 impl Tenants {
     /// A memory store with the default tenant `t1`.
@@ -676,6 +810,8 @@ impl Tenants {
             map: Arc::new(map),
             retention,
             backend: Backend::Memory,
+            max_tenants: DEFAULT_MAX_TENANTS,
+            creating: Arc::default(),
         }
     }
 
@@ -685,7 +821,31 @@ impl Tenants {
             map: Arc::new(DashMap::new()),
             retention,
             backend,
+            max_tenants: DEFAULT_MAX_TENANTS,
+            creating: Arc::default(),
         }
+    }
+
+    /// These tenants, refusing to create one when `max` exist (counting the default tenant;
+    /// with PostgreSQL, the tenants this replica knows of).
+    pub fn with_max_tenants(mut self, max: usize) -> Tenants {
+        self.max_tenants = max;
+        self
+    }
+
+    /// RESOURCE_EXHAUSTED when the tenant limit is reached.
+    fn check_room(&self) -> Result<(), ApiError> {
+        let count = self.map.len();
+        if count >= self.max_tenants {
+            return Err(ApiError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "cannot create a tenant: {count} tenants exist, the most this server holds (--max-tenants {})",
+                    self.max_tenants
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub fn backend(&self) -> &Backend {
@@ -731,9 +891,14 @@ impl Tenants {
 
     pub async fn create(&self, id: &str, name: &str) -> Result<Arc<Tenant>, ApiError> {
         if let Backend::Postgres(pg) = &self.backend {
+            self.check_room()?;
             return pg.create_tenant(self, id, name).await;
         }
         use dashmap::mapref::entry::Entry;
+        let _creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.map.contains_key(id) {
+            self.check_room()?;
+        }
         match self.map.entry(id.to_string()) {
             Entry::Occupied(_) => Err(ApiError::new(
                 ErrorCode::AlreadyExists,
@@ -793,11 +958,127 @@ impl Tenant {
     /// The tenant's figures for metrics, read now.
     pub fn gauges(&self) -> TenantGauges {
         let head = self.head();
+        let feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
         TenantGauges {
             tuples: head.tuple_count(),
             revision: head.revision(),
-            watch_subscribers: self.feed.receiver_count() as u64,
-            watch_lag: self.feed.len() as u64,
+            watch_subscribers: feed.as_ref().map_or(0, |f| f.receiver_count() as u64),
+            watch_lag: feed.as_ref().map_or(0, |f| f.len() as u64),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
+mod memory_tests {
+    use super::*;
+
+    fn rss_kib() -> u64 {
+        let text = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: u64 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4
+    }
+
+    #[tokio::test]
+    async fn tenants_beyond_the_limit_are_refused_and_empty_ones_are_cheap() {
+        let tenants = Tenants::new(Retention::default()).with_max_tenants(300);
+        let before = rss_kib();
+        // The default tenant counts.
+        for i in 1..300 {
+            tenants.create(&format!("t-{i}"), "x").await.unwrap();
+        }
+        let grown = rss_kib().saturating_sub(before);
+        let e = tenants.create("one-more", "x").await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::ResourceExhausted);
+        assert!(e.message.contains("--max-tenants 300"), "{e}");
+        // An existing ID is still ALREADY_EXISTS, not the limit.
+        let e = tenants.create("t-1", "x").await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::AlreadyExists);
+        tenants.delete("t-1").await.unwrap();
+        tenants.create("one-more", "x").await.unwrap();
+        // 299 tenants at 163 KiB each were 47 MiB; at the 8 KiB a tenant may cost, 2.3 MiB
+        // (other tests of this process allocate meanwhile, hence the wide margin).
+        assert!(grown < 299 * 32, "{grown} KiB for 299 empty tenants");
+    }
+
+    #[tokio::test]
+    async fn only_the_newest_schema_versions_stay_compiled() {
+        let tenant = Tenant::new(
+            "s",
+            "s",
+            Retention {
+                schema_versions: 2,
+                ..Retention::default()
+            },
+        );
+        let mut versions = Vec::new();
+        for i in 0..10 {
+            let source = format!("entity user {{}}\nentity doc{i} {{\n relation owner @user\n}}");
+            let version = Tenant::compile_schema(&source).unwrap();
+            versions.push(tenant.add_schema(version).await.unwrap().version.clone());
+        }
+        assert_eq!(tenant.compiled_schema_versions(), 2);
+        // An old version is compiled again when asked for, shared while in use, and dropped
+        // after.
+        let old = tenant.schema(&versions[0]).await.unwrap();
+        assert!(old.model.resolve("doc0", "owner").is_some());
+        assert!(old.model.resolve("doc9", "owner").is_none());
+        assert_eq!(tenant.compiled_schema_versions(), 3);
+        let again = tenant.schema(&versions[0]).await.unwrap();
+        assert!(Arc::ptr_eq(&old, &again));
+        drop((old, again));
+        assert_eq!(tenant.compiled_schema_versions(), 2);
+        let head = tenant.schema("").await.unwrap();
+        assert_eq!(head.version, versions[9]);
+        assert_eq!(tenant.schemas().await.unwrap().len(), 10);
+    }
+
+    #[tokio::test]
+    #[ignore = "measurement"]
+    async fn probe_rss_per_schema_version() {
+        let mut source = String::from("entity user {}\n");
+        let mut i = 0;
+        while source.len() < 40_000 {
+            source.push_str(&format!(
+                "entity e{i} {{\n relation owner @user\n relation viewer @user\n permission view = owner or viewer\n}}\n"
+            ));
+            i += 1;
+        }
+        for keep in [4, usize::MAX] {
+            let tenant = Tenant::new(
+                "s",
+                "s",
+                Retention {
+                    schema_versions: keep,
+                    ..Retention::default()
+                },
+            );
+            let before = rss_kib();
+            for _ in 0..200 {
+                let version = Tenant::compile_schema(&source).unwrap();
+                tenant.add_schema(version).await.unwrap();
+            }
+            let after = rss_kib();
+            eprintln!(
+                "schema-versions {keep}: {} KiB for 200 versions of a {} B schema",
+                after.saturating_sub(before),
+                source.len()
+            );
+        }
+    }
+
+    #[tokio::test]
+    #[ignore = "measurement"]
+    async fn probe_rss_per_empty_tenant() {
+        let tenants = Tenants::new(Retention::default());
+        let before = rss_kib();
+        for i in 0..5000 {
+            tenants.create(&format!("t-{i}"), "x").await.unwrap();
+        }
+        let after = rss_kib();
+        eprintln!(
+            "RSS per empty tenant: {:.1} KiB",
+            (after - before) as f64 / 5000.0
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The settings of authentication, traffic limits and telemetry: their flags (flattened into
+//! The settings of authentication, traffic and connection limits, and telemetry: their flags (flattened into
 //! [`super::ServeArgs`]), their config-file keys, and their resolution.
 //!
 //! In the config file these keys can be written flat, as the flags are named
@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::{ConfigError, DurationText, parse_duration};
 use crate::auth::oidc::parse_algorithm;
 use crate::auth::{AuthnMethod, AuthnSettings, OidcSettings};
+use crate::connections::ConnectionLimits;
 use crate::limits::TrafficLimits;
 use crate::telemetry::TelemetrySettings;
 
@@ -88,6 +89,23 @@ pub struct HardeningArgs {
     #[arg(long, value_name = "DURATION", env = "LOOKOUT_REQUEST_TIMEOUT", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
 
+    /// Most connections open at once over both ports; one more is closed as soon as it is
+    /// accepted (and logged), while open ones keep working [default: 10000, or three quarters
+    /// of the open-file limit (`ulimit -n`) if that is lower].
+    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// A connection with no call in progress for this long is closed (HTTP/2 pings do not
+    /// keep it open); `0` means never [default: 5m].
+    #[arg(long, value_name = "DURATION", env = "LOOKOUT_IDLE_TIMEOUT", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Longest a request's headers may take to arrive — from the connection's opening for its
+    /// first request (over HTTP/2, its preface), from a request's first byte on an idle HTTP/1
+    /// connection — before the connection is closed; `0` means no limit [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "LOOKOUT_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
+    pub header_read_timeout: Option<Duration>,
+
     /// OpenTelemetry OTLP/gRPC endpoint to export traces to, e.g. `http://localhost:4317`
     /// (needs a build with the `otel` feature) [default: no export].
     #[arg(long, value_name = "URL", env = "LOOKOUT_OTEL_ENDPOINT")]
@@ -112,6 +130,9 @@ impl fmt::Debug for HardeningArgs {
             .field("max_inflight", &self.max_inflight)
             .field("max_concurrent_streams", &self.max_concurrent_streams)
             .field("request_timeout", &self.request_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("header_read_timeout", &self.header_read_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -166,6 +187,9 @@ pub(super) struct HardeningFile {
     max_inflight: Option<usize>,
     max_concurrent_streams: Option<usize>,
     request_timeout: Option<DurationText>,
+    max_connections: Option<usize>,
+    idle_timeout: Option<DurationText>,
+    header_read_timeout: Option<DurationText>,
     otel_endpoint: Option<String>,
     otel_service_name: Option<String>,
 }
@@ -185,6 +209,9 @@ const FILE_KEYS: &[&str] = &[
     "max-inflight",
     "max-concurrent-streams",
     "request-timeout",
+    "max-connections",
+    "idle-timeout",
+    "header-read-timeout",
     "otel-endpoint",
     "otel-service-name",
 ];
@@ -238,6 +265,7 @@ fn flatten(
 pub(super) struct Resolved {
     pub authn: AuthnSettings,
     pub traffic: TrafficLimits,
+    pub connections: ConnectionLimits,
     pub telemetry: TelemetrySettings,
 }
 
@@ -323,6 +351,30 @@ pub(super) fn merge(args: &HardeningArgs, file: &HardeningFile) -> Result<Resolv
             .unwrap_or(d_traffic.max_concurrent_streams),
         request_timeout: (!timeout.is_zero()).then_some(timeout),
     };
+    let d_connections = ConnectionLimits::default();
+    // `0` turns a timeout off.
+    let optional = |flag: Option<Duration>,
+                    key: &Option<DurationText>,
+                    default: Option<Duration>| match flag.or(key.map(|t| t.0)) {
+        Some(d) => (!d.is_zero()).then_some(d),
+        None => default,
+    };
+    let connections = ConnectionLimits {
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .or(d_connections.max_connections),
+        idle_timeout: optional(
+            args.idle_timeout,
+            &file.idle_timeout,
+            d_connections.idle_timeout,
+        ),
+        header_read_timeout: optional(
+            args.header_read_timeout,
+            &file.header_read_timeout,
+            d_connections.header_read_timeout,
+        ),
+    };
     let telemetry = TelemetrySettings {
         otel_endpoint: args
             .otel_endpoint
@@ -338,6 +390,7 @@ pub(super) fn merge(args: &HardeningArgs, file: &HardeningFile) -> Result<Resolv
     Ok(Resolved {
         authn,
         traffic,
+        connections,
         telemetry,
     })
 }
@@ -346,6 +399,7 @@ pub(super) fn merge(args: &HardeningArgs, file: &HardeningFile) -> Result<Resolv
 pub(super) fn check(
     authn: &AuthnSettings,
     traffic: &TrafficLimits,
+    connections: &ConnectionLimits,
     telemetry: &TelemetrySettings,
 ) -> Result<(), ConfigError> {
     authn.check().map_err(ConfigError)?;
@@ -356,6 +410,9 @@ pub(super) fn check(
         return Err(ConfigError(
             "max-concurrent-streams must be at least 1".to_owned(),
         ));
+    }
+    if connections.max_connections == Some(0) {
+        return Err(ConfigError("max-connections must be at least 1".to_owned()));
     }
     telemetry.check().map_err(ConfigError)
 }
@@ -390,6 +447,26 @@ mod tests {
         assert_eq!(config.authn.method, AuthnMethod::Oidc);
         assert_eq!(config.authn.oidc.algorithms, vec![Algorithm::RS256]);
         assert_eq!(config.traffic.request_timeout, None);
+        assert_eq!(config.connections, ConnectionLimits::default());
+
+        let file =
+            FileConfig::parse("max-connections: 50\nidle_timeout: 0\nheader-read-timeout: 2s\n")
+                .unwrap();
+        let config = Config::merge(&ServeArgs::default(), file).unwrap();
+        assert_eq!(
+            config.connections,
+            ConnectionLimits {
+                max_connections: Some(50),
+                idle_timeout: None,
+                header_read_timeout: Some(Duration::from_secs(2)),
+            }
+        );
+        let e = Config::merge(
+            &ServeArgs::default(),
+            FileConfig::parse("max-connections: 0\n").unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("max-connections"), "{e}");
 
         let file =
             FileConfig::parse("authn:\n  enabled: false\n  preshared:\n    keys: k1\n").unwrap();

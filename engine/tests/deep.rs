@@ -247,3 +247,46 @@ fn a_chain_10000_deep_through_permission_subject_sets_answers() {
     assert_eq!(reads.subject_permission, Ok(true));
     assert_eq!(reads.expand, Ok(()));
 }
+
+/// Reads with IDs no stored data mentions — lookups whose subject is a fresh subject set,
+/// contextual tuples naming fresh entities — answer with those IDs but leave the tenant's
+/// interner as it was: 10,000 such reads add nothing to it.
+#[test]
+fn reads_never_grow_the_shared_interner() {
+    let schema = "entity user {}\nentity doc {\n    relation owner @user @doc#owner\n    relation viewer @user\n    permission view = owner or viewer\n}\n";
+    let (model, snapshot) = load(schema, vec!["doc:1#owner@user:alice".into()]);
+    let interner = snapshot.interner().clone();
+    let before = (interner.len("doc"), interner.len("user"));
+    for i in 0..10_000 {
+        // A subject set nobody stored: it is its own member, so the lookup finds its entity.
+        let ctx = Context::default();
+        let ev = Evaluator::new(&model, &snapshot, &ctx).unwrap();
+        let subject = SubjectRef::new("doc", format!("fresh{i}"), Some("owner".to_string()));
+        let found = ev.lookup_entity("doc", "view", &subject).unwrap();
+        assert_eq!(ev.names("doc", &found.numbers), [format!("fresh{i}")]);
+        let subjects = ev
+            .lookup_subject(
+                &EntityRef::new("doc", format!("fresh{i}")),
+                "view",
+                "doc",
+                Some("owner"),
+            )
+            .unwrap();
+        assert_eq!(ev.names("doc", &subjects.numbers), [format!("fresh{i}")]);
+        // Contextual tuples with fresh IDs on both sides.
+        let ctx = Context {
+            tuples: vec![Tuple::parse(&format!("doc:new{i}#viewer@user:u{i}")).unwrap()],
+            ..Context::default()
+        };
+        let ev = Evaluator::new(&model, &snapshot, &ctx).unwrap();
+        let user = SubjectRef::user("user", format!("u{i}"));
+        let found = ev.lookup_entity("doc", "view", &user).unwrap();
+        assert_eq!(ev.names("doc", &found.numbers), [format!("new{i}")]);
+        assert!(
+            ev.check(&EntityRef::new("doc", format!("new{i}")), "view", &user, 20)
+                .unwrap()
+                .allowed
+        );
+    }
+    assert_eq!((interner.len("doc"), interner.len("user")), before);
+}

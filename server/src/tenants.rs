@@ -277,7 +277,16 @@ impl Tenant {
         if retained.get(at).is_some_and(|s| s.revision() == revision) {
             return;
         }
-        retained.insert(at, snapshot.clone());
+        // The stored data only: a request's interner overlay goes with the request.
+        let stored = if snapshot.interner().is_overlay() {
+            match snapshot.stored() {
+                Some(s) => Arc::new(s),
+                None => return,
+            }
+        } else {
+            snapshot.clone()
+        };
+        retained.insert(at, stored);
         while retained.len() > self.retention.snapshots.max(1) {
             retained.pop_front();
         }

@@ -184,8 +184,11 @@ impl<'a> Evaluator<'a> {
         snapshot: &Snapshot,
         context: &'a Context,
     ) -> Result<Evaluator<'a>, EvalError> {
-        let snapshot =
-            snapshot.with_context(&model.schema, &context.tuples, &context.attributes)?;
+        // Lookups number a subject set's own entity when no stored data names it: in the
+        // request's overlay, never in the tenant's interner.
+        let snapshot = snapshot
+            .with_context(&model.schema, &context.tuples, &context.attributes)?
+            .with_request_ids();
         let stores = snapshot.resolved(model.plan.id(), model.plan.keys());
         Ok(Evaluator {
             model,

@@ -17,14 +17,33 @@
 //!
 //! INVARIANT: for every durable number `n`, `names[n]` is the ID numbered `n` and
 //! `numbers[names[n]] == n`; for every local number `LOCAL_BASE + i`, `local[i]` is its ID.
+//!
+//! Reads never add to a tenant's interner. A request that needs numbers for IDs no stored
+//! data mentions (its contextual tuples, the subject set it looks up) gets an **overlay**
+//! ([`Interner::overlay`]): a private interner over the tenant's that resolves stored IDs
+//! through it and numbers new ones itself from [`OVERLAY_BASE`] up, a range neither the
+//! database nor the tenant's interner assigns. The overlay goes with the request.
+//!
+//! INVARIANT: a tenant's interner grows only by writes; numbers at or above
+//! [`OVERLAY_BASE`] belong to one request's overlay and mean nothing outside it (a result
+//! holding one is never cached). Guarded by `reads_never_grow_the_shared_interner`
+//! (`engine/tests/deep.rs`) and `overlays_resolve_their_own_ids_and_the_base_ones` (here).
 
 use std::hash::BuildHasher;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// The first number a durable interner assigns locally. Databases assign numbers below it.
 pub const LOCAL_BASE: u32 = 1 << 31;
+
+/// The first number a request's overlay assigns (see the module docs). Local numbers of a
+/// durable interner stay below it.
+pub const OVERLAY_BASE: u32 = LOCAL_BASE | (1 << 30);
+
+/// An overlay's tables number IDs as a durable interner's local ones (from [`LOCAL_BASE`]);
+/// the overlay shows them shifted by this much, from [`OVERLAY_BASE`].
+const OVERLAY_SHIFT: u32 = OVERLAY_BASE - LOCAL_BASE;
 
 /// Where one ID's text lies in its table's arena; `start == ABSENT` marks a gap.
 #[derive(Debug, Clone, Copy)]
@@ -137,7 +156,7 @@ impl TypeTable {
             u32::try_from(self.local.len())
                 .ok()
                 .and_then(|i| LOCAL_BASE.checked_add(i))
-                .filter(|n| *n != u32::MAX)
+                .filter(|n| *n < OVERLAY_BASE)
                 .ok_or_else(|| InternerFull(ty.to_string()))?
         } else {
             u32::try_from(self.names.len())
@@ -161,6 +180,8 @@ pub struct Interner {
     types: RwLock<super::FastMap<String, TypeTable>>,
     /// Whether stored IDs are numbered by a database (see the module docs).
     durable: bool,
+    /// For a request's overlay, the tenant's interner it reads through.
+    base: Option<Arc<Interner>>,
 }
 
 /// The interner could not take more IDs of one type.
@@ -199,7 +220,34 @@ impl Interner {
         Interner {
             types: RwLock::default(),
             durable: true,
+            base: None,
         }
+    }
+
+    /// A request's private interner over `base` (see the module docs): it resolves every ID
+    /// and number of `base`, and numbers IDs `base` does not know from [`OVERLAY_BASE`] up,
+    /// without adding anything to `base`. An overlay of an overlay reads through to the same
+    /// tenant interner.
+    pub fn overlay(base: Arc<Interner>) -> Interner {
+        let base = match &base.base {
+            Some(root) => root.clone(),
+            None => base,
+        };
+        Interner {
+            types: RwLock::default(),
+            durable: base.durable,
+            base: Some(base),
+        }
+    }
+
+    /// Whether this is a request's overlay.
+    pub fn is_overlay(&self) -> bool {
+        self.base.is_some()
+    }
+
+    /// The tenant's interner: the base of an overlay, or `self`.
+    pub fn root<'a>(self: &'a Arc<Self>) -> &'a Arc<Interner> {
+        self.base.as_ref().unwrap_or(self)
     }
 
     /// Whether stored IDs are numbered by a database.
@@ -207,26 +255,44 @@ impl Interner {
         self.durable
     }
 
+    /// The number an overlay's own table holds for `id`, shifted into the overlay's range.
+    fn own(&self, ty: &str, id: &str) -> Option<u32> {
+        let types = self.types.read().unwrap_or_else(|e| e.into_inner());
+        types.get(ty)?.get(id).map(|n| n + OVERLAY_SHIFT)
+    }
+
     /// The number of `id` of type `ty`, if it was interned.
     pub fn get(&self, ty: &str, id: &str) -> Option<u32> {
+        if let Some(base) = &self.base {
+            // Ours first: an ID this request numbered keeps its number even if a concurrent
+            // write stores it in the base meanwhile (this request's snapshot predates that).
+            return self.own(ty, id).or_else(|| base.get(ty, id));
+        }
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());
         types.get(ty)?.get(id)
     }
 
     /// The durable number of `id` (one not assigned locally by a durable interner).
     pub fn get_stored(&self, ty: &str, id: &str) -> Option<u32> {
+        if let Some(base) = &self.base {
+            return base.get_stored(ty, id);
+        }
         self.get(ty, id)
             .filter(|n| !self.durable || *n < LOCAL_BASE)
     }
 
     /// The number of `id` of type `ty`, interning it if new: the next dense number of a local
-    /// interner, or the next request-local number of a durable one.
+    /// interner, the next request-local number of a durable one, or the next number of an
+    /// overlay.
     pub fn intern(&self, ty: &str, id: &str) -> Result<u32, InternerFull> {
         if let Some(n) = self.get(ty, id) {
             return Ok(n);
         }
         let mut types = self.types.write().unwrap_or_else(|e| e.into_inner());
         let table = types.entry(ty.to_string()).or_default();
+        if self.base.is_some() {
+            return table.assign(ty, id, true).map(|n| n + OVERLAY_SHIFT);
+        }
         table.assign(ty, id, self.durable)
     }
 
@@ -236,6 +302,12 @@ impl Interner {
         &self,
         ids: impl IntoIterator<Item = (&'i str, &'i str)>,
     ) -> Result<Vec<u32>, InternerFull> {
+        if self.base.is_some() {
+            return ids
+                .into_iter()
+                .map(|(ty, id)| self.intern(ty, id))
+                .collect();
+        }
         let mut types = self.types.write().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         for (ty, id) in ids {
@@ -253,6 +325,9 @@ impl Interner {
     /// Records that the database numbered `id` of type `ty` as `number`. Idempotent; a number
     /// that contradicts an earlier one is an error (the database and the replica disagree).
     pub fn intern_as(&self, ty: &str, id: &str, number: u32) -> Result<(), InternConflict> {
+        if let Some(base) = &self.base {
+            return base.intern_as(ty, id, number);
+        }
         if number >= LOCAL_BASE {
             return Err(InternConflict::OutOfRange {
                 ty: ty.to_string(),
@@ -305,12 +380,24 @@ impl Interner {
 
     /// The ID numbered `n` of type `ty`.
     pub fn name(&self, ty: &str, n: u32) -> Option<String> {
+        if let Some(base) = &self.base {
+            if n < OVERLAY_BASE {
+                return base.name(ty, n);
+            }
+            let types = self.types.read().unwrap_or_else(|e| e.into_inner());
+            return types.get(ty)?.name(n - OVERLAY_SHIFT).map(str::to_owned);
+        }
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());
         types.get(ty)?.name(n).map(str::to_owned)
     }
 
     /// Resolves many numbers of one type under one lock; unknown numbers are skipped.
     pub fn names(&self, ty: &str, numbers: impl IntoIterator<Item = u32>) -> Vec<String> {
+        if self.base.is_some() {
+            let mut out = Vec::new();
+            self.for_each_name(ty, numbers, |_, name| out.push(name.to_owned()));
+            return out;
+        }
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());
         let Some(table) = types.get(ty) else {
             return Vec::new();
@@ -329,6 +416,30 @@ impl Interner {
         numbers: impl IntoIterator<Item = u32>,
         mut each: impl FnMut(u32, &str),
     ) {
+        if let Some(base) = &self.base {
+            // In order: the base's numbers (all below OVERLAY_BASE), then ours.
+            let (ours, theirs): (Vec<u32>, Vec<u32>) =
+                numbers.into_iter().partition(|&n| n >= OVERLAY_BASE);
+            {
+                let types = base.types.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(table) = types.get(ty) {
+                    for n in theirs {
+                        if let Some(name) = table.name(n) {
+                            each(n, name);
+                        }
+                    }
+                }
+            }
+            let types = self.types.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(own) = types.get(ty) {
+                for n in ours {
+                    if let Some(name) = own.name(n - OVERLAY_SHIFT) {
+                        each(n, name);
+                    }
+                }
+            }
+            return;
+        }
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());
         let Some(table) = types.get(ty) else {
             return;
@@ -340,10 +451,11 @@ impl Interner {
         }
     }
 
-    /// How many IDs of type `ty` are interned.
+    /// How many IDs of type `ty` are interned (an overlay counts its base's too).
     pub fn len(&self, ty: &str) -> usize {
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());
-        types.get(ty).map_or(0, |t| t.numbers.len())
+        let own = types.get(ty).map_or(0, |t| t.numbers.len());
+        own + self.base.as_ref().map_or(0, |b| b.len(ty))
     }
 }
 
@@ -362,6 +474,47 @@ mod tests {
         assert_eq!(i.intern("doc", "a").unwrap(), 0);
         assert_eq!(i.name("user", 1).as_deref(), Some("b"));
         assert_eq!(i.get_stored("user", "b"), Some(1));
+    }
+
+    #[test]
+    fn overlays_resolve_their_own_ids_and_the_base_ones() {
+        for base in [Interner::default(), Interner::durable()] {
+            let base = Arc::new(base);
+            base.intern_many([("user", "a"), ("user", "b")]).unwrap();
+            if base.is_durable() {
+                base.intern_as("user", "a", 0).unwrap();
+                base.intern_as("user", "b", 1).unwrap();
+            }
+            let (a, b) = (
+                base.get("user", "a").unwrap(),
+                base.get("user", "b").unwrap(),
+            );
+            let overlay = Interner::overlay(base.clone());
+            assert_eq!(overlay.intern("user", "a").unwrap(), a);
+            let fresh = overlay.intern("user", "fresh").unwrap();
+            assert_eq!(fresh, OVERLAY_BASE);
+            assert_eq!(overlay.intern("user", "fresh").unwrap(), fresh);
+            assert_eq!(
+                overlay.intern_many([("user", "b"), ("doc", "x")]).unwrap(),
+                vec![b, OVERLAY_BASE]
+            );
+            assert_eq!(overlay.name("user", fresh).as_deref(), Some("fresh"));
+            assert_eq!(
+                overlay.names("user", [a, b, fresh]),
+                vec!["a", "b", "fresh"]
+            );
+            assert_eq!(overlay.get_stored("user", "fresh"), None);
+            assert_eq!(overlay.len("user"), 3);
+            // Nothing reached the base.
+            assert_eq!(base.get("user", "fresh"), None);
+            assert_eq!(base.get("doc", "x"), None);
+            assert_eq!(base.len("user"), 2);
+            assert_eq!(base.name("user", fresh), None);
+            // An overlay of an overlay reads through to the base, not to the first overlay.
+            let again = Interner::overlay(Arc::new(overlay));
+            assert_eq!(again.get("user", "fresh"), None);
+            assert_eq!(again.get("user", "a"), Some(a));
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::model::{AttrValue, Attribute, EntityRef, SubjectRef, Tuple};
 
 pub use cow::{CowVec, SparseVec};
 pub use idset::{IdSet, SetIter, SetRef, union_all};
-pub use interner::{InternConflict, Interner, InternerFull, LOCAL_BASE};
+pub use interner::{InternConflict, Interner, InternerFull, LOCAL_BASE, OVERLAY_BASE};
 pub use write::{Change, ChangeList, ChangeOp, WriteBatch, WriteError, WriteOutcome};
 
 /// A hash map with a fast hasher (foldhash, through hashbrown) for the lookups every
@@ -237,6 +237,31 @@ impl Snapshot {
     /// The revision of the write that produced this snapshot.
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// This snapshot for one request: the same data, with an interner overlay (see
+    /// [`Interner::overlay`]) that numbers IDs only the request knows without adding them to
+    /// the tenant's interner. Already such a snapshot: a plain clone.
+    pub fn with_request_ids(&self) -> Snapshot {
+        if self.interner.is_overlay() {
+            return self.clone();
+        }
+        Snapshot {
+            interner: Arc::new(Interner::overlay(self.interner.clone())),
+            ..self.clone()
+        }
+    }
+
+    /// The stored data of this snapshot, without a request's overlay (what may be retained
+    /// beyond the request). `None` for a snapshot with contextual data, which is the request's.
+    pub fn stored(&self) -> Option<Snapshot> {
+        if self.contextual {
+            return None;
+        }
+        Some(Snapshot {
+            interner: self.interner.root().clone(),
+            ..self.clone()
+        })
     }
 
     /// Whether this snapshot carries a request's contextual data.

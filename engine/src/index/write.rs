@@ -640,7 +640,8 @@ impl Snapshot {
             attribute_writes: attributes.to_vec(),
             ..WriteBatch::default()
         };
-        let (mut snap, _) = apply_unchecked(self, &batch)?;
+        // The request's own IDs go into its overlay, never into the tenant's interner.
+        let (mut snap, _) = apply_unchecked(&self.with_request_ids(), &batch)?;
         snap.contextual = true;
         Ok(snap)
     }

@@ -11,8 +11,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use lookout_engine::eval::{Context as EvalContext, EntitySet, Evaluator, ExpandNode, ExpandOp};
-use lookout_engine::index::Interner;
 use lookout_engine::index::Snapshot;
+use lookout_engine::index::{Interner, OVERLAY_BASE};
 use lookout_engine::model;
 use lookout_engine::schema::{Member, TypeId};
 use lookout_engine::tokens::{ContinuousEncoder, ContinuousToken};
@@ -534,6 +534,8 @@ impl Service {
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
         let mut p = self.prepare(req).await?;
         let (query, after, mut question) = self.lookup_start(&mut p, req).await?;
+        // IDs only this request knows are numbered in its own overlay, and named from it.
+        p.snapshot = Arc::new(p.snapshot.with_request_ids());
         question.tenant_id = String::from("lookup_entity");
         let cache = self.cache_slot(&p, &req.entity_type, &req.permission, &question);
         if let Some((key, _)) = &cache
@@ -590,8 +592,11 @@ impl Service {
                 Ok(set)
             })
             .await?;
+            // A set holding a request's own numbers (a fresh subject set's entity) means
+            // nothing to another request: not cached.
             if let Some((key, deps)) = cache
                 && set.rule_errors.is_empty()
+                && set.numbers.max().is_none_or(|n| n < OVERLAY_BASE)
             {
                 let numbers = Arc::new(set.numbers.clone());
                 results.insert(key, revision, deps, Cached::Set(numbers));
@@ -747,6 +752,8 @@ impl Service {
         let subject_type = reference.r#type.clone();
         let mut p = self.prepare(&req).await?;
         let (query, after, _) = self.lookup_start(&mut p, &req).await?;
+        // IDs only this request knows are numbered in its own overlay, and named from it.
+        p.snapshot = Arc::new(p.snapshot.with_request_ids());
         let model = p.schema.model.clone();
         let snapshot = p.snapshot.clone();
         let context = p.context.clone();

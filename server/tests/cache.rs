@@ -26,9 +26,9 @@ use std::sync::Arc;
 use lookout_engine::eval::deps::has_negation_cycle;
 use lookout_engine::model::{Attribute, Tuple};
 use lookout_proto::v1;
-use lookout_server::cache::ResultCache;
+use lookout_server::cache::{CheckCosts, ResultCache};
 use lookout_server::service::{DEFAULT_CACHE_CAPACITY, Limits, Service, convert};
-use lookout_server::tenants::Retention;
+use lookout_server::tenants::{Retention, SchemaVersion, Tenant};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 
@@ -370,11 +370,12 @@ enum Question {
     Expand(v1::Entity, &'static str),
 }
 
-/// One question with the request context it is asked in.
+/// One question with the two request contexts it is asked in, in turn (the cache key must
+/// tell them apart).
 #[derive(Debug, Clone)]
 struct Asked {
     question: Question,
-    context: Option<v1::Context>,
+    contexts: [Option<v1::Context>; 2],
 }
 
 #[derive(Debug, Clone)]
@@ -431,7 +432,7 @@ fn gen_script(c: &mut Choices, spec: &Spec) -> Script {
     let questions = (0..5 + c.below(5))
         .map(|_| Asked {
             question: gen_question(c, spec),
-            context: gen_context(c, spec),
+            contexts: [gen_context(c, spec), gen_context(c, spec)],
         })
         .collect();
     Script { commits, questions }
@@ -474,8 +475,7 @@ fn gen_question(c: &mut Choices, spec: &Spec) -> Question {
     }
 }
 
-/// No context, `context.data` (two versions: the cache key must tell them apart), or a
-/// contextual tuple (never cached).
+/// No context, `context.data` (three versions), or a contextual tuple (never cached).
 fn gen_context(c: &mut Choices, spec: &Spec) -> Option<v1::Context> {
     let data = |open: bool, want: f64| {
         let fields = [
@@ -632,9 +632,14 @@ fn lookup_metadata(snap_token: &str) -> Option<v1::PermissionLookupEntityRequest
     })
 }
 
-async fn ask(s: &Service, asked: &Asked, snap_token: &str) -> Answer {
-    let context = asked.context.clone();
-    match &asked.question {
+async fn ask(
+    s: &Service,
+    question: &Question,
+    context: &Option<v1::Context>,
+    snap_token: &str,
+) -> Answer {
+    let context = context.clone();
+    match question {
         Question::Check(entity, permission, subject) => answer(
             s.check(v1::PermissionCheckRequest {
                 tenant_id: TENANT.into(),
@@ -791,6 +796,18 @@ pub async fn differential_case(
     let source = spec.source();
     let script = gen_script(&mut Choices::new(script_bytes), &spec);
     let mut log = format!("--- schema\n{source}--- script\n");
+    // Compiled once (CEL compilation dominates a small case in a debug build) and stored in
+    // both tenants, each version with its own check costs.
+    let compiled = Tenant::compile_schema(&source).map_err(|e| {
+        TestCaseError::fail(format!(
+            "the generated schema does not compile: {e}\n{source}"
+        ))
+    })?;
+    prop_assert!(
+        !has_negation_cycle(&compiled.model.schema),
+        "the generator made a cycle through `not`\n{}",
+        source
+    );
     let services = [&pair.cached, &pair.uncached];
     for s in services {
         if tenant_setup {
@@ -801,25 +818,17 @@ pub async fn differential_case(
             .await
             .map_err(|e| TestCaseError::fail(format!("tenant: {e}")))?;
         }
-        let written = s
-            .schema_write(v1::SchemaWriteRequest {
-                tenant_id: TENANT.into(),
-                schema: source.clone(),
-            })
-            .await;
-        if let Err(e) = written {
-            return Err(TestCaseError::fail(format!(
-                "the generated schema does not compile: {e}\n{source}"
-            )));
-        }
+        let tenant = s.tenants.get(TENANT).await.map_err(fail)?;
+        let version = SchemaVersion {
+            version: compiled.version.clone(),
+            source: source.clone(),
+            model: compiled.model.clone(),
+            check_costs: CheckCosts::new(&compiled.model),
+            created_at: compiled.created_at,
+            seq: 0,
+        };
+        tenant.add_schema(version).await.map_err(fail)?;
     }
-    let model = lookout_engine::eval::Model::compile(&source)
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    prop_assert!(
-        !has_negation_cycle(&model.schema),
-        "the generator made a cycle through `not`\n{}",
-        source
-    );
     // Each service's snap tokens, oldest first.
     let mut tokens: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     for (step, c) in script.commits.iter().enumerate() {
@@ -834,6 +843,7 @@ pub async fn differential_case(
         }
         prop_assert_eq!(&results[0], &results[1], "commits differ\n{}", log);
         for (q, asked) in script.questions.iter().enumerate() {
+            let context = &asked.contexts[step % 2];
             let mut answers = Vec::new();
             for (i, s) in services.iter().enumerate() {
                 let token = match (step + q) % 3 {
@@ -841,9 +851,15 @@ pub async fn differential_case(
                     1 => tokens[i].last().map_or("", String::as_str),
                     _ => tokens[i].first().map_or("", String::as_str),
                 };
-                answers.push(ask(s, asked, token).await);
+                answers.push(ask(s, &asked.question, context, token).await);
             }
-            let _ = writeln!(log, "ask {asked:?}\n  -> {:?}", answers[1]);
+            let _ = writeln!(
+                log,
+                "ask {:?}\n  in {context:?}\n  at {}\n  -> {:?}",
+                asked.question,
+                ["no token", "the latest token", "the first token"][(step + q) % 3],
+                answers[1]
+            );
             prop_assert_eq!(
                 &answers[0],
                 &answers[1],
@@ -853,6 +869,10 @@ pub async fn differential_case(
         }
     }
     Ok(())
+}
+
+fn fail(e: lookout_server::error::ApiError) -> TestCaseError {
+    TestCaseError::fail(format!("{:?}: {}", e.code, e.message))
 }
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -875,14 +895,27 @@ where
         max_shrink_iters: 400,
         ..Config::default()
     });
+    let hits = std::cell::Cell::new(0);
+    let lookups = std::cell::Cell::new(0);
     let result = runner.run(&(bytes(160), bytes(400)), |(schema, script)| {
         runtime.block_on(async {
             let (pair, tenant_setup) = pair().await;
-            differential_case(&pair, tenant_setup, &schema, &script).await
+            differential_case(&pair, tenant_setup, &schema, &script).await?;
+            let stats = pair.cached.cache.stats();
+            hits.set(hits.get() + stats.hits);
+            lookups.set(lookups.get() + stats.hits + stats.misses);
+            Ok(())
         })
     });
     match result {
-        Ok(()) => {}
+        Ok(()) => {
+            // The property says nothing unless answers do come from the cache.
+            let (hits, lookups) = (hits.get(), lookups.get());
+            assert!(
+                hits * 5 >= lookups,
+                "only {hits} of {lookups} cache lookups hit"
+            );
+        }
         Err(TestError::Fail(reason, (schema, script))) => {
             panic!("{reason}\nschema bytes {schema:?}\nscript bytes {script:?}")
         }

@@ -544,11 +544,11 @@ fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids
 }
 
-async fn commit(s: &Service, commit: &Commit) -> Answer {
+async fn commit(s: &Service, tenant: &str, commit: &Commit) -> Answer {
     match commit {
         Commit::Write { tuples, attributes } => token(
             s.data_write(v1::DataWriteRequest {
-                tenant_id: TENANT.into(),
+                tenant_id: tenant.into(),
                 metadata: None,
                 tuples: tuples.iter().map(|t| tuple(t)).collect(),
                 attributes: attributes.iter().map(|a| attribute(a)).collect(),
@@ -572,7 +572,7 @@ async fn commit(s: &Service, commit: &Commit) -> Answer {
             };
             token(
                 s.delete_relationships(v1::RelationshipDeleteRequest {
-                    tenant_id: TENANT.into(),
+                    tenant_id: tenant.into(),
                     filter: Some(filter),
                 })
                 .await
@@ -584,7 +584,7 @@ async fn commit(s: &Service, commit: &Commit) -> Answer {
             relation,
         } => token(
             s.delete_relationships(v1::RelationshipDeleteRequest {
-                tenant_id: TENANT.into(),
+                tenant_id: tenant.into(),
                 filter: Some(v1::TupleFilter {
                     entity: Some(v1::EntityFilter {
                         r#type: entity_type.to_string(),
@@ -601,7 +601,7 @@ async fn commit(s: &Service, commit: &Commit) -> Answer {
             let a = Attribute::parse(text).unwrap();
             token(
                 s.data_delete(v1::DataDeleteRequest {
-                    tenant_id: TENANT.into(),
+                    tenant_id: tenant.into(),
                     tuple_filter: None,
                     attribute_filter: Some(v1::AttributeFilter {
                         entity: Some(v1::EntityFilter {
@@ -634,6 +634,7 @@ fn lookup_metadata(snap_token: &str) -> Option<v1::PermissionLookupEntityRequest
 
 async fn ask(
     s: &Service,
+    tenant: &str,
     question: &Question,
     context: &Option<v1::Context>,
     snap_token: &str,
@@ -642,7 +643,7 @@ async fn ask(
     match question {
         Question::Check(entity, permission, subject) => answer(
             s.check(v1::PermissionCheckRequest {
-                tenant_id: TENANT.into(),
+                tenant_id: tenant.into(),
                 metadata: check_metadata(snap_token),
                 entity: Some(entity.clone()),
                 permission: permission.to_string(),
@@ -655,7 +656,7 @@ async fn ask(
         ),
         Question::BulkCheck(items) => answer(
             s.bulk_check(v1::PermissionBulkCheckRequest {
-                tenant_id: TENANT.into(),
+                tenant_id: tenant.into(),
                 metadata: check_metadata(snap_token),
                 items: items
                     .iter()
@@ -675,7 +676,7 @@ async fn ask(
         ),
         Question::LookupEntity(entity_type, permission, subject) => answer(
             s.lookup_entity(v1::PermissionLookupEntityRequest {
-                tenant_id: TENANT.into(),
+                tenant_id: tenant.into(),
                 metadata: lookup_metadata(snap_token),
                 entity_type: entity_type.to_string(),
                 permission: permission.to_string(),
@@ -689,7 +690,7 @@ async fn ask(
         Question::LookupEntityStream(entity_type, permission, subject) => {
             let stream = s
                 .lookup_entity_stream(v1::PermissionLookupEntityRequest {
-                    tenant_id: TENANT.into(),
+                    tenant_id: tenant.into(),
                     metadata: lookup_metadata(snap_token),
                     entity_type: entity_type.to_string(),
                     permission: permission.to_string(),
@@ -714,7 +715,7 @@ async fn ask(
         }
         Question::LookupSubject(entity, permission, reference) => answer(
             s.lookup_subject(v1::PermissionLookupSubjectRequest {
-                tenant_id: TENANT.into(),
+                tenant_id: tenant.into(),
                 metadata: Some(v1::PermissionLookupSubjectRequestMetadata {
                     snap_token: snap_token.into(),
                     ..Default::default()
@@ -730,7 +731,7 @@ async fn ask(
         ),
         Question::SubjectPermission(entity, subject) => answer(
             s.subject_permission(v1::PermissionSubjectPermissionRequest {
-                tenant_id: TENANT.into(),
+                tenant_id: tenant.into(),
                 metadata: Some(v1::PermissionSubjectPermissionRequestMetadata {
                     snap_token: snap_token.into(),
                     ..Default::default()
@@ -744,7 +745,7 @@ async fn ask(
         ),
         Question::Expand(entity, permission) => answer(
             s.expand(v1::PermissionExpandRequest {
-                tenant_id: TENANT.into(),
+                tenant_id: tenant.into(),
                 metadata: Some(v1::PermissionExpandRequestMetadata {
                     snap_token: snap_token.into(),
                     ..Default::default()
@@ -760,13 +761,17 @@ async fn ask(
     }
 }
 
-/// The two services of a case: the first caches everything it may, the second nothing.
+/// The two services of a case and the tenant it runs in: the first service caches everything
+/// it may, the second nothing.
 pub struct Pair {
     pub cached: Arc<Service>,
     pub uncached: Arc<Service>,
+    pub tenant: String,
+    /// Whether the case creates its tenant (the memory store starts with `t1`).
+    pub create_tenant: bool,
 }
 
-/// A pair over the memory store.
+/// A fresh pair over the memory store.
 pub fn memory_pair() -> Pair {
     Pair {
         cached: Service::with_cache(
@@ -775,6 +780,8 @@ pub fn memory_pair() -> Pair {
             caching_everything(),
         ),
         uncached: Service::with_cache(Limits::default(), Retention::default(), ResultCache::new(0)),
+        tenant: TENANT.into(),
+        create_tenant: false,
     }
 }
 
@@ -788,7 +795,6 @@ pub fn caching_everything() -> ResultCache {
 /// answer that differs fails the case.
 pub async fn differential_case(
     pair: &Pair,
-    tenant_setup: bool,
     schema_bytes: &[u8],
     script_bytes: &[u8],
 ) -> Result<(), TestCaseError> {
@@ -810,15 +816,15 @@ pub async fn differential_case(
     );
     let services = [&pair.cached, &pair.uncached];
     for s in services {
-        if tenant_setup {
+        if pair.create_tenant {
             s.tenant_create(v1::TenantCreateRequest {
-                id: TENANT.into(),
-                name: TENANT.into(),
+                id: pair.tenant.clone(),
+                name: pair.tenant.clone(),
             })
             .await
             .map_err(|e| TestCaseError::fail(format!("tenant: {e}")))?;
         }
-        let tenant = s.tenants.get(TENANT).await.map_err(fail)?;
+        let tenant = s.tenants.get(&pair.tenant).await.map_err(fail)?;
         let version = SchemaVersion {
             version: compiled.version.clone(),
             source: source.clone(),
@@ -835,7 +841,7 @@ pub async fn differential_case(
         let _ = writeln!(log, "commit {c:?}");
         let mut results = Vec::new();
         for (i, s) in services.iter().enumerate() {
-            let result = commit(s, c).await;
+            let result = commit(s, &pair.tenant, c).await;
             if let Ok(token) = &result {
                 tokens[i].push(token.clone());
             }
@@ -851,7 +857,7 @@ pub async fn differential_case(
                     1 => tokens[i].last().map_or("", String::as_str),
                     _ => tokens[i].first().map_or("", String::as_str),
                 };
-                answers.push(ask(s, &asked.question, context, token).await);
+                answers.push(ask(s, &pair.tenant, &asked.question, context, token).await);
             }
             let _ = writeln!(
                 log,
@@ -879,31 +885,30 @@ fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..=max)
 }
 
-/// Runs `cases` differential cases, each on a fresh pair from `pair`.
-pub fn run_differential<F, P>(cases: u32, pair: F)
+/// Runs `cases` differential cases on `runtime`, each on the pair `pair(case number)` gives.
+pub fn run_differential<F, P>(runtime: &tokio::runtime::Runtime, cases: u32, pair: F)
 where
-    F: Fn() -> P,
-    P: std::future::Future<Output = (Pair, bool)>,
+    F: Fn(u64) -> P,
+    P: std::future::Future<Output = Pair>,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
         max_shrink_iters: 400,
         ..Config::default()
     });
+    let case = std::cell::Cell::new(0);
     let hits = std::cell::Cell::new(0);
     let lookups = std::cell::Cell::new(0);
     let result = runner.run(&(bytes(160), bytes(400)), |(schema, script)| {
+        case.set(case.get() + 1);
         runtime.block_on(async {
-            let (pair, tenant_setup) = pair().await;
-            differential_case(&pair, tenant_setup, &schema, &script).await?;
-            let stats = pair.cached.cache.stats();
-            hits.set(hits.get() + stats.hits);
-            lookups.set(lookups.get() + stats.hits + stats.misses);
+            let pair = pair(case.get()).await;
+            let before = pair.cached.cache.stats();
+            differential_case(&pair, &schema, &script).await?;
+            let after = pair.cached.cache.stats();
+            hits.set(hits.get() + after.hits - before.hits);
+            lookups.set(lookups.get() + after.hits + after.misses - before.hits - before.misses);
             Ok(())
         })
     });
@@ -923,9 +928,17 @@ where
     }
 }
 
+/// A runtime for [`run_differential`].
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn the_cache_never_changes_an_answer() {
-    run_differential(2000, || async { (memory_pair(), false) });
+    run_differential(&runtime(), 2000, |_| async { memory_pair() });
 }
 
 // ---------------------------------------------------------------------------------------------

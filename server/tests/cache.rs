@@ -149,8 +149,8 @@ fn gen_schema(c: &mut Choices) -> Spec {
                 .collect(),
         });
     }
-    // Subject kinds. Subject sets name relations only, so that no `not` can reach back to a
-    // permission (a dependency cycle through `not` has no least fixpoint).
+    // Subject kinds. A subject set may name a permission: a check then asks the lookup plan
+    // for the permission's holders.
     for t in 1..types.len() {
         for r in 0..types[t].relations.len() {
             let mut allowed = Vec::new();
@@ -161,7 +161,9 @@ fn gen_schema(c: &mut Choices) -> Spec {
                     4 => (t, Some(types[t].relations[r].0)),
                     _ => {
                         let u = 1 + c.below(n_other);
-                        (u, Some(c.pick(&types[u].relation_names())))
+                        let mut names = types[u].relation_names();
+                        names.extend(types[u].perm_names());
+                        (u, Some(c.pick(&names)))
                     }
                 };
                 if !allowed.contains(&kind) {
@@ -180,7 +182,7 @@ fn gen_schema(c: &mut Choices) -> Spec {
     Spec { types }
 }
 
-/// `operand (op operand)*`; the right side of a `not` never names a permission.
+/// `operand (op operand)*`; the right side of a `not` never names a permission directly.
 fn gen_chain(c: &mut Choices, types: &[TypeSpec], t: usize, k: usize, depth: usize) -> String {
     let mut s = gen_operand(c, types, t, k, depth, false);
     for _ in 0..c.below(3) {
@@ -809,11 +811,11 @@ pub async fn differential_case(
             "the generated schema does not compile: {e}\n{source}"
         ))
     })?;
-    prop_assert!(
-        !has_negation_cycle(&compiled.model.schema),
-        "the generator made a cycle through `not`\n{}",
-        source
-    );
+    // A dependency cycle through a `not` has no least fixpoint, and the walk and the lookup
+    // plan may then answer differently: such schemas are left out.
+    if has_negation_cycle(&compiled.model.schema) {
+        return Err(TestCaseError::reject("a dependency cycle through `not`"));
+    }
     let services = [&pair.cached, &pair.uncached];
     for s in services {
         if pair.create_tenant {

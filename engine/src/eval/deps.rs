@@ -11,10 +11,13 @@
 //! stored data but its universe; the context is part of the question.
 //!
 //! INVARIANT: `dependencies(t, m)` is a superset of every relation and attribute whose stored
-//! tuples or values the check walk, the lookup-entity plan or the check's fallback to that plan
-//! read while evaluating `m` on type `t`, and of every type whose universe they read. Lookup
-//! subject reads more (the universe of the subject type, wherever an attribute or a rule
-//! grants); see [`subject_dependencies`].
+//! tuples or values a check or a lookup entity of `m` on type `t` reads, and of every type
+//! whose universe it reads. A check reads through the lookup-entity plan twice: for the holders
+//! of a subject set's member (`check::Checker::holders`) and in its fallback past the walk's
+//! visit budget (`check::run`); both start from members this walk reaches (the subject set's
+//! member through the relation's subject kinds, `m` itself), so the plan's universe reads are
+//! named here too. Lookup subject reads more (the universe of the subject type, wherever an
+//! attribute or a rule grants); see [`subject_dependencies`].
 
 use std::collections::{BTreeSet, HashSet};
 

@@ -86,11 +86,14 @@ const RULES: &str = "rule high(level integer) {\n    level > 1\n}\n\
 rule wanted(level integer, want integer) {\n    level == want\n}\n\
 rule open() {\n    context.data.open == true\n}\n";
 
+/// A subject kind a relation allows: `(type index, subject relation)`.
+type SubjectKind = (usize, Option<&'static str>);
+
 #[derive(Debug, Clone)]
 struct TypeSpec {
     name: &'static str,
-    /// Each relation's name and subject kinds: `(type index, subject relation)`.
-    relations: Vec<(&'static str, Vec<(usize, Option<&'static str>)>)>,
+    /// Each relation's name and subject kinds.
+    relations: Vec<(&'static str, Vec<SubjectKind>)>,
     flag: bool,
     level: bool,
     /// Each permission's name and expression source.

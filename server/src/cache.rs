@@ -2,13 +2,19 @@
 //! across writes that cannot change them.
 //!
 //! Every entry records the revision it was computed at and the stored data its permission can
-//! depend on (from the schema). Each tenant records, per (entity type, relation or attribute),
-//! the last revision that changed it, and does so before a new snapshot becomes visible. An
-//! entry computed at revision `R` answers a read at snapshot `S` only if none of its
-//! dependencies changed after `min(R, S)`: a newer snap token never gets a stale answer, and a
-//! write to unrelated relations keeps entries warm.
+//! depend on (from the schema, see `lookout_engine::eval::deps`): relations, attributes, and
+//! the universes of the types whose rules a lookup runs on every entity the data mentions.
+//! Each tenant records, per (entity type, relation or attribute) and per type's universe, the
+//! last revision that changed it, and does so before a new snapshot becomes visible. An entry
+//! computed at revision `R` answers a read at snapshot `S` only if none of its dependencies
+//! changed after `min(R, S)`: a newer snap token never gets a stale answer, and a write to
+//! unrelated relations keeps entries warm.
 //!
-//! Requests with contextual tuples or attributes bypass the cache: their answers are private.
+//! The key is the whole question, `context.data` included, so a rule reading the request's
+//! context is answered for that context only. Requests with contextual tuples or attributes
+//! bypass the cache: their answers are private. Only checks (and bulk-check items) and lookup
+//! entity (and its stream) are cached; a cached lookup subject would also depend on the
+//! universe of the subject type (`deps::subject_dependencies`).
 //!
 //! A check is cached only when checks of its permission have lately cost enough to be worth it
 //! ([`CheckCosts`]): building the key, looking it up and inserting the answer cost about as
@@ -256,10 +262,7 @@ mod tests {
     }
 
     fn key(name: &str) -> DataKey {
-        DataKey {
-            entity_type: "doc".into(),
-            name: name.into(),
-        }
+        DataKey::member("doc", name)
     }
 
     #[test]

@@ -586,6 +586,13 @@ impl Tenant {
 
     /// Marks the data `changes` touch as changed at `revision` (before the snapshot is visible:
     /// a cache entry must never outlive its data).
+    ///
+    /// INVARIANT: every [`DataKey`] whose data the batch may have changed is marked: the
+    /// relation or attribute of every change, and the universe of every type a change names as
+    /// entity or subject (a universe is made of exactly those; see `Snapshot::universe`). Both
+    /// come from the changes themselves, not from a schema, so data of any schema version
+    /// counts. With `deps::dependencies` naming every key an evaluation reads, a write that can
+    /// change a cached answer always invalidates it.
     fn mark_changed(&self, revision: u64, changes: &ChangeList) {
         let mut last = None;
         for touched in changes.touched() {
@@ -594,11 +601,16 @@ impl Tenant {
             }
             last = Some(touched);
             let (entity_type, name) = touched;
-            let key = DataKey {
-                entity_type: entity_type.to_string(),
-                name: name.to_string(),
-            };
-            self.changed.insert(key, revision);
+            self.changed
+                .insert(DataKey::member(entity_type, name), revision);
+        }
+        // A batch names few types.
+        let mut types: Vec<&str> = Vec::new();
+        for ty in changes.types() {
+            if !types.contains(&ty) {
+                types.push(ty);
+                self.changed.insert(DataKey::universe(ty), revision);
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! and the real binary), import and export, `lookout validate`, and the PostgreSQL store against
 //! throwaway clusters.
 
+mod cache;
 mod import_export;
 mod postgres;
 mod transport;

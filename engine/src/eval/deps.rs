@@ -1,24 +1,66 @@
-//! Which stored data a permission can depend on: the relations and attributes reachable from
-//! it through the schema. A cache entry for a permission stays valid across writes that touch
-//! none of them.
+//! Which stored data an answer about a permission can depend on. A cache entry for a check or
+//! a lookup entity of a permission stays valid across writes that touch none of it.
 //!
-//! INVARIANT: `dependencies(t, m)` is a superset of every (entity type, relation or attribute)
-//! whose stored tuples or values the evaluators read while evaluating `m` on type `t`.
+//! Two kinds of data: the tuples of a relation or the values of an attribute (what the
+//! schema reaches from the permission through subject sets, arrows, attributes and rule
+//! arguments), and the *universe* of an entity type: which of its entities the stored data
+//! mentions at all ([`crate::index::Snapshot::universe`]). A lookup runs a rule on every entity
+//! of the universe of the rule's type, so its answer changes when a write makes an entity
+//! appear or disappear there, whatever the write touched: a tuple naming the type as entity or
+//! subject, or an attribute of the type. A rule fed only by the request's `context` reads no
+//! stored data but its universe; the context is part of the question.
+//!
+//! INVARIANT: `dependencies(t, m)` is a superset of every relation and attribute whose stored
+//! tuples or values a check or a lookup entity of `m` on type `t` reads, and of every type
+//! whose universe it reads. A check reads through the lookup-entity plan twice: for the holders
+//! of a subject set's member (`check::Checker::holders`) and in its fallback past the walk's
+//! visit budget (`check::run`); both start from members this walk reaches (the subject set's
+//! member through the relation's subject kinds, `m` itself), so the plan's universe reads are
+//! named here too. Lookup subject reads more (the universe of the subject type, wherever an
+//! attribute or a rule grants); see [`subject_dependencies`].
 
 use std::collections::{BTreeSet, HashSet};
 
 use crate::schema::{CallArg, Expr, Member, Schema, TypeId};
 
-/// A piece of stored data: the tuples of one relation (any subject) or the values of one
-/// attribute, of one entity type.
+/// A piece of stored data an answer can depend on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DataKey {
-    pub entity_type: String,
-    /// A relation or attribute name.
-    pub name: String,
+pub enum DataKey {
+    /// The tuples of one relation (any subject) or the values of one attribute, of one entity
+    /// type.
+    Member { entity_type: String, name: String },
+    /// Which entities of one type the data mentions: the entity types and subject types of
+    /// every stored tuple and the entity types of every stored attribute.
+    Universe { entity_type: String },
 }
 
-/// Every data key that evaluating `member` on entity type `ty` may read.
+impl DataKey {
+    /// The tuples of relation `name`, or the values of attribute `name`, of `entity_type`.
+    pub fn member(entity_type: impl Into<String>, name: impl Into<String>) -> DataKey {
+        DataKey::Member {
+            entity_type: entity_type.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The universe of `entity_type`.
+    pub fn universe(entity_type: impl Into<String>) -> DataKey {
+        DataKey::Universe {
+            entity_type: entity_type.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataKey::Member { entity_type, name } => write!(f, "{entity_type}#{name}"),
+            DataKey::Universe { entity_type } => write!(f, "{entity_type}#*"),
+        }
+    }
+}
+
+/// Every data key that a check or a lookup entity of `member` on entity type `ty` may read.
 pub fn dependencies(schema: &Schema, ty: TypeId, member: Member) -> BTreeSet<DataKey> {
     let mut out = BTreeSet::new();
     let mut seen: HashSet<(TypeId, Member)> = HashSet::new();
@@ -31,10 +73,7 @@ pub fn dependencies(schema: &Schema, ty: TypeId, member: Member) -> BTreeSet<Dat
         match m {
             Member::Relation(r) => {
                 let relation = &def.relations[r];
-                out.insert(DataKey {
-                    entity_type: def.name.clone(),
-                    name: relation.name.clone(),
-                });
+                out.insert(DataKey::member(&def.name, &relation.name));
                 for allowed in &relation.allowed {
                     if let Some(sub) = &allowed.relation
                         && let Some(sub_member) = schema.entity_at(allowed.entity).member(sub)
@@ -44,10 +83,7 @@ pub fn dependencies(schema: &Schema, ty: TypeId, member: Member) -> BTreeSet<Dat
                 }
             }
             Member::Attribute(a) => {
-                out.insert(DataKey {
-                    entity_type: def.name.clone(),
-                    name: def.attributes[a].name.clone(),
-                });
+                out.insert(DataKey::member(&def.name, &def.attributes[a].name));
             }
             Member::Permission(p) => {
                 let mut exprs = vec![(t, &def.permissions[p].expr)];
@@ -65,13 +101,14 @@ pub fn dependencies(schema: &Schema, ty: TypeId, member: Member) -> BTreeSet<Dat
                         Expr::Permission(q) => stack.push((et, Member::Permission(*q))),
                         Expr::Attribute(a) => stack.push((et, Member::Attribute(*a))),
                         Expr::Arrow { via, targets } => {
-                            out.insert(DataKey {
-                                entity_type: edef.name.clone(),
-                                name: edef.relations[*via].name.clone(),
-                            });
+                            out.insert(DataKey::member(&edef.name, &edef.relations[*via].name));
                             exprs.extend(targets.iter().map(|(tt, e)| (*tt, e)));
                         }
                         Expr::Call { args, .. } => {
+                            // The lookup plan runs a rule that no other branch narrowed on
+                            // every entity of the universe of its type (the check's fallback
+                            // too); a rule over `context` alone reads nothing else.
+                            out.insert(DataKey::universe(&edef.name));
                             for arg in args {
                                 if let CallArg::Attribute(a) = arg {
                                     stack.push((et, Member::Attribute(*a)));
@@ -82,6 +119,30 @@ pub fn dependencies(schema: &Schema, ty: TypeId, member: Member) -> BTreeSet<Dat
                 }
             }
         }
+    }
+    out
+}
+
+/// Every data key a lookup subject of `member` on `ty`, for subjects of type `subject_ty`,
+/// may read: those of [`dependencies`], and the universe of the subject type wherever an
+/// attribute or a rule can grant (an entity on which it holds grants every subject the data
+/// mentions).
+pub fn subject_dependencies(
+    schema: &Schema,
+    ty: TypeId,
+    member: Member,
+    subject_ty: TypeId,
+) -> BTreeSet<DataKey> {
+    let mut out = dependencies(schema, ty, member);
+    let grants_universe = out.iter().any(|key| match key {
+        DataKey::Universe { .. } => true,
+        DataKey::Member { entity_type, name } => schema
+            .entity(entity_type)
+            .and_then(|(_, def)| def.member(name))
+            .is_some_and(|m| matches!(m, Member::Attribute(_))),
+    });
+    if grants_universe {
+        out.insert(DataKey::universe(&schema.entity_at(subject_ty).name));
     }
     out
 }
@@ -191,6 +252,29 @@ mod tests {
     }
 
     #[test]
+    fn rules_over_the_context_alone_depend_on_their_types_universe() {
+        let schema = compile(
+            "entity user {}\n\
+             entity item {\n relation owner @user\n attribute stock integer\n \
+             permission out_of_stock = is_zero(stock)\n permission open = is_open()\n \
+             permission owned = owner\n}\n\
+             rule is_zero(stock integer) { stock == 0 }\n\
+             rule is_open() { context.data.open == true }\n",
+        )
+        .unwrap();
+        let (item, def) = schema.entity("item").unwrap();
+        let names = |name: &str| -> Vec<String> {
+            dependencies(&schema, item, def.member(name).unwrap())
+                .into_iter()
+                .map(|k| k.to_string())
+                .collect()
+        };
+        assert_eq!(names("out_of_stock"), ["item#stock", "item#*"]);
+        assert_eq!(names("open"), ["item#*"]);
+        assert_eq!(names("owned"), ["item#owner"]);
+    }
+
+    #[test]
     fn follows_subject_sets_arrows_and_rules() {
         let schema = compile(
             r#"
@@ -217,8 +301,9 @@ mod tests {
         let view = def.member("view").unwrap();
         let names: Vec<String> = dependencies(&schema, doc, view)
             .into_iter()
-            .map(|k| format!("{}#{}", k.entity_type, k.name))
+            .map(|k| k.to_string())
             .collect();
+        // The rule `ok` runs on every doc the data mentions: the universe of `doc` too.
         assert_eq!(
             names,
             vec![
@@ -227,10 +312,20 @@ mod tests {
                 "doc#level",
                 "folder#parent",
                 "folder#viewer",
-                "group#member"
+                "group#member",
+                "doc#*",
             ]
         );
         let edit = def.member("edit").unwrap();
         assert_eq!(dependencies(&schema, doc, edit).len(), 1);
+        // A lookup of users with `view` grants every user the data mentions where `ok` holds.
+        let (user, _) = schema.entity("user").unwrap();
+        let for_users: Vec<String> = subject_dependencies(&schema, doc, view, user)
+            .into_iter()
+            .map(|k| k.to_string())
+            .collect();
+        assert_eq!(for_users.len(), names.len() + 1);
+        assert!(for_users.contains(&"user#*".to_string()));
+        assert_eq!(subject_dependencies(&schema, doc, edit, user).len(), 1);
     }
 }

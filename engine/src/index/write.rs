@@ -171,6 +171,22 @@ impl ChangeList {
         });
         keys.chain(listed)
     }
+
+    /// Every entity type a change names, as the entity or the subject of a tuple or as the
+    /// entity of an attribute: the types whose [`Snapshot::universe`](super::Snapshot::universe)
+    /// the batch may have changed. Each type of a numbered change's relation once, then two
+    /// (a tuple) or one (an attribute) per listed change.
+    pub fn types(&self) -> impl Iterator<Item = &str> + '_ {
+        let keys = self
+            .keys
+            .iter()
+            .flat_map(|k| [&*k.entity_type, &*k.subject_type]);
+        let listed = self.listed.iter().flat_map(|c| match c {
+            Change::Tuple(_, t) => [t.entity.ty.as_str(), t.subject.ty.as_str()],
+            Change::Attribute(_, a) => [a.entity.ty.as_str(), a.entity.ty.as_str()],
+        });
+        keys.chain(listed)
+    }
 }
 
 impl From<Vec<Change>> for ChangeList {
@@ -817,6 +833,14 @@ mod tests {
                 ("doc", "level")
             ]
         );
+        // Every type named as entity or subject: those whose universe may have changed.
+        let types: std::collections::BTreeSet<&str> = outcome.changes.types().collect();
+        assert_eq!(types, ["doc", "group", "user"].into());
+        let listed = ChangeList::from(vec![Change::Tuple(
+            ChangeOp::Delete,
+            Tuple::parse("doc:2#viewer@group:g#member").unwrap(),
+        )]);
+        assert_eq!(listed.types().collect::<Vec<_>>(), ["doc", "group"]);
         // A list taken as the database lists it reads back unchanged.
         assert_eq!(ChangeList::from(expected.clone()).to_vec(), expected);
         // A write that changes nothing lists nothing.
@@ -825,6 +849,7 @@ mod tests {
             .unwrap();
         assert!(again.changes.is_empty());
         assert_eq!(again.changes.touched().count(), 0);
+        assert_eq!(again.changes.types().count(), 0);
     }
 
     /// A replica applies committed batches at the revisions the database gave them.

@@ -72,6 +72,14 @@ async fn every_read(
         .await,
     ));
     out.push((
+        "bulk-check",
+        http.unary(
+            &format!("{base}/bulk-check"),
+            &json!({"metadata": meta, "items": [{"entity": entity(ty, id), "permission": permission, "subject": alice()}]}),
+        )
+        .await,
+    ));
+    out.push((
         "lookup-entity",
         http.unary(
             &format!("{base}/lookup-entity"),
@@ -181,6 +189,10 @@ async fn a_folder_chain_10000_deep_answers_every_read() {
                 answer.as_ref().unwrap()["can"],
                 json!("CHECK_RESULT_ALLOWED")
             ),
+            "bulk-check" => assert_eq!(
+                answer.as_ref().unwrap()["results"][0]["can"],
+                json!("CHECK_RESULT_ALLOWED")
+            ),
             "lookup-entity" => {
                 assert_eq!(
                     answer.as_ref().unwrap()["entity_ids"]
@@ -242,7 +254,10 @@ async fn nested_groups_10000_deep_answer_every_read() {
                 .as_ref()
                 .unwrap_or_else(|e| panic!("{read} at depth {depth}: {e:?}"));
             match *read {
-                "check" | "subject-permission" if depth == 50 => {}
+                "check" | "bulk-check" | "subject-permission" if depth == 50 => {}
+                "bulk-check" => {
+                    assert_eq!(answer["results"][0]["can"], json!("CHECK_RESULT_ALLOWED"))
+                }
                 "check" => assert_eq!(answer["can"], json!("CHECK_RESULT_ALLOWED")),
                 "lookup-entity" => assert_eq!(answer["entity_ids"], json!(["1"])),
                 "lookup-entity-stream" => assert_eq!(answer, &json!(1)),

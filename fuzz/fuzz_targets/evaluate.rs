@@ -127,6 +127,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let depth = 3 + u32::from(input.byte()) * 400;
+    // EVALUATE_TRACE=1 prints the schema, the chain and each read's time (for triage of slow
+    // or failing inputs).
+    let trace = std::env::var_os("EVALUATE_TRACE").is_some();
+    if trace {
+        eprintln!("{schema}chain: {links} links of t{chain_type}#r{chain_relation}{subject_set}, depth {depth}");
+    }
+    let timed = |what: &str, f: &mut dyn FnMut()| {
+        let started = std::time::Instant::now();
+        f();
+        if trace {
+            eprintln!("{what}: {:?}", started.elapsed());
+        }
+    };
     let last = format!("n{}", links.saturating_sub(1));
     let alice = SubjectRef::user("user", "alice");
     for t in 0..TYPES {
@@ -134,12 +147,24 @@ fuzz_target!(|data: &[u8]| {
         let entity = EntityRef::new(ty.clone(), last.clone());
         for p in 0..PERMISSIONS {
             let permission = format!("p{p}");
-            let _ = ev.check(&entity, &permission, &alice, depth);
-            let _ = ev.lookup_entity(&ty, &permission, &alice);
-            let _ = ev.lookup_entity_progressive(&ty, &permission, &alice, 64, |_| {});
-            let _ = ev.lookup_subject(&entity, &permission, "user", None);
-            let _ = ev.expand(&entity, &permission);
+            timed(&format!("check {ty}.{permission}"), &mut || {
+                let _ = ev.check(&entity, &permission, &alice, depth);
+            });
+            timed(&format!("lookup entity {ty}.{permission}"), &mut || {
+                let _ = ev.lookup_entity(&ty, &permission, &alice);
+            });
+            timed(&format!("progressive lookup {ty}.{permission}"), &mut || {
+                let _ = ev.lookup_entity_progressive(&ty, &permission, &alice, 64, |_| {});
+            });
+            timed(&format!("lookup subject {ty}.{permission}"), &mut || {
+                let _ = ev.lookup_subject(&entity, &permission, "user", None);
+            });
+            timed(&format!("expand {ty}.{permission}"), &mut || {
+                let _ = ev.expand(&entity, &permission);
+            });
         }
-        let _ = ev.subject_permission(&entity, &alice, false, depth);
+        timed(&format!("subject permission {ty}"), &mut || {
+            let _ = ev.subject_permission(&entity, &alice, false, depth);
+        });
     }
 });

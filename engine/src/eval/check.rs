@@ -25,6 +25,43 @@ type Key = (TypeId, Member, u32);
 /// and a path without a heap allocation.
 const INLINE: usize = 16;
 
+/// The members on the walk's current path: scanned in a short inline list while the path is
+/// short, and indexed in a hash set once it is longer than [`INLINE`], so a walk down a chain
+/// of 10,000 nested entities costs linear time, not quadratic.
+#[derive(Default)]
+struct Path {
+    list: SmallVec<[Key; INLINE]>,
+    /// Every key of `list`, once `list` has outgrown [`INLINE`].
+    index: Option<hashbrown::HashSet<Key, hashbrown::DefaultHashBuilder>>,
+}
+
+impl Path {
+    fn contains(&self, key: &Key) -> bool {
+        match &self.index {
+            Some(index) => index.contains(key),
+            None => self.list.contains(key),
+        }
+    }
+
+    /// Adds `key`, which is not on the path.
+    fn push(&mut self, key: Key) {
+        self.list.push(key);
+        if let Some(index) = &mut self.index {
+            index.insert(key);
+        } else if self.list.len() > INLINE {
+            self.index = Some(self.list.iter().copied().collect());
+        }
+    }
+
+    fn pop(&mut self) {
+        if let Some(key) = self.list.pop()
+            && let Some(index) = &mut self.index
+        {
+            index.remove(&key);
+        }
+    }
+}
+
 /// The answers a check has decided so far: scanned in a short inline list while few, a hash
 /// map once a walk decides more than [`INLINE`] members.
 #[derive(Default)]
@@ -107,7 +144,7 @@ struct Checker<'e, 'a> {
     /// the self rule must hold below the root even when `e` has no number (no stored data).
     subject_is_root: bool,
     max_depth: u32,
-    path: SmallVec<[Key; INLINE]>,
+    path: Path,
     memo: Memo,
     cuts: u64,
     rule_errors: Vec<String>,
@@ -179,7 +216,7 @@ pub(super) fn walk(
         plain_subject: subject.relation.is_none(),
         subject_is_root: subject_ty == ty && subject.id == id,
         max_depth: depth,
-        path: SmallVec::new(),
+        path: Path::default(),
         memo: Memo::default(),
         cuts: 0,
         rule_errors: Vec::new(),

@@ -22,8 +22,10 @@ use crate::connections::ConnectionLimits;
 use crate::limits::TrafficLimits;
 use crate::service::Limits;
 use crate::storage::postgres::{WatchRetention, parse_watch_retention};
+pub use crate::telemetry::LogFormat;
 use crate::telemetry::TelemetrySettings;
 use crate::tenants::Retention;
+pub use crate::units::parse_duration;
 
 mod hardening;
 pub mod reference;
@@ -37,16 +39,6 @@ pub enum DatabaseEngine {
     Memory,
     /// A PostgreSQL database named by `--database-uri`.
     Postgres,
-}
-
-/// How log lines are written (to stderr).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// The flags of `lookout serve`.
@@ -351,24 +343,6 @@ impl<'de> Deserialize<'de> for DurationText {
                 .map(DurationText)
                 .map_err(serde::de::Error::custom),
         }
-    }
-}
-
-/// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let bad = || format!("`{text}` is not a duration: use e.g. `10s`, `500ms`, `2m` or `1h`");
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    match unit.trim() {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
-        _ => Err(bad()),
     }
 }
 
@@ -701,15 +675,5 @@ mod tests {
         };
         let e = Config::merge(&args, FileConfig::default()).unwrap_err();
         assert!(e.0.contains("database-uri"), "{e}");
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5d").is_err());
     }
 }

@@ -318,7 +318,11 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     // Inside the runtime: the trace exporter (feature `otel`) needs it.
     let telemetry = {
         let _enter = runtime.enter();
-        match crate::telemetry::init_logging(&config) {
+        match crate::telemetry::init_logging(
+            &config.log_level,
+            config.log_format,
+            &config.telemetry,
+        ) {
             Ok(guard) => guard,
             Err(e) => {
                 eprintln!("lookout serve: {e}");

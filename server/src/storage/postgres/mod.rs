@@ -119,7 +119,7 @@ pub fn parse_watch_retention(text: &str) -> Result<WatchRetention, String> {
                 });
         }
     }
-    crate::config::parse_duration(trimmed)
+    crate::units::parse_duration(trimmed)
         .ok()
         .filter(|d| !d.is_zero())
         .map(WatchRetention::Age)

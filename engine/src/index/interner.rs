@@ -246,7 +246,7 @@ impl Interner {
     }
 
     /// The tenant's interner: the base of an overlay, or `self`.
-    pub fn root<'a>(self: &'a Arc<Self>) -> &'a Arc<Interner> {
+    pub fn root(self: &Arc<Self>) -> &Arc<Interner> {
         self.base.as_ref().unwrap_or(self)
     }
 

@@ -132,6 +132,27 @@ pub fn parse_watch_retention(text: &str) -> Result<WatchRetention, String> {
         })
 }
 
+/// The PostgreSQL store's settings that `lookout serve` takes (ignored by the memory store),
+/// with their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgSettings {
+    pub auto_migrate: bool,
+    pub max_connections: u32,
+    pub snap_token_wait: Duration,
+    pub watch_retention: WatchRetention,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            auto_migrate: true,
+            max_connections: 20,
+            snap_token_wait: Duration::from_secs(5),
+            watch_retention: WatchRetention::default(),
+        }
+    }
+}
+
 /// Settings of the PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgOptions {
@@ -155,13 +176,19 @@ pub struct PgOptions {
 }
 
 impl PgOptions {
+    /// Options with the default settings.
     pub fn new(uri: impl Into<String>) -> PgOptions {
+        PgOptions::with_settings(uri, PgSettings::default())
+    }
+
+    /// Options with `settings` and the defaults of the rest.
+    pub fn with_settings(uri: impl Into<String>, settings: PgSettings) -> PgOptions {
         PgOptions {
             uri: uri.into(),
-            auto_migrate: true,
-            max_connections: 20,
-            snap_token_wait: Duration::from_secs(5),
-            watch_retention: WatchRetention::default(),
+            auto_migrate: settings.auto_migrate,
+            max_connections: settings.max_connections,
+            snap_token_wait: settings.snap_token_wait,
+            watch_retention: settings.watch_retention,
             poll_interval: Duration::from_secs(1),
             gc_interval: Duration::from_secs(60),
             watch: true,

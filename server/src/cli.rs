@@ -1,15 +1,15 @@
 //! The `lookout` command line: one subcommand per variant of [`Command`], each with its own
 //! arguments struct and a `run` in its own module.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::config::ServeArgs;
 use crate::export_cmd::ExportArgs;
 use crate::import_cmd::ImportArgs;
 use crate::storage::postgres::migrate::{self, MigrateArgs};
+use crate::validate_cmd::ValidateArgs;
 use crate::{export_cmd, import_cmd, serve, validate_cmd};
 
 /// Lookout: a Permify-compatible authorization service.
@@ -44,17 +44,6 @@ pub enum Command {
     Export(ExportArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct ValidateArgs {
-    /// Validation files (YAML: schema, relationships, attributes, scenarios).
-    #[arg(value_name = "FILE", required = true)]
-    pub files: Vec<PathBuf>,
-
-    /// Also list the assertions that pass.
-    #[arg(short, long)]
-    pub verbose: bool,
-}
-
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
@@ -70,6 +59,8 @@ pub fn run(cli: Cli) -> ExitCode {
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
     use clap::CommandFactory;
 
     #[test]

@@ -2,12 +2,20 @@
 //! variable), the optional YAML file named by `--config`, and their resolution into one
 //! [`Config`].
 //!
-//! Precedence, highest first: flag, environment variable, config file, built-in default. Flags
-//! are all optional in [`ServeArgs`] so that an unset flag falls through to the file; the
-//! defaults live in [`Config::default`] and are quoted in each flag's help.
+//! Precedence, highest first: flag, environment variable, config file, built-in default. Each
+//! setting is declared once, in the `settings!` list of [`ServeArgs`] (or of
+//! [`HardeningArgs`]), which makes its flag, its environment variable and its file key (see
+//! `config/layer.rs`). The defaults are the subsystems' own (`Limits::default()`,
+//! `Retention::default()`, [`PgSettings::default()`], ...), assembled by [`Config::default`] and
+//! quoted in each flag's help; `Config::merge` lays the flags over the file over them, one
+//! line per setting.
+//!
+//! Config sits above every layer it configures: each subsystem owns its settings type, and
+//! this module only assembles them.
 //!
 //! The file's keys are the flag names without the leading dashes (`grpc-port: 3478`); snake_case
-//! spellings (`grpc_port`) are accepted too. Unknown keys are an error naming the key.
+//! spellings (`grpc_port`) and nested mappings (`authn: {method: x}`) are accepted too. Unknown
+//! keys are an error naming the key.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -17,15 +25,20 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
+use self::layer::settings;
 use crate::auth::AuthnSettings;
 use crate::connections::ConnectionLimits;
 use crate::limits::TrafficLimits;
 use crate::service::Limits;
+pub use crate::storage::postgres::PgSettings;
 use crate::storage::postgres::{WatchRetention, parse_watch_retention};
+pub use crate::telemetry::LogFormat;
 use crate::telemetry::TelemetrySettings;
 use crate::tenants::Retention;
+pub use crate::units::parse_duration;
 
 mod hardening;
+mod layer;
 pub mod reference;
 pub use hardening::HardeningArgs;
 
@@ -39,171 +52,167 @@ pub enum DatabaseEngine {
     Postgres,
 }
 
-/// How log lines are written (to stderr).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+settings! {
+    /// The flags of `lookout serve`.
+    #[derive(Debug, Clone, Default, Args)]
+    pub struct ServeArgs, file ServeFile {
+        before {
+            /// YAML file with any of the settings below; keys are the flag names
+            /// (`grpc-port: 3478`). Flags and environment variables override it.
+            #[arg(long, value_name = "FILE", env = "LOOKOUT_CONFIG")]
+            pub config: Option<PathBuf>,
+        }
+        after {
+            /// Authentication, traffic limits and telemetry (see `config/hardening.rs`).
+            #[command(flatten)]
+            pub hardening: HardeningArgs,
+        }
+        file_only {}
 
-/// The flags of `lookout serve`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ServeArgs {
-    /// YAML file with any of the settings below; keys are the flag names (`grpc-port: 3478`).
-    /// Flags and environment variables override it.
-    #[arg(long, value_name = "FILE", env = "LOOKOUT_CONFIG")]
-    pub config: Option<PathBuf>,
+        /// Address to listen on for both gRPC and HTTP [default: 0.0.0.0, every interface].
+        #[arg(long, value_name = "IP", env = "LOOKOUT_HOST")]
+        pub host: Option<IpAddr>,
 
-    /// Address to listen on for both gRPC and HTTP [default: 0.0.0.0, every interface].
-    #[arg(long, value_name = "IP", env = "LOOKOUT_HOST")]
-    pub host: Option<IpAddr>,
+        /// gRPC port; 0 picks a free port [default: 3478].
+        #[arg(long, value_name = "PORT", env = "LOOKOUT_GRPC_PORT")]
+        pub grpc_port: Option<u16>,
 
-    /// gRPC port; 0 picks a free port [default: 3478].
-    #[arg(long, value_name = "PORT", env = "LOOKOUT_GRPC_PORT")]
-    pub grpc_port: Option<u16>,
+        /// HTTP/JSON port; 0 picks a free port [default: 3476].
+        #[arg(long, value_name = "PORT", env = "LOOKOUT_HTTP_PORT")]
+        pub http_port: Option<u16>,
 
-    /// HTTP/JSON port; 0 picks a free port [default: 3476].
-    #[arg(long, value_name = "PORT", env = "LOOKOUT_HTTP_PORT")]
-    pub http_port: Option<u16>,
+        /// Storage backend [default: memory].
+        #[arg(
+            long,
+            value_enum,
+            value_name = "ENGINE",
+            env = "LOOKOUT_DATABASE_ENGINE"
+        )]
+        pub database_engine: Option<DatabaseEngine>,
 
-    /// Storage backend [default: memory].
-    #[arg(
-        long,
-        value_enum,
-        value_name = "ENGINE",
-        env = "LOOKOUT_DATABASE_ENGINE"
-    )]
-    pub database_engine: Option<DatabaseEngine>,
+        /// Database connection URI (for `postgres`).
+        #[arg(long, value_name = "URI", env = "LOOKOUT_DATABASE_URI")]
+        pub database_uri: Option<String>,
 
-    /// Database connection URI (for `postgres`).
-    #[arg(long, value_name = "URI", env = "LOOKOUT_DATABASE_URI")]
-    pub database_uri: Option<String>,
+        /// Apply pending PostgreSQL migrations at start [default: true]; `--auto-migrate=false`
+        /// requires `lookout migrate up` first.
+        #[arg(
+            long,
+            value_name = "BOOL",
+            env = "LOOKOUT_AUTO_MIGRATE",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true",
+            value_parser = clap::builder::BoolishValueParser::new(),
+        )]
+        pub auto_migrate: Option<bool>,
 
-    /// Apply pending PostgreSQL migrations at start [default: true]; `--auto-migrate=false`
-    /// requires `lookout migrate up` first.
-    #[arg(
-        long,
-        value_name = "BOOL",
-        env = "LOOKOUT_AUTO_MIGRATE",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = clap::builder::BoolishValueParser::new(),
-    )]
-    pub auto_migrate: Option<bool>,
+        /// Most PostgreSQL connections per server [default: 20].
+        #[arg(long, value_name = "N", env = "LOOKOUT_DATABASE_MAX_CONNECTIONS")]
+        pub database_max_connections: Option<u32>,
 
-    /// Most PostgreSQL connections per server [default: 20].
-    #[arg(long, value_name = "N", env = "LOOKOUT_DATABASE_MAX_CONNECTIONS")]
-    pub database_max_connections: Option<u32>,
+        /// How long a read carrying a snap token waits for this server to reach its revision
+        /// (PostgreSQL; replicas follow the database within milliseconds) before it fails with
+        /// UNAVAILABLE [default: 5s].
+        #[arg(long, value_name = "DURATION", env = "LOOKOUT_SNAP_TOKEN_WAIT", value_parser = parse_duration)]
+        pub snap_token_wait: Option<Duration>,
 
-    /// How long a read carrying a snap token waits for this server to reach its revision
-    /// (PostgreSQL; replicas follow the database within milliseconds) before it fails with
-    /// UNAVAILABLE [default: 5s].
-    #[arg(long, value_name = "DURATION", env = "LOOKOUT_SNAP_TOKEN_WAIT", value_parser = parse_duration)]
-    pub snap_token_wait: Option<Duration>,
+        /// How far back Watch can resume from a snap token (PostgreSQL): an age such as `24h`, or a
+        /// count such as `100000 revisions`; older revisions are deleted [default: 24h].
+        #[arg(long, value_name = "WINDOW", env = "LOOKOUT_WATCH_RETENTION", value_parser = parse_watch_retention)]
+        pub watch_retention: Option<WatchRetention>,
 
-    /// How far back Watch can resume from a snap token (PostgreSQL): an age such as `24h`, or a
-    /// count such as `100000 revisions`; older revisions are deleted [default: 24h].
-    #[arg(long, value_name = "WINDOW", env = "LOOKOUT_WATCH_RETENTION", value_parser = parse_watch_retention)]
-    pub watch_retention: Option<WatchRetention>,
+        /// Serve the Watch API [default: true]; `--watch=false` turns it off.
+        #[arg(
+            long,
+            value_name = "BOOL",
+            env = "LOOKOUT_WATCH",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true",
+            value_parser = clap::builder::BoolishValueParser::new(),
+        )]
+        pub watch: Option<bool>,
 
-    /// Serve the Watch API [default: true]; `--watch=false` turns it off.
-    #[arg(
-        long,
-        value_name = "BOOL",
-        env = "LOOKOUT_WATCH",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = clap::builder::BoolishValueParser::new(),
-    )]
-    pub watch: Option<bool>,
+        /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or tracing directives
+        /// such as `info,lookout_server=debug` [default: info].
+        #[arg(long, value_name = "FILTER", env = "LOOKOUT_LOG_LEVEL")]
+        pub log_level: Option<String>,
 
-    /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or tracing directives
-    /// such as `info,lookout_server=debug` [default: info].
-    #[arg(long, value_name = "FILTER", env = "LOOKOUT_LOG_LEVEL")]
-    pub log_level: Option<String>,
+        /// Log line format [default: text].
+        #[arg(long, value_enum, value_name = "FORMAT", env = "LOOKOUT_LOG_FORMAT")]
+        pub log_format: Option<LogFormat>,
 
-    /// Log line format [default: text].
-    #[arg(long, value_enum, value_name = "FORMAT", env = "LOOKOUT_LOG_FORMAT")]
-    pub log_format: Option<LogFormat>,
+        /// Largest request accepted: HTTP body or gRPC message, in bytes [default: 4194304].
+        #[arg(long, value_name = "BYTES", env = "LOOKOUT_MAX_REQUEST_BYTES")]
+        pub max_request_bytes: Option<usize>,
 
-    /// Largest request accepted: HTTP body or gRPC message, in bytes [default: 4194304].
-    #[arg(long, value_name = "BYTES", env = "LOOKOUT_MAX_REQUEST_BYTES")]
-    pub max_request_bytes: Option<usize>,
+        /// Depth used when a request's `metadata.depth` is 0 [default: 50].
+        #[arg(long, value_name = "N", env = "LOOKOUT_DEFAULT_DEPTH")]
+        pub default_depth: Option<u32>,
 
-    /// Depth used when a request's `metadata.depth` is 0 [default: 50].
-    #[arg(long, value_name = "N", env = "LOOKOUT_DEFAULT_DEPTH")]
-    pub default_depth: Option<u32>,
+        /// Page size of reads when a request's `page_size` is 0 [default: 100].
+        #[arg(long, value_name = "N", env = "LOOKOUT_DEFAULT_PAGE_SIZE")]
+        pub default_page_size: Option<u32>,
 
-    /// Page size of reads when a request's `page_size` is 0 [default: 100].
-    #[arg(long, value_name = "N", env = "LOOKOUT_DEFAULT_PAGE_SIZE")]
-    pub default_page_size: Option<u32>,
+        /// Largest `page_size` accepted [default: 100].
+        #[arg(long, value_name = "N", env = "LOOKOUT_MAX_PAGE_SIZE")]
+        pub max_page_size: Option<u32>,
 
-    /// Largest `page_size` accepted [default: 100].
-    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_PAGE_SIZE")]
-    pub max_page_size: Option<u32>,
+        /// Most tuples plus attributes in one write, delete or bundle run [default: 100000].
+        #[arg(long, value_name = "N", env = "LOOKOUT_MAX_BATCH_SIZE")]
+        pub max_batch_size: Option<usize>,
 
-    /// Most tuples plus attributes in one write, delete or bundle run [default: 100000].
-    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_BATCH_SIZE")]
-    pub max_batch_size: Option<usize>,
+        /// Most items in one bulk check [default: 100].
+        #[arg(long, value_name = "N", env = "LOOKOUT_MAX_BULK_CHECK")]
+        pub max_bulk_check: Option<usize>,
 
-    /// Most items in one bulk check [default: 100].
-    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_BULK_CHECK")]
-    pub max_bulk_check: Option<usize>,
+        /// Messages buffered per open stream before the producer waits [default: 1024].
+        #[arg(long, value_name = "N", env = "LOOKOUT_STREAM_BUFFER")]
+        pub stream_buffer: Option<usize>,
 
-    /// Messages buffered per open stream before the producer waits [default: 1024].
-    #[arg(long, value_name = "N", env = "LOOKOUT_STREAM_BUFFER")]
-    pub stream_buffer: Option<usize>,
+        /// Weight of the result cache: a check answer counts 1, a lookup result its bytes / 64,
+        /// each 1 more per 64 bytes of its request; 0 turns the cache off [default: 1000000].
+        #[arg(long, value_name = "N", env = "LOOKOUT_CACHE_CAPACITY")]
+        pub cache_capacity: Option<u64>,
 
-    /// Weight of the result cache: a check answer counts 1, a lookup result its bytes / 64,
-    /// each 1 more per 64 bytes of its request; 0 turns the cache off [default: 1000000].
-    #[arg(long, value_name = "N", env = "LOOKOUT_CACHE_CAPACITY")]
-    pub cache_capacity: Option<u64>,
+        /// Cache the answers of a permission's checks once they visit this many members on average
+        /// (a moving average per permission and schema version); cheaper checks are evaluated
+        /// every time, which costs less than caching them. 0 caches every check [default: 64].
+        #[arg(long, value_name = "N", env = "LOOKOUT_CACHE_CHECK_MIN_VISITS")]
+        pub cache_check_min_visits: Option<u32>,
 
-    /// Cache the answers of a permission's checks once they visit this many members on average
-    /// (a moving average per permission and schema version); cheaper checks are evaluated
-    /// every time, which costs less than caching them. 0 caches every check [default: 64].
-    #[arg(long, value_name = "N", env = "LOOKOUT_CACHE_CHECK_MIN_VISITS")]
-    pub cache_check_min_visits: Option<u32>,
+        /// Snapshots kept per tenant for continuous tokens: with the memory store, the newest of
+        /// those a token was issued for; a PostgreSQL replica keeps the latest ones [default: 1024].
+        #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_SNAPSHOTS")]
+        pub retained_snapshots: Option<usize>,
 
-    /// Snapshots kept per tenant for continuous tokens: with the memory store, the newest of
-    /// those a token was issued for; a PostgreSQL replica keeps the latest ones [default: 1024].
-    #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_SNAPSHOTS")]
-    pub retained_snapshots: Option<usize>,
+        /// Committed writes kept per tenant for Watch to replay from a snap token [default: 100000].
+        #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_CHANGES")]
+        pub retained_changes: Option<usize>,
 
-    /// Committed writes kept per tenant for Watch to replay from a snap token [default: 100000].
-    #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_CHANGES")]
-    pub retained_changes: Option<usize>,
+        /// Changed tuples and attributes kept per tenant for Watch replay, over all retained writes:
+        /// the oldest writes go first when their changes exceed it (the newest write is always
+        /// kept) [default: 1000000].
+        #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_CHANGE_ITEMS")]
+        pub retained_change_items: Option<usize>,
 
-    /// Changed tuples and attributes kept per tenant for Watch replay, over all retained writes:
-    /// the oldest writes go first when their changes exceed it (the newest write is always
-    /// kept) [default: 1000000].
-    #[arg(long, value_name = "N", env = "LOOKOUT_RETAINED_CHANGE_ITEMS")]
-    pub retained_change_items: Option<usize>,
+        /// Schema versions kept compiled per tenant, the newest ones; older versions keep only
+        /// their source and are compiled again when a request names them [default: 4].
+        #[arg(long, value_name = "N", env = "LOOKOUT_SCHEMA_VERSIONS_RETAINED")]
+        pub schema_versions_retained: Option<usize>,
 
-    /// Schema versions kept compiled per tenant, the newest ones; older versions keep only
-    /// their source and are compiled again when a request names them [default: 4].
-    #[arg(long, value_name = "N", env = "LOOKOUT_SCHEMA_VERSIONS_RETAINED")]
-    pub schema_versions_retained: Option<usize>,
+        /// Most tenants this server holds, the default tenant included; creating one more is
+        /// RESOURCE_EXHAUSTED (with PostgreSQL, counted over the tenants this replica knows)
+        /// [default: 10000].
+        #[arg(long, value_name = "N", env = "LOOKOUT_MAX_TENANTS")]
+        pub max_tenants: Option<usize>,
 
-    /// Most tenants this server holds, the default tenant included; creating one more is
-    /// RESOURCE_EXHAUSTED (with PostgreSQL, counted over the tenants this replica knows)
-    /// [default: 10000].
-    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_TENANTS")]
-    pub max_tenants: Option<usize>,
-
-    /// How long a shutdown waits for requests in flight, e.g. `10s`, `500ms`, `2m`, or seconds
-    /// [default: 10s].
-    #[arg(long, value_name = "DURATION", env = "LOOKOUT_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
-    pub shutdown_timeout: Option<Duration>,
-
-    /// Authentication, traffic limits and telemetry (see `config/hardening.rs`).
-    #[command(flatten)]
-    pub hardening: HardeningArgs,
+        /// How long a shutdown waits for requests in flight, e.g. `10s`, `500ms`, `2m`, or seconds
+        /// [default: 10s].
+        #[arg(long, value_name = "DURATION", env = "LOOKOUT_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+        pub shutdown_timeout: Option<Duration>,
+    }
 }
 
 /// The settings of a running server, after resolving flags, environment and file.
@@ -236,26 +245,6 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// OpenTelemetry export.
     pub telemetry: TelemetrySettings,
-}
-
-/// Settings of the PostgreSQL store (ignored by the memory store).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PgSettings {
-    pub auto_migrate: bool,
-    pub max_connections: u32,
-    pub snap_token_wait: Duration,
-    pub watch_retention: WatchRetention,
-}
-
-impl Default for PgSettings {
-    fn default() -> Self {
-        PgSettings {
-            auto_migrate: true,
-            max_connections: 20,
-            snap_token_wait: Duration::from_secs(5),
-            watch_retention: WatchRetention::default(),
-        }
-    }
 }
 
 impl Default for Config {
@@ -297,79 +286,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The config file: the same settings as the flags, every one optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// The config file: the settings of [`ServeArgs`] and of [`HardeningArgs`], every one
+/// optional.
+#[derive(Debug, Default)]
 struct FileConfig {
-    host: Option<IpAddr>,
-    grpc_port: Option<u16>,
-    http_port: Option<u16>,
-    database_engine: Option<DatabaseEngine>,
-    database_uri: Option<String>,
-    auto_migrate: Option<bool>,
-    database_max_connections: Option<u32>,
-    snap_token_wait: Option<DurationText>,
-    watch_retention: Option<String>,
-    watch: Option<bool>,
-    log_level: Option<String>,
-    log_format: Option<LogFormat>,
-    max_request_bytes: Option<usize>,
-    default_depth: Option<u32>,
-    default_page_size: Option<u32>,
-    max_page_size: Option<u32>,
-    max_batch_size: Option<usize>,
-    max_bulk_check: Option<usize>,
-    stream_buffer: Option<usize>,
-    cache_capacity: Option<u64>,
-    cache_check_min_visits: Option<u32>,
-    retained_snapshots: Option<usize>,
-    retained_changes: Option<usize>,
-    retained_change_items: Option<usize>,
-    schema_versions_retained: Option<usize>,
-    max_tenants: Option<usize>,
-    shutdown_timeout: Option<DurationText>,
-    /// The keys of authentication, limits and telemetry (taken out before the rest is read).
-    #[serde(skip)]
+    serve: ServeFile,
     hardening: hardening::HardeningFile,
-}
-
-/// A duration in the config file: `10s`, `500ms`, `2m`, or a number of seconds.
-#[derive(Debug, Clone, Copy)]
-struct DurationText(Duration);
-
-impl<'de> Deserialize<'de> for DurationText {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Seconds(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Seconds(s) => Ok(DurationText(Duration::from_secs(s))),
-            Raw::Text(t) => parse_duration(&t)
-                .map(DurationText)
-                .map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let bad = || format!("`{text}` is not a duration: use e.g. `10s`, `500ms`, `2m` or `1h`");
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    match unit.trim() {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
-        _ => Err(bad()),
-    }
 }
 
 impl FileConfig {
@@ -380,34 +302,75 @@ impl FileConfig {
         FileConfig::parse(&text).map_err(|e| ConfigError(format!("config file `{name}`: {e}")))
     }
 
+    /// Reads the file's keys: nested mappings are flattened by joining their keys with `-`
+    /// (`authn: {method: x}` is `authn-method: x`, as Permify writes its file), and `_` in a
+    /// key is `-` (`grpc_port` is `grpc-port`). Unknown keys are an error naming the key.
     fn parse(text: &str) -> Result<FileConfig, String> {
-        let mut value: serde_norway::Value =
-            serde_norway::from_str(text).map_err(|e| e.to_string())?;
-        match &mut value {
+        let value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+        let entries = match value {
             // An empty file is no settings.
             serde_norway::Value::Null => return Ok(FileConfig::default()),
-            serde_norway::Value::Mapping(mapping) => {
-                // Accept `grpc_port` as well as `grpc-port`.
-                let entries = std::mem::take(mapping);
-                for (key, v) in entries {
-                    let key = match key {
-                        serde_norway::Value::String(s) => {
-                            serde_norway::Value::String(s.replace('_', "-"))
-                        }
-                        other => other,
-                    };
-                    mapping.insert(key, v);
-                }
-            }
+            serde_norway::Value::Mapping(mapping) => mapping,
             _ => return Err("expected a mapping of settings (`grpc-port: 3478`)".to_owned()),
-        }
-        let hardening = match &mut value {
-            serde_norway::Value::Mapping(mapping) => hardening::take_file_keys(mapping)?,
-            _ => hardening::HardeningFile::default(),
         };
-        let mut file: FileConfig = serde_norway::from_value(value).map_err(|e| e.to_string())?;
-        file.hardening = hardening;
-        Ok(file)
+        let mut flat = Vec::new();
+        flatten(String::new(), entries, &mut flat);
+        let mut serve = serde_norway::Mapping::new();
+        let mut hardening = serde_norway::Mapping::new();
+        for (key, value) in flat {
+            let theirs = matches!(&key, serde_norway::Value::String(k)
+                if layer::is_one_of(k, hardening::HardeningFile::KEYS));
+            if theirs {
+                hardening.insert(key, value);
+            } else {
+                serve.insert(key, value);
+            }
+        }
+        Ok(FileConfig {
+            serve: read(serve)?,
+            hardening: if hardening.is_empty() {
+                hardening::HardeningFile::default()
+            } else {
+                read(hardening)?
+            },
+        })
+    }
+}
+
+/// A mapping of the file read as `T`.
+fn read<T: serde::de::DeserializeOwned>(mapping: serde_norway::Mapping) -> Result<T, String> {
+    serde_norway::from_value(serde_norway::Value::Mapping(mapping)).map_err(|e| e.to_string())
+}
+
+/// Appends the entries of `entries` to `out` with nested mappings flattened: their keys are
+/// joined to `prefix` with `-`, and `_` in a key becomes `-`.
+fn flatten(
+    prefix: String,
+    entries: serde_norway::Mapping,
+    out: &mut Vec<(serde_norway::Value, serde_norway::Value)>,
+) {
+    for (key, value) in entries {
+        let serde_norway::Value::String(name) = key else {
+            out.push((key, value));
+            continue;
+        };
+        let name = name.replace('_', "-");
+        let name = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}-{name}")
+        };
+        match value {
+            serde_norway::Value::Mapping(inner) => flatten(name, inner, out),
+            other => out.push((serde_norway::Value::String(name), other)),
+        }
+    }
+}
+
+/// Sets `slot` to `value` when there is one.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
     }
 }
 
@@ -422,121 +385,45 @@ impl Config {
         Config::merge(args, file)
     }
 
+    /// The flags over the file over the defaults: one line per setting, putting it where
+    /// its subsystem's settings keep it.
     fn merge(args: &ServeArgs, file: FileConfig) -> Result<Config, ConfigError> {
-        let d = Config::default();
-        let hardened = hardening::merge(&args.hardening, &file.hardening)?;
-        let watch_retention = match (args.watch_retention, file.watch_retention) {
-            (Some(r), _) => r,
-            (None, Some(text)) => parse_watch_retention(&text)
-                .map_err(|e| ConfigError(format!("watch-retention: {e}")))?,
-            (None, None) => d.postgres.watch_retention,
-        };
-        let config = Config {
-            host: args.host.or(file.host).unwrap_or(d.host),
-            grpc_port: args.grpc_port.or(file.grpc_port).unwrap_or(d.grpc_port),
-            http_port: args.http_port.or(file.http_port).unwrap_or(d.http_port),
-            database_engine: args
-                .database_engine
-                .or(file.database_engine)
-                .unwrap_or(d.database_engine),
-            database_uri: args
-                .database_uri
-                .clone()
-                .or(file.database_uri)
-                .filter(|u| !u.is_empty()),
-            watch: args.watch.or(file.watch).unwrap_or(d.watch),
-            log_level: args
-                .log_level
-                .clone()
-                .or(file.log_level)
-                .unwrap_or(d.log_level),
-            log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
-            max_request_bytes: args
-                .max_request_bytes
-                .or(file.max_request_bytes)
-                .unwrap_or(d.max_request_bytes),
-            shutdown_timeout: args
-                .shutdown_timeout
-                .or(file.shutdown_timeout.map(|t| t.0))
-                .unwrap_or(d.shutdown_timeout),
-            limits: Limits {
-                default_depth: args
-                    .default_depth
-                    .or(file.default_depth)
-                    .unwrap_or(d.limits.default_depth),
-                default_page_size: args
-                    .default_page_size
-                    .or(file.default_page_size)
-                    .unwrap_or(d.limits.default_page_size),
-                max_page_size: args
-                    .max_page_size
-                    .or(file.max_page_size)
-                    .unwrap_or(d.limits.max_page_size),
-                max_batch: args
-                    .max_batch_size
-                    .or(file.max_batch_size)
-                    .unwrap_or(d.limits.max_batch),
-                max_bulk_check: args
-                    .max_bulk_check
-                    .or(file.max_bulk_check)
-                    .unwrap_or(d.limits.max_bulk_check),
-                stream_buffer: args
-                    .stream_buffer
-                    .or(file.stream_buffer)
-                    .unwrap_or(d.limits.stream_buffer),
-            },
-            cache_capacity: args
-                .cache_capacity
-                .or(file.cache_capacity)
-                .unwrap_or(d.cache_capacity),
-            cache_check_min_visits: args
-                .cache_check_min_visits
-                .or(file.cache_check_min_visits)
-                .unwrap_or(d.cache_check_min_visits),
-            retention: Retention {
-                snapshots: args
-                    .retained_snapshots
-                    .or(file.retained_snapshots)
-                    .unwrap_or(d.retention.snapshots),
-                changes: args
-                    .retained_changes
-                    .or(file.retained_changes)
-                    .unwrap_or(d.retention.changes),
-                change_items: args
-                    .retained_change_items
-                    .or(file.retained_change_items)
-                    .unwrap_or(d.retention.change_items),
-                schema_versions: args
-                    .schema_versions_retained
-                    .or(file.schema_versions_retained)
-                    .unwrap_or(d.retention.schema_versions),
-            },
-            max_tenants: args
-                .max_tenants
-                .or(file.max_tenants)
-                .unwrap_or(d.max_tenants),
-            postgres: PgSettings {
-                auto_migrate: args
-                    .auto_migrate
-                    .or(file.auto_migrate)
-                    .unwrap_or(d.postgres.auto_migrate),
-                max_connections: args
-                    .database_max_connections
-                    .or(file.database_max_connections)
-                    .unwrap_or(d.postgres.max_connections),
-                snap_token_wait: args
-                    .snap_token_wait
-                    .or(file.snap_token_wait.map(|t| t.0))
-                    .unwrap_or(d.postgres.snap_token_wait),
-                watch_retention,
-            },
-            authn: hardened.authn,
-            traffic: hardened.traffic,
-            connections: hardened.connections,
-            telemetry: hardened.telemetry,
-        };
-        config.check()?;
-        Ok(config)
+        let hardened = hardening::merge(&args.hardening, file.hardening)?;
+        let l = args.over(file.serve)?;
+        let mut c = Config::default();
+        set(&mut c.host, l.host);
+        set(&mut c.grpc_port, l.grpc_port);
+        set(&mut c.http_port, l.http_port);
+        set(&mut c.database_engine, l.database_engine);
+        c.database_uri = l.database_uri.filter(|u| !u.is_empty());
+        set(&mut c.postgres.auto_migrate, l.auto_migrate);
+        set(&mut c.postgres.max_connections, l.database_max_connections);
+        set(&mut c.postgres.snap_token_wait, l.snap_token_wait);
+        set(&mut c.postgres.watch_retention, l.watch_retention);
+        set(&mut c.watch, l.watch);
+        set(&mut c.log_level, l.log_level);
+        set(&mut c.log_format, l.log_format);
+        set(&mut c.max_request_bytes, l.max_request_bytes);
+        set(&mut c.limits.default_depth, l.default_depth);
+        set(&mut c.limits.default_page_size, l.default_page_size);
+        set(&mut c.limits.max_page_size, l.max_page_size);
+        set(&mut c.limits.max_batch, l.max_batch_size);
+        set(&mut c.limits.max_bulk_check, l.max_bulk_check);
+        set(&mut c.limits.stream_buffer, l.stream_buffer);
+        set(&mut c.cache_capacity, l.cache_capacity);
+        set(&mut c.cache_check_min_visits, l.cache_check_min_visits);
+        set(&mut c.retention.snapshots, l.retained_snapshots);
+        set(&mut c.retention.changes, l.retained_changes);
+        set(&mut c.retention.change_items, l.retained_change_items);
+        set(&mut c.retention.schema_versions, l.schema_versions_retained);
+        set(&mut c.max_tenants, l.max_tenants);
+        set(&mut c.shutdown_timeout, l.shutdown_timeout);
+        c.authn = hardened.authn;
+        c.traffic = hardened.traffic;
+        c.connections = hardened.connections;
+        c.telemetry = hardened.telemetry;
+        c.check()?;
+        Ok(c)
     }
 
     /// Checks ranges and combinations that the types alone do not.
@@ -701,15 +588,5 @@ mod tests {
         };
         let e = Config::merge(&args, FileConfig::default()).unwrap_err();
         assert!(e.0.contains("database-uri"), "{e}");
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5d").is_err());
     }
 }

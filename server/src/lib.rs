@@ -20,4 +20,5 @@ pub mod storage;
 pub mod telemetry;
 pub mod tenants;
 pub mod transport;
+pub mod units;
 pub mod validate_cmd;

@@ -10,11 +10,11 @@
 //!   evaluation) within `request_timeout`, or within the client's `grpc-timeout` if that is
 //!   sooner; otherwise DEADLINE_EXCEEDED (HTTP 504) and its work is cancelled.
 //! - **Cancellation**: when the future waiting for an evaluation is dropped (the client went
-//!   away, or the deadline passed), [`CancelOnDrop`] sets the evaluation's flag and the engine
+//!   away, or the deadline passed), [`crate::service::CancelOnDrop`] sets the evaluation's flag and the engine
 //!   stops at its next poll (see `lookout_engine::eval::cancel`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::error::{ApiError, ErrorCode};
@@ -159,17 +159,6 @@ pub fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
     })
 }
 
-/// Sets an evaluation's cancellation flag when dropped: held by the future that waits for the
-/// evaluation, so the evaluation stops when nobody waits for it any more.
-#[derive(Debug)]
-pub struct CancelOnDrop(pub Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
@@ -227,6 +216,9 @@ mod tests {
 
     #[test]
     fn dropping_the_waiter_cancels() {
+        use std::sync::atomic::AtomicBool;
+
+        use crate::service::CancelOnDrop;
         let flag = Arc::new(AtomicBool::new(false));
         drop(CancelOnDrop(flag.clone()));
         assert!(flag.load(Ordering::Relaxed));

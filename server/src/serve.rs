@@ -84,11 +84,7 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
         }
         DatabaseEngine::Postgres => {
             let uri = config.database_uri.clone().unwrap_or_default();
-            let mut options = PgOptions::new(uri);
-            options.auto_migrate = config.postgres.auto_migrate;
-            options.max_connections = config.postgres.max_connections;
-            options.snap_token_wait = config.postgres.snap_token_wait;
-            options.watch_retention = config.postgres.watch_retention;
+            let mut options = PgOptions::with_settings(uri, config.postgres);
             options.watch = config.watch;
             match postgres::start(options, config.retention, shutdown.clone()).await {
                 Ok(tenants) => tenants,
@@ -318,7 +314,11 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     // Inside the runtime: the trace exporter (feature `otel`) needs it.
     let telemetry = {
         let _enter = runtime.enter();
-        match crate::telemetry::init_logging(&config) {
+        match crate::telemetry::init_logging(
+            &config.log_level,
+            config.log_format,
+            &config.telemetry,
+        ) {
             Ok(guard) => guard,
             Err(e) => {
                 eprintln!("lookout serve: {e}");

@@ -8,7 +8,18 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{Config, LogFormat};
+use clap::ValueEnum;
+use serde::Deserialize;
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// OpenTelemetry settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +70,18 @@ impl Drop for TelemetryGuard {
 }
 
 /// Sets up logging (and trace export). Must run inside the tokio runtime when exporting.
-pub fn init_logging(config: &Config) -> Result<TelemetryGuard, String> {
-    let filter = EnvFilter::try_new(&config.log_level)
-        .map_err(|e| format!("log-level `{}`: {e}", config.log_level))?;
+/// `log_level` is a level or tracing directives (`--log-level`).
+pub fn init_logging(
+    log_level: &str,
+    log_format: LogFormat,
+    #[cfg_attr(not(feature = "otel"), allow(unused_variables))] telemetry: &TelemetrySettings,
+) -> Result<TelemetryGuard, String> {
+    let filter =
+        EnvFilter::try_new(log_level).map_err(|e| format!("log-level `{log_level}`: {e}"))?;
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(io::stderr)
         .with_ansi(io::stderr().is_terminal());
-    let fmt = match config.log_format {
+    let fmt = match log_format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     };
@@ -74,9 +90,9 @@ pub fn init_logging(config: &Config) -> Result<TelemetryGuard, String> {
     let registry = tracing_subscriber::registry().with(fmt).with(filter);
     #[cfg(feature = "otel")]
     let registry = {
-        let layer = match &config.telemetry.otel_endpoint {
+        let layer = match &telemetry.otel_endpoint {
             Some(endpoint) => {
-                let provider = otel::provider(endpoint, &config.telemetry.service_name)?;
+                let provider = otel::provider(endpoint, &telemetry.service_name)?;
                 let layer = otel::layer(&provider);
                 guard.provider = Some(provider);
                 Some(layer)

@@ -5,7 +5,8 @@
 //! With the memory store a tenant *is* the data: [`Tenant::commit_with`] validates and applies
 //! a batch under the tenant's write lock and publishes it. With the PostgreSQL store the
 //! database is the source of truth and a tenant is its replica: a commit is a database
-//! transaction ([`crate::storage::postgres`]), and the server's tailer applies every committed
+//! transaction in a [`Database`] (the storage layer's PostgreSQL store implements it), and the
+//! server's tailer applies every committed
 //! revision here with [`Tenant::apply_committed`], each as its own snapshot at exactly that
 //! revision. Both paths end in the same publish step: the cache-invalidation clock first, then
 //! the snapshot, then the change feed.
@@ -16,11 +17,13 @@
 //! point of that order.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
+use futures_util::future::BoxFuture;
 use lookout_engine::eval::Model;
 use lookout_engine::eval::deps::DataKey;
 use lookout_engine::index::{
@@ -31,7 +34,6 @@ use tokio::sync::{broadcast, watch};
 
 use crate::cache::CheckCosts;
 use crate::error::{ApiError, ErrorCode};
-use crate::storage::Backend;
 
 /// The tenant every server has from the start.
 pub const DEFAULT_TENANT: &str = "t1";
@@ -66,6 +68,113 @@ impl Default for Retention {
             changes: 100_000,
             change_items: 1_000_000,
             schema_versions: 4,
+        }
+    }
+}
+
+/// Builds a commit's batch from the snapshot it applies to (see [`Tenant::commit_with`]).
+pub type BuildBatch = Box<dyn FnOnce(&Snapshot) -> Result<WriteBatch, ApiError> + Send>;
+
+/// Turns the store's rejection of a batch into the client's error.
+pub type RejectBatch = Box<dyn FnOnce(WriteError) -> ApiError + Send>;
+
+/// A database that is the source of truth of tenants this server holds as replicas.
+///
+/// Declared here and implemented below, by the storage layer (`storage::postgres::Pg`), so
+/// that tenants depend on no storage code: the tenant calls out through this trait, the store
+/// calls back into the tenant's replica hooks ([`Tenant::apply_committed`],
+/// [`Tenant::insert_schema`], [`Tenants::install`], ...). Every method is one round trip (or
+/// a few) to the database; their futures are boxed, so a request's future does not carry them
+/// for a path that memory and warm replicas never take.
+pub trait Database: Send + Sync + fmt::Debug {
+    /// The engine's name, for logs.
+    fn name(&self) -> &'static str;
+    /// Waits until `tenant`'s replica has reached `revision` (or fails saying why not).
+    fn reach<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+        revision: u64,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Stores a compiled schema version; returns it with its `seq`.
+    fn write_schema<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+        version: SchemaVersion,
+    ) -> BoxFuture<'a, Result<SchemaVersion, ApiError>>;
+    /// Adds the schema versions stored since the newest one the replica knows.
+    fn refresh_schemas<'a>(&'a self, tenant: &'a Tenant) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Commits one batch as one revision and returns the revision once the replica applied it.
+    fn commit<'a>(
+        &'a self,
+        tenant: &'a Arc<Tenant>,
+        model: Arc<Model>,
+        build: BuildBatch,
+        rejected: RejectBatch,
+    ) -> BoxFuture<'a, Result<u64, ApiError>>;
+    /// Committed changes after `after` up to `upto` (a step of them), and the last revision read.
+    fn replay<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+        after: u64,
+        upto: u64,
+    ) -> BoxFuture<'a, Result<(Vec<Commit>, u64), ApiError>>;
+    /// Stores bundles by name, replacing bundles of the same names.
+    fn put_bundles<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+        bundles: Vec<(String, Vec<u8>)>,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// The encoded bundle named `name`.
+    fn bundle<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, ApiError>>;
+    /// Deletes a bundle; a missing one is no error.
+    fn delete_bundle<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// The tenant `id` loaded into `tenants` if the database has it.
+    fn load_tenant<'a>(
+        &'a self,
+        tenants: &'a Tenants,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<Tenant>>, ApiError>>;
+    /// Creates a tenant in the database and loads it.
+    fn create_tenant<'a>(
+        &'a self,
+        tenants: &'a Tenants,
+        id: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<Tenant>, ApiError>>;
+    /// Deletes a tenant from the database and from `tenants`.
+    fn delete_tenant<'a>(
+        &'a self,
+        tenants: &'a Tenants,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<Tenant>, ApiError>>;
+    /// Catches `tenants` up with the database's list of tenants.
+    fn sync_tenants<'a>(&'a self, tenants: &'a Tenants) -> BoxFuture<'a, Result<(), ApiError>>;
+}
+
+/// Where the tenants' data lives. An enum rather than an optional trait object so that the
+/// memory path stays synchronous and allocation-free, and reads as a case of its own.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// In process memory: the tenant *is* the data.
+    Memory,
+    /// A database the tenants are replicas of.
+    Database(Arc<dyn Database>),
+}
+
+impl Backend {
+    /// The engine's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Database(db) => db.name(),
         }
     }
 }
@@ -213,7 +322,7 @@ impl Tenant {
     ) -> Tenant {
         let store = match backend {
             Backend::Memory => Store::new(),
-            Backend::Postgres(_) => Store::with_interner(Interner::durable()),
+            Backend::Database(_) => Store::with_interner(Interner::durable()),
         };
         let head = store.head();
         let (applied, _) = watch::channel(head.revision());
@@ -227,7 +336,7 @@ impl Tenant {
             schemas: RwLock::new(Vec::new()),
             retained: Mutex::new(match backend {
                 Backend::Memory => VecDeque::new(),
-                Backend::Postgres(_) => VecDeque::from([head]),
+                Backend::Database(_) => VecDeque::from([head]),
             }),
             log: Mutex::new(VecDeque::new()),
             log_items: AtomicUsize::new(0),
@@ -318,8 +427,8 @@ impl Tenant {
                 "metadata.snap_token names revision {revision}, which this tenant has not reached (head is {})",
                 head.revision()
             ))),
-            Backend::Postgres(pg) => {
-                Box::pin(pg.reach(self, revision)).await?;
+            Backend::Database(db) => {
+                db.reach(self, revision).await?;
                 Ok(self.head())
             }
         }
@@ -334,10 +443,10 @@ impl Tenant {
     /// first page. Guarded by `continuous_tokens_pin_their_snapshots_not_every_write` (memory)
     /// and `postgres::durable::tokens_survive_a_restart` (PostgreSQL).
     pub async fn pinned(&self, revision: u64) -> Result<Arc<Snapshot>, ApiError> {
-        if let Backend::Postgres(pg) = &self.backend
+        if let Backend::Database(db) = &self.backend
             && revision > self.head().revision()
         {
-            Box::pin(pg.reach(self, revision)).await?;
+            db.reach(self, revision).await?;
         }
         self.snapshot_at(revision).ok_or_else(|| {
             ApiError::new(
@@ -369,7 +478,7 @@ impl Tenant {
                 let seq = self.schemas.read().unwrap_or_else(|e| e.into_inner()).len() as u64;
                 SchemaVersion { seq, ..version }
             }
-            Backend::Postgres(pg) => pg.write_schema(self, version).await?,
+            Backend::Database(db) => db.write_schema(self, version).await?,
         };
         let version = Arc::new(version);
         self.insert_schema(version.clone());
@@ -469,8 +578,8 @@ impl Tenant {
         if let Some(found) = self.local_schema(version)? {
             return Ok(found);
         }
-        if let Backend::Postgres(pg) = &self.backend {
-            Box::pin(pg.refresh_schemas(self)).await?;
+        if let Backend::Database(db) = &self.backend {
+            db.refresh_schemas(self).await?;
             if let Some(found) = self.local_schema(version)? {
                 return Ok(found);
             }
@@ -492,8 +601,8 @@ impl Tenant {
 
     /// Every schema version, newest first.
     pub async fn schemas(&self) -> Result<Vec<SchemaInfo>, ApiError> {
-        if let Backend::Postgres(pg) = &self.backend {
-            Box::pin(pg.refresh_schemas(self)).await?;
+        if let Backend::Database(db) = &self.backend {
+            db.refresh_schemas(self).await?;
         }
         let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
         Ok(schemas
@@ -533,7 +642,10 @@ impl Tenant {
                 .await
                 .map_err(|_| ApiError::internal("write worker stopped unexpectedly"))?
             }
-            Backend::Postgres(pg) => pg.commit(self, &model, build, rejected).await,
+            Backend::Database(db) => {
+                db.commit(self, model, Box::new(build), Box::new(rejected))
+                    .await
+            }
         }
     }
 
@@ -686,7 +798,7 @@ impl Tenant {
             let head = self.store.head().revision();
             let replay = match self.backend {
                 Backend::Memory => Some(self.memory_replay(revision, head)?),
-                Backend::Postgres(_) => None,
+                Backend::Database(_) => None,
             };
             (receiver, head, replay)
         };
@@ -699,11 +811,11 @@ impl Tenant {
                 receiver,
             ));
         }
-        let Backend::Postgres(pg) = &self.backend else {
+        let Backend::Database(db) = &self.backend else {
             return Ok((Replay::default(), receiver));
         };
         // The first step checks the token (too old, beyond the head) before anything is sent.
-        let (ready, read_upto) = pg.replay(self, revision, head).await?;
+        let (ready, read_upto) = db.replay(self, revision, head).await?;
         let replay = Replay {
             ready,
             database: Some((read_upto, head)),
@@ -717,7 +829,7 @@ impl Tenant {
         if !replay.ready.is_empty() {
             return Ok(std::mem::take(&mut replay.ready));
         }
-        let Backend::Postgres(pg) = &self.backend else {
+        let Backend::Database(db) = &self.backend else {
             return Ok(Vec::new());
         };
         while let Some((after, upto)) = replay.database {
@@ -725,7 +837,7 @@ impl Tenant {
                 replay.database = None;
                 break;
             }
-            let (commits, read_upto) = pg.replay(self, after, upto).await?;
+            let (commits, read_upto) = db.replay(self, after, upto).await?;
             replay.database = Some((read_upto, upto));
             if !commits.is_empty() {
                 return Ok(commits);
@@ -768,7 +880,7 @@ impl Tenant {
                 }
                 Ok(())
             }
-            Backend::Postgres(pg) => pg.put_bundles(self, bundles).await,
+            Backend::Database(db) => db.put_bundles(self, bundles).await,
         }
     }
 
@@ -779,7 +891,7 @@ impl Tenant {
                 let stored = self.bundles.read().unwrap_or_else(|e| e.into_inner());
                 Ok(stored.get(name).cloned())
             }
-            Backend::Postgres(pg) => pg.bundle(self, name).await,
+            Backend::Database(db) => db.bundle(self, name).await,
         }
     }
 
@@ -793,7 +905,7 @@ impl Tenant {
                     .remove(name);
                 Ok(())
             }
-            Backend::Postgres(pg) => pg.delete_bundle(self, name).await,
+            Backend::Database(db) => db.delete_bundle(self, name).await,
         }
     }
 }
@@ -880,14 +992,13 @@ impl Tenants {
     /// The tenant named `id`; a replica asks the database for a tenant it has not heard of.
     ///
     /// Database round trips here and in [`Tenant::schema`], [`Tenant::read_at_least`] and
-    /// [`Tenant::pinned`] are boxed: their futures are kilobytes, and every request's future
-    /// would otherwise carry (and move) them for a path that memory and warm replicas never take.
+    /// [`Tenant::pinned`] are [`Database`] calls, whose futures are boxed.
     pub async fn get(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
         if let Some(t) = self.local(id) {
             return Ok(t);
         }
-        if let Backend::Postgres(pg) = &self.backend
-            && let Some(t) = Box::pin(pg.load_tenant_by_id(self, id)).await?
+        if let Backend::Database(db) = &self.backend
+            && let Some(t) = db.load_tenant(self, id).await?
         {
             return Ok(t);
         }
@@ -911,9 +1022,9 @@ impl Tenants {
     }
 
     pub async fn create(&self, id: &str, name: &str) -> Result<Arc<Tenant>, ApiError> {
-        if let Backend::Postgres(pg) = &self.backend {
+        if let Backend::Database(db) = &self.backend {
             self.check_room()?;
-            return pg.create_tenant(self, id, name).await;
+            return db.create_tenant(self, id, name).await;
         }
         use dashmap::mapref::entry::Entry;
         let _creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
@@ -934,8 +1045,8 @@ impl Tenants {
     }
 
     pub async fn delete(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
-        if let Backend::Postgres(pg) = &self.backend {
-            return pg.delete_tenant(self, id).await;
+        if let Backend::Database(db) = &self.backend {
+            return db.delete_tenant(self, id).await;
         }
         self.remove_local(id)
             .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("tenant `{id}` not found")))
@@ -943,8 +1054,8 @@ impl Tenants {
 
     /// All tenants, sorted by ID (a replica first catches up with the database's list).
     pub async fn list(&self) -> Result<Vec<Arc<Tenant>>, ApiError> {
-        if let Backend::Postgres(pg) = &self.backend {
-            pg.sync_tenants(self).await?;
+        if let Backend::Database(db) = &self.backend {
+            db.sync_tenants(self).await?;
         }
         Ok(self.list_local())
     }

@@ -8,12 +8,23 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::Args;
 use lookout_engine::validation::{self, Outcome};
 
-use crate::cli::ValidateArgs;
+/// The arguments of `lookout validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Validation files (YAML: schema, relationships, attributes, scenarios).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Also list the assertions that pass.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
 
 /// Runs the command, printing to the process's stdout and stderr.
 pub fn run(args: &ValidateArgs) -> ExitCode {

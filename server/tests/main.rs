@@ -4,6 +4,7 @@
 
 mod cache;
 mod import_export;
+mod layering;
 mod postgres;
 mod transport;
 mod validate_cli;

@@ -11,109 +11,118 @@ use std::time::Duration;
 
 use clap::Args;
 use jsonwebtoken::Algorithm;
-use serde::Deserialize;
 
-use super::{ConfigError, DurationText, parse_duration};
+use super::layer::settings;
+use super::{ConfigError, parse_duration, set};
 use crate::auth::oidc::parse_algorithm;
 use crate::auth::{AuthnMethod, AuthnSettings, OidcSettings};
 use crate::connections::ConnectionLimits;
 use crate::limits::TrafficLimits;
 use crate::telemetry::TelemetrySettings;
 
-/// The flags of authentication, limits and telemetry.
-#[derive(Clone, Default, Args)]
-pub struct HardeningArgs {
-    /// How API calls authenticate: `none`, `preshared` (`authorization: Bearer KEY`) or `oidc`
-    /// (`authorization: Bearer JWT`) [default: none, or preshared when keys are given, or oidc
-    /// when an issuer is given]. Health, reflection and /metrics stay open.
-    #[arg(long, value_enum, value_name = "METHOD", env = "LOOKOUT_AUTHN_METHOD")]
-    pub authn_method: Option<AuthnMethod>,
+settings! {
+    /// The flags of authentication, limits and telemetry.
+    #[derive(Clone, Default, Args)]
+    pub struct HardeningArgs, file HardeningFile {
+        before {}
+        after {}
+        file_only {
+            /// Permify's `authn.enabled`: false turns authentication off whatever the method says.
+            authn_enabled: bool,
+        }
+        /// How API calls authenticate: `none`, `preshared` (`authorization: Bearer KEY`) or `oidc`
+        /// (`authorization: Bearer JWT`) [default: none, or preshared when keys are given, or oidc
+        /// when an issuer is given]. Health, reflection and /metrics stay open.
+        #[arg(long, value_enum, value_name = "METHOD", env = "LOOKOUT_AUTHN_METHOD")]
+        pub authn_method: Option<AuthnMethod>,
 
-    /// Accepted preshared keys, comma-separated (the environment variable hides them from
-    /// `ps`; prefer it or the config file).
-    #[arg(
-        long,
-        value_name = "KEYS",
-        env = "LOOKOUT_AUTHN_PRESHARED_KEYS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub authn_preshared_keys: Option<Vec<String>>,
+        /// Accepted preshared keys, comma-separated (the environment variable hides them from
+        /// `ps`; prefer it or the config file).
+        #[arg(
+            long,
+            value_name = "KEYS",
+            env = "LOOKOUT_AUTHN_PRESHARED_KEYS",
+            value_delimiter = ',',
+            hide_env_values = true
+        )]
+        pub authn_preshared_keys: Option<Vec<String>>,
 
-    /// OIDC issuer URL, exactly as tokens name it in `iss`; its
-    /// `/.well-known/openid-configuration` names the signing keys (https, or http on loopback).
-    #[arg(long, value_name = "URL", env = "LOOKOUT_AUTHN_OIDC_ISSUER")]
-    pub authn_oidc_issuer: Option<String>,
+        /// OIDC issuer URL, exactly as tokens name it in `iss`; its
+        /// `/.well-known/openid-configuration` names the signing keys (https, or http on loopback).
+        #[arg(long, value_name = "URL", env = "LOOKOUT_AUTHN_OIDC_ISSUER")]
+        pub authn_oidc_issuer: Option<String>,
 
-    /// The audience OIDC tokens must name in `aud` (required with oidc).
-    #[arg(long, value_name = "AUDIENCE", env = "LOOKOUT_AUTHN_OIDC_AUDIENCE")]
-    pub authn_oidc_audience: Option<String>,
+        /// The audience OIDC tokens must name in `aud` (required with oidc).
+        #[arg(long, value_name = "AUDIENCE", env = "LOOKOUT_AUTHN_OIDC_AUDIENCE")]
+        pub authn_oidc_audience: Option<String>,
 
-    /// Accepted OIDC signature algorithms, comma-separated (asymmetric only)
-    /// [default: RS256,ES256].
-    #[arg(
-        long,
-        value_name = "ALGS",
-        env = "LOOKOUT_AUTHN_OIDC_ALGORITHMS",
-        value_delimiter = ',',
-        value_parser = parse_algorithm
-    )]
-    pub authn_oidc_algorithms: Option<Vec<Algorithm>>,
+        /// Accepted OIDC signature algorithms, comma-separated (asymmetric only)
+        /// [default: RS256,ES256].
+        #[file(alias = "authn-oidc-valid-methods")]
+        #[arg(
+            long,
+            value_name = "ALGS",
+            env = "LOOKOUT_AUTHN_OIDC_ALGORITHMS",
+            value_delimiter = ',',
+            value_parser = parse_algorithm
+        )]
+        pub authn_oidc_algorithms: Option<Vec<Algorithm>>,
 
-    /// How often the issuer's signing keys are fetched again [default: 15m].
-    #[arg(long, value_name = "DURATION", env = "LOOKOUT_AUTHN_OIDC_REFRESH_INTERVAL", value_parser = parse_duration)]
-    pub authn_oidc_refresh_interval: Option<Duration>,
+        /// How often the issuer's signing keys are fetched again [default: 15m].
+        #[arg(long, value_name = "DURATION", env = "LOOKOUT_AUTHN_OIDC_REFRESH_INTERVAL", value_parser = parse_duration)]
+        pub authn_oidc_refresh_interval: Option<Duration>,
 
-    /// Least time between two fetches of the signing keys caused by tokens naming an unknown
-    /// key (a rotation) [default: 10s].
-    #[arg(long, value_name = "DURATION", env = "LOOKOUT_AUTHN_OIDC_MIN_REFRESH_INTERVAL", value_parser = parse_duration)]
-    pub authn_oidc_min_refresh_interval: Option<Duration>,
+        /// Least time between two fetches of the signing keys caused by tokens naming an unknown
+        /// key (a rotation) [default: 10s].
+        #[arg(long, value_name = "DURATION", env = "LOOKOUT_AUTHN_OIDC_MIN_REFRESH_INTERVAL", value_parser = parse_duration)]
+        pub authn_oidc_min_refresh_interval: Option<Duration>,
 
-    /// Clock skew allowed when checking a token's `exp` and `nbf` [default: 10s].
-    #[arg(long, value_name = "DURATION", env = "LOOKOUT_AUTHN_OIDC_LEEWAY", value_parser = parse_duration)]
-    pub authn_oidc_leeway: Option<Duration>,
+        /// Clock skew allowed when checking a token's `exp` and `nbf` [default: 10s].
+        #[arg(long, value_name = "DURATION", env = "LOOKOUT_AUTHN_OIDC_LEEWAY", value_parser = parse_duration)]
+        pub authn_oidc_leeway: Option<Duration>,
 
-    /// Most calls handled at once; one more is refused at once with RESOURCE_EXHAUSTED (HTTP
-    /// 429) instead of queueing [default: 1000].
-    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_INFLIGHT")]
-    pub max_inflight: Option<usize>,
+        /// Most calls handled at once; one more is refused at once with RESOURCE_EXHAUSTED (HTTP
+        /// 429) instead of queueing [default: 1000].
+        #[arg(long, value_name = "N", env = "LOOKOUT_MAX_INFLIGHT")]
+        pub max_inflight: Option<usize>,
 
-    /// Most server streams (LookupEntityStream, Watch) open at once over both transports; one
-    /// more is RESOURCE_EXHAUSTED (HTTP 429) [default: 1000].
-    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_CONCURRENT_STREAMS")]
-    pub max_concurrent_streams: Option<usize>,
+        /// Most server streams (LookupEntityStream, Watch) open at once over both transports; one
+        /// more is RESOURCE_EXHAUSTED (HTTP 429) [default: 1000].
+        #[arg(long, value_name = "N", env = "LOOKOUT_MAX_CONCURRENT_STREAMS")]
+        pub max_concurrent_streams: Option<usize>,
 
-    /// Longest a call may take to produce its response (for a stream, its result set); then
-    /// DEADLINE_EXCEEDED (HTTP 504) and its evaluation is cancelled. A client's shorter
-    /// `grpc-timeout` wins; `0` means no limit [default: 60s].
-    #[arg(long, value_name = "DURATION", env = "LOOKOUT_REQUEST_TIMEOUT", value_parser = parse_duration)]
-    pub request_timeout: Option<Duration>,
+        /// Longest a call may take to produce its response (for a stream, its result set); then
+        /// DEADLINE_EXCEEDED (HTTP 504) and its evaluation is cancelled. A client's shorter
+        /// `grpc-timeout` wins; `0` means no limit [default: 60s].
+        #[arg(long, value_name = "DURATION", env = "LOOKOUT_REQUEST_TIMEOUT", value_parser = parse_duration)]
+        pub request_timeout: Option<Duration>,
 
-    /// Most connections open at once over both ports; one more is closed as soon as it is
-    /// accepted (and logged), while open ones keep working [default: 10000, or three quarters
-    /// of the open-file limit (`ulimit -n`) if that is lower].
-    #[arg(long, value_name = "N", env = "LOOKOUT_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
+        /// Most connections open at once over both ports; one more is closed as soon as it is
+        /// accepted (and logged), while open ones keep working [default: 10000, or three quarters
+        /// of the open-file limit (`ulimit -n`) if that is lower].
+        #[arg(long, value_name = "N", env = "LOOKOUT_MAX_CONNECTIONS")]
+        pub max_connections: Option<usize>,
 
-    /// A connection with no call in progress for this long is closed (HTTP/2 pings do not
-    /// keep it open); `0` means never [default: 5m].
-    #[arg(long, value_name = "DURATION", env = "LOOKOUT_IDLE_TIMEOUT", value_parser = parse_duration)]
-    pub idle_timeout: Option<Duration>,
+        /// A connection with no call in progress for this long is closed (HTTP/2 pings do not
+        /// keep it open); `0` means never [default: 5m].
+        #[arg(long, value_name = "DURATION", env = "LOOKOUT_IDLE_TIMEOUT", value_parser = parse_duration)]
+        pub idle_timeout: Option<Duration>,
 
-    /// Longest a request's headers may take to arrive — from the connection's opening for its
-    /// first request (over HTTP/2, its preface), from a request's first byte on an idle HTTP/1
-    /// connection — before the connection is closed; `0` means no limit [default: 10s].
-    #[arg(long, value_name = "DURATION", env = "LOOKOUT_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
-    pub header_read_timeout: Option<Duration>,
+        /// Longest a request's headers may take to arrive — from the connection's opening for its
+        /// first request (over HTTP/2, its preface), from a request's first byte on an idle HTTP/1
+        /// connection — before the connection is closed; `0` means no limit [default: 10s].
+        #[arg(long, value_name = "DURATION", env = "LOOKOUT_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
+        pub header_read_timeout: Option<Duration>,
 
-    /// OpenTelemetry OTLP/gRPC endpoint to export traces to, e.g. `http://localhost:4317`
-    /// (needs a build with the `otel` feature) [default: no export].
-    #[arg(long, value_name = "URL", env = "LOOKOUT_OTEL_ENDPOINT")]
-    pub otel_endpoint: Option<String>,
+        /// OpenTelemetry OTLP/gRPC endpoint to export traces to, e.g. `http://localhost:4317`
+        /// (needs a build with the `otel` feature) [default: no export].
+        #[arg(long, value_name = "URL", env = "LOOKOUT_OTEL_ENDPOINT")]
+        pub otel_endpoint: Option<String>,
 
-    /// Service name of exported traces [default: lookout].
-    #[arg(long, value_name = "NAME", env = "LOOKOUT_OTEL_SERVICE_NAME")]
-    pub otel_service_name: Option<String>,
+        /// Service name of exported traces [default: lookout].
+        #[arg(long, value_name = "NAME", env = "LOOKOUT_OTEL_SERVICE_NAME")]
+        pub otel_service_name: Option<String>,
+    }
 }
 
 impl fmt::Debug for HardeningArgs {
@@ -137,130 +146,6 @@ impl fmt::Debug for HardeningArgs {
     }
 }
 
-/// A list in the config file: a YAML list or comma-separated text.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(untagged)]
-enum List {
-    Items(Vec<String>),
-    Text(String),
-    #[default]
-    Empty,
-}
-
-impl List {
-    fn items(&self) -> Vec<String> {
-        match self {
-            List::Items(items) => items.clone(),
-            List::Text(text) => text
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            List::Empty => Vec::new(),
-        }
-    }
-}
-
-impl fmt::Debug for HardeningFile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never print the keys.
-        f.write_str("HardeningFile { .. }")
-    }
-}
-
-/// The config file's keys of these settings.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(super) struct HardeningFile {
-    /// Permify's `authn.enabled`: false turns authentication off whatever the method says.
-    authn_enabled: Option<bool>,
-    authn_method: Option<AuthnMethod>,
-    authn_preshared_keys: Option<List>,
-    authn_oidc_issuer: Option<String>,
-    authn_oidc_audience: Option<String>,
-    #[serde(alias = "authn-oidc-valid-methods")]
-    authn_oidc_algorithms: Option<List>,
-    authn_oidc_refresh_interval: Option<DurationText>,
-    authn_oidc_min_refresh_interval: Option<DurationText>,
-    authn_oidc_leeway: Option<DurationText>,
-    max_inflight: Option<usize>,
-    max_concurrent_streams: Option<usize>,
-    request_timeout: Option<DurationText>,
-    max_connections: Option<usize>,
-    idle_timeout: Option<DurationText>,
-    header_read_timeout: Option<DurationText>,
-    otel_endpoint: Option<String>,
-    otel_service_name: Option<String>,
-}
-
-/// The names of [`HardeningFile`]'s keys.
-const FILE_KEYS: &[&str] = &[
-    "authn-enabled",
-    "authn-method",
-    "authn-preshared-keys",
-    "authn-oidc-issuer",
-    "authn-oidc-audience",
-    "authn-oidc-algorithms",
-    "authn-oidc-valid-methods",
-    "authn-oidc-refresh-interval",
-    "authn-oidc-min-refresh-interval",
-    "authn-oidc-leeway",
-    "max-inflight",
-    "max-concurrent-streams",
-    "request-timeout",
-    "max-connections",
-    "idle-timeout",
-    "header-read-timeout",
-    "otel-endpoint",
-    "otel-service-name",
-];
-
-/// Flattens nested mappings of the file (`authn: {method: x}` is `authn-method: x`), then
-/// moves this module's keys out of `mapping` into a [`HardeningFile`].
-pub(super) fn take_file_keys(mapping: &mut serde_norway::Mapping) -> Result<HardeningFile, String> {
-    let entries = std::mem::take(mapping);
-    let mut flat = Vec::new();
-    flatten(String::new(), entries, &mut flat);
-    let mut mine = serde_norway::Mapping::new();
-    for (key, value) in flat {
-        let ours =
-            matches!(&key, serde_norway::Value::String(k) if FILE_KEYS.contains(&k.as_str()));
-        if ours {
-            mine.insert(key, value);
-        } else {
-            mapping.insert(key, value);
-        }
-    }
-    if mine.is_empty() {
-        return Ok(HardeningFile::default());
-    }
-    serde_norway::from_value(serde_norway::Value::Mapping(mine)).map_err(|e| e.to_string())
-}
-
-fn flatten(
-    prefix: String,
-    entries: serde_norway::Mapping,
-    out: &mut Vec<(serde_norway::Value, serde_norway::Value)>,
-) {
-    for (key, value) in entries {
-        let serde_norway::Value::String(name) = key else {
-            out.push((key, value));
-            continue;
-        };
-        let name = name.replace('_', "-");
-        let name = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}-{name}")
-        };
-        match value {
-            serde_norway::Value::Mapping(inner) => flatten(name, inner, out),
-            other => out.push((serde_norway::Value::String(name), other)),
-        }
-    }
-}
-
 /// The resolved settings of this module.
 pub(super) struct Resolved {
     pub authn: AuthnSettings,
@@ -270,123 +155,64 @@ pub(super) struct Resolved {
 }
 
 /// Flags over file over defaults.
-pub(super) fn merge(args: &HardeningArgs, file: &HardeningFile) -> Result<Resolved, ConfigError> {
-    let d_oidc = OidcSettings::default();
-    let d_traffic = TrafficLimits::default();
-    let d_telemetry = TelemetrySettings::default();
-    let preshared_keys = args
+pub(super) fn merge(args: &HardeningArgs, file: HardeningFile) -> Result<Resolved, ConfigError> {
+    let enabled = file.authn_enabled;
+    let l = args.over(file)?;
+    let preshared_keys = l
         .authn_preshared_keys
-        .clone()
-        .or_else(|| file.authn_preshared_keys.as_ref().map(List::items))
         .unwrap_or_default()
         .into_iter()
         .map(|k| k.trim().to_owned())
         .filter(|k| !k.is_empty())
         .collect::<Vec<_>>();
-    let issuer = args
-        .authn_oidc_issuer
-        .clone()
-        .or_else(|| file.authn_oidc_issuer.clone())
-        .filter(|s| !s.is_empty());
-    let algorithms = match (&args.authn_oidc_algorithms, &file.authn_oidc_algorithms) {
-        (Some(algs), _) => algs.clone(),
-        (None, Some(list)) => list
-            .items()
-            .iter()
-            .map(|a| parse_algorithm(a))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ConfigError(format!("authn-oidc-algorithms: {e}")))?,
-        (None, None) => d_oidc.algorithms.clone(),
-    };
-    let method = match (args.authn_method.or(file.authn_method), file.authn_enabled) {
+    let issuer = l.authn_oidc_issuer.filter(|s| !s.is_empty());
+    // `authn.enabled: false` in the file turns authentication off unless a flag names a method.
+    let method = match (l.authn_method, enabled) {
         (_, Some(false)) if args.authn_method.is_none() => AuthnMethod::None,
         (Some(method), _) => method,
         (None, _) if !preshared_keys.is_empty() => AuthnMethod::Preshared,
         (None, _) if issuer.is_some() => AuthnMethod::Oidc,
         (None, _) => AuthnMethod::None,
     };
-    let duration = |flag: Option<Duration>, key: &Option<DurationText>, default: Duration| {
-        flag.or(key.map(|t| t.0)).unwrap_or(default)
+    let mut oidc = OidcSettings {
+        issuer,
+        audience: l.authn_oidc_audience,
+        ..OidcSettings::default()
     };
+    set(&mut oidc.algorithms, l.authn_oidc_algorithms);
+    set(&mut oidc.refresh_interval, l.authn_oidc_refresh_interval);
+    set(
+        &mut oidc.min_refresh_interval,
+        l.authn_oidc_min_refresh_interval,
+    );
+    set(&mut oidc.leeway, l.authn_oidc_leeway);
     let authn = AuthnSettings {
         method,
         preshared_keys,
-        oidc: OidcSettings {
-            issuer,
-            audience: args
-                .authn_oidc_audience
-                .clone()
-                .or_else(|| file.authn_oidc_audience.clone()),
-            algorithms,
-            refresh_interval: duration(
-                args.authn_oidc_refresh_interval,
-                &file.authn_oidc_refresh_interval,
-                d_oidc.refresh_interval,
-            ),
-            min_refresh_interval: duration(
-                args.authn_oidc_min_refresh_interval,
-                &file.authn_oidc_min_refresh_interval,
-                d_oidc.min_refresh_interval,
-            ),
-            leeway: duration(
-                args.authn_oidc_leeway,
-                &file.authn_oidc_leeway,
-                d_oidc.leeway,
-            ),
-        },
+        oidc,
     };
-    let timeout = duration(
-        args.request_timeout,
-        &file.request_timeout,
-        d_traffic.request_timeout.unwrap_or_default(),
-    );
-    let traffic = TrafficLimits {
-        max_inflight: args
-            .max_inflight
-            .or(file.max_inflight)
-            .unwrap_or(d_traffic.max_inflight),
-        max_concurrent_streams: args
-            .max_concurrent_streams
-            .or(file.max_concurrent_streams)
-            .unwrap_or(d_traffic.max_concurrent_streams),
-        request_timeout: (!timeout.is_zero()).then_some(timeout),
-    };
-    let d_connections = ConnectionLimits::default();
-    // `0` turns a timeout off.
-    let optional = |flag: Option<Duration>,
-                    key: &Option<DurationText>,
-                    default: Option<Duration>| match flag.or(key.map(|t| t.0)) {
+    // `0` turns a limit or timeout off.
+    let optional = |value: Option<Duration>, default: Option<Duration>| match value {
         Some(d) => (!d.is_zero()).then_some(d),
         None => default,
     };
-    let connections = ConnectionLimits {
-        max_connections: args
-            .max_connections
-            .or(file.max_connections)
-            .or(d_connections.max_connections),
-        idle_timeout: optional(
-            args.idle_timeout,
-            &file.idle_timeout,
-            d_connections.idle_timeout,
-        ),
-        header_read_timeout: optional(
-            args.header_read_timeout,
-            &file.header_read_timeout,
-            d_connections.header_read_timeout,
-        ),
+    let mut traffic = TrafficLimits::default();
+    set(&mut traffic.max_inflight, l.max_inflight);
+    set(
+        &mut traffic.max_concurrent_streams,
+        l.max_concurrent_streams,
+    );
+    traffic.request_timeout = optional(l.request_timeout, traffic.request_timeout);
+    let mut connections = ConnectionLimits::default();
+    connections.max_connections = l.max_connections.or(connections.max_connections);
+    connections.idle_timeout = optional(l.idle_timeout, connections.idle_timeout);
+    connections.header_read_timeout =
+        optional(l.header_read_timeout, connections.header_read_timeout);
+    let mut telemetry = TelemetrySettings {
+        otel_endpoint: l.otel_endpoint.filter(|s| !s.is_empty()),
+        ..TelemetrySettings::default()
     };
-    let telemetry = TelemetrySettings {
-        otel_endpoint: args
-            .otel_endpoint
-            .clone()
-            .or_else(|| file.otel_endpoint.clone())
-            .filter(|s| !s.is_empty()),
-        service_name: args
-            .otel_service_name
-            .clone()
-            .or_else(|| file.otel_service_name.clone())
-            .unwrap_or(d_telemetry.service_name),
-    };
+    set(&mut telemetry.service_name, l.otel_service_name);
     Ok(Resolved {
         authn,
         traffic,

@@ -5,10 +5,7 @@ use lookout_proto::v1::{WatchRequest, WatchResponse};
 use tonic::{Request, Response, Status};
 
 use super::{Api, GrpcStream, streaming};
-
-/// Why Watch answers UNIMPLEMENTED on a server started with `--watch=false`.
-pub const WATCH_DISABLED: &str =
-    "the Watch API is disabled on this server (--watch=false or LOOKOUT_WATCH=false)";
+pub use crate::service::watch::WATCH_DISABLED;
 
 #[tonic::async_trait]
 impl Watch for Api {

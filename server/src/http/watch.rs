@@ -7,7 +7,7 @@ use lookout_proto::routes::Route;
 use super::AppState;
 use super::handler::{error_response, streaming};
 use crate::error::{ApiError, ErrorCode};
-use crate::grpc::WATCH_DISABLED;
+use crate::service::watch::WATCH_DISABLED;
 
 pub(super) fn handler(
     rpc: &str,

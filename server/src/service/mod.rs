@@ -14,9 +14,10 @@ pub mod stream;
 mod tenancy;
 #[cfg(test)]
 mod tests;
-mod watch;
+pub mod watch;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lookout_engine::index::Snapshot;
 use lookout_engine::tokens::{self, SnapToken};
@@ -200,14 +201,14 @@ fn query_fingerprint<M: prost::Message>(request: &M) -> u64 {
 /// The work is skipped if the caller has gone by the time it starts, and an evaluation it
 /// runs is cancelled if the caller goes (or its deadline passes) while it runs: evaluators
 /// built inside the work take the flag that dropping this future sets (see
-/// [`crate::limits::CancelOnDrop`]).
+/// [`CancelOnDrop`]).
 pub async fn run_cpu<T, F>(work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, ApiError> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
-    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
     rayon::spawn(move || {
         if tx.is_closed() {
@@ -215,9 +216,20 @@ where
         }
         let _ = tx.send(lookout_engine::eval::cancel::scope(&flag, work));
     });
-    let _cancel_on_drop = crate::limits::CancelOnDrop(cancel);
+    let _cancel_on_drop = CancelOnDrop(cancel);
     rx.await
         .map_err(|_| ApiError::internal("evaluation worker stopped unexpectedly"))?
+}
+
+/// Sets an evaluation's cancellation flag when dropped: held by the future that waits for the
+/// evaluation, so the evaluation stops when nobody waits for it any more.
+#[derive(Debug)]
+pub struct CancelOnDrop(pub Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The schema version a request names (or the head).

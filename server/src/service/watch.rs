@@ -10,6 +10,11 @@ use super::{Service, convert};
 use crate::error::{ApiError, ErrorCode};
 use crate::tenants::Commit;
 
+/// Why Watch is refused on a server started with `--watch=false` (UNIMPLEMENTED over gRPC, 404
+/// over HTTP): one message for both transports.
+pub const WATCH_DISABLED: &str =
+    "the Watch API is disabled on this server (--watch=false or LOOKOUT_WATCH=false)";
+
 fn message(tenant: &str, commit: &Commit) -> v1::WatchResponse {
     v1::WatchResponse {
         changes: Some(v1::DataChanges {

@@ -13,7 +13,6 @@ use super::write::from_millis;
 use super::{Pg, StartError, codec, db_error, read_only_tx};
 use crate::cache::CheckCosts;
 use crate::error::ApiError;
-use crate::storage::Backend;
 use crate::tenants::{SchemaVersion, Tenant, TenantInfo, Tenants};
 
 /// Tuples or attributes applied to the index per step of a load.
@@ -42,7 +41,7 @@ pub(super) fn compile_stored(
 
 impl Pg {
     /// Loads every tenant (at start).
-    pub(super) async fn load_all(self: &Arc<Self>, tenants: &Tenants) -> Result<(), StartError> {
+    pub(super) async fn load_all(&self, tenants: &Tenants) -> Result<(), StartError> {
         let ids: Vec<String> =
             sqlx::query_scalar("SELECT id FROM lookout_tenants ORDER BY incarnation")
                 .fetch_all(&self.pool)
@@ -66,7 +65,7 @@ impl Pg {
     /// The tenant `id`, loaded from the database if this replica does not have it; `None` if
     /// the database does not have it either.
     pub(crate) async fn load_tenant_by_id(
-        self: &Arc<Self>,
+        &self,
         tenants: &Tenants,
         id: &str,
     ) -> Result<Option<Arc<Tenant>>, ApiError> {
@@ -82,11 +81,7 @@ impl Pg {
     }
 
     /// Replaces the local copy of `id` with a fresh load (re-created, or behind the change log).
-    pub(super) async fn reload(
-        self: &Arc<Self>,
-        tenants: &Tenants,
-        id: &str,
-    ) -> Result<(), ApiError> {
+    pub(super) async fn reload(&self, tenants: &Tenants, id: &str) -> Result<(), ApiError> {
         let _loading = self.loading.lock().await;
         match self.load_tenant(tenants, id).await? {
             Some(t) => tenants.install(t),
@@ -100,7 +95,7 @@ impl Pg {
     /// Catches up with the database's list of tenants: loads new ones, drops deleted ones,
     /// reloads re-created ones. Returns each tenant's latest revision and schema `seq`.
     pub(crate) async fn sync_tenants(
-        self: &Arc<Self>,
+        &self,
         tenants: &Tenants,
     ) -> Result<Vec<(String, u64, Option<u64>)>, ApiError> {
         let rows: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(
@@ -130,7 +125,7 @@ impl Pg {
     }
 
     async fn load_tenant(
-        self: &Arc<Self>,
+        &self,
         tenants: &Tenants,
         id: &str,
     ) -> Result<Option<Arc<Tenant>>, ApiError> {
@@ -155,7 +150,7 @@ impl Pg {
                 created_at: from_millis(created_ms),
             },
             tenants.retention(),
-            Backend::Postgres(self.clone()),
+            tenants.backend().clone(),
         );
 
         let schemas: Vec<(String, i64, String, i64)> = sqlx::query_as(

@@ -63,16 +63,39 @@ pub fn run(args: &MigrateArgs) -> ExitCode {
     }
 }
 
+/// Why `lookout migrate` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Connect(#[from] super::StartError),
+    #[error("cannot connect to {uri}: {source}")]
+    Acquire { uri: String, source: sqlx::Error },
+    #[error("{what} at {uri}: {source}")]
+    Migration {
+        what: &'static str,
+        uri: String,
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
 /// Performs `action` on the database at `uri`; returns the lines to print.
-pub async fn execute(uri: &str, action: MigrateAction) -> Result<Vec<String>, String> {
+pub async fn execute(uri: &str, action: MigrateAction) -> Result<Vec<String>, MigrateError> {
     let shown = super::redact(uri);
-    let pool = super::connect(uri, 2).await.map_err(|e| e.to_string())?;
-    let failed = |what: &str, e: sqlx::migrate::MigrateError| format!("{what} at {shown}: {e}");
+    let pool = super::connect(uri, 2).await?;
+    let failed =
+        |what: &'static str, source: sqlx::migrate::MigrateError| MigrateError::Migration {
+            what,
+            uri: shown.clone(),
+            source,
+        };
     let applied = async {
         let mut conn = pool
             .acquire()
             .await
-            .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
+            .map_err(|source| MigrateError::Acquire {
+                uri: shown.clone(),
+                source,
+            })?;
         conn.ensure_migrations_table()
             .await
             .map_err(|e| failed("cannot create the migrations table", e))?;

@@ -62,13 +62,17 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use lookout_engine::eval::Model;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 /// Stops the tailer and the collector [`start`] runs (re-exported for callers of `start`).
 pub use tokio_util::sync::CancellationToken;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::tenants::{Retention, Tenant};
+use crate::tenants::{
+    Backend, BuildBatch, Commit, Database, RejectBatch, Retention, SchemaVersion, Tenant, Tenants,
+};
 
 /// The channel every replica listens on. Payloads: `c:<tenant>:<revision>` (a commit),
 /// `t:<tenant>` (created or deleted), `s:<tenant>` (a schema version), `b:<tenant>` (bundles).
@@ -119,13 +123,34 @@ pub fn parse_watch_retention(text: &str) -> Result<WatchRetention, String> {
                 });
         }
     }
-    crate::config::parse_duration(trimmed)
+    crate::units::parse_duration(trimmed)
         .ok()
         .filter(|d| !d.is_zero())
         .map(WatchRetention::Age)
         .ok_or_else(|| {
             format!("`{text}` is not a watch retention: use e.g. `24h` or `10000 revisions`")
         })
+}
+
+/// The PostgreSQL store's settings that `lookout serve` takes (ignored by the memory store),
+/// with their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgSettings {
+    pub auto_migrate: bool,
+    pub max_connections: u32,
+    pub snap_token_wait: Duration,
+    pub watch_retention: WatchRetention,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            auto_migrate: true,
+            max_connections: 20,
+            snap_token_wait: Duration::from_secs(5),
+            watch_retention: WatchRetention::default(),
+        }
+    }
 }
 
 /// Settings of the PostgreSQL store.
@@ -151,13 +176,19 @@ pub struct PgOptions {
 }
 
 impl PgOptions {
+    /// Options with the default settings.
     pub fn new(uri: impl Into<String>) -> PgOptions {
+        PgOptions::with_settings(uri, PgSettings::default())
+    }
+
+    /// Options with `settings` and the defaults of the rest.
+    pub fn with_settings(uri: impl Into<String>, settings: PgSettings) -> PgOptions {
         PgOptions {
             uri: uri.into(),
-            auto_migrate: true,
-            max_connections: 20,
-            snap_token_wait: Duration::from_secs(5),
-            watch_retention: WatchRetention::default(),
+            auto_migrate: settings.auto_migrate,
+            max_connections: settings.max_connections,
+            snap_token_wait: settings.snap_token_wait,
+            watch_retention: settings.watch_retention,
             poll_interval: Duration::from_secs(1),
             gc_interval: Duration::from_secs(60),
             watch: true,
@@ -391,13 +422,113 @@ impl Pg {
     }
 }
 
+/// The tenants' side of the store: [`crate::tenants`] calls these through its [`Database`]
+/// trait.
+impl Database for Pg {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn reach<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+        revision: u64,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(Pg::reach(self, tenant, revision))
+    }
+
+    fn write_schema<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+        version: SchemaVersion,
+    ) -> BoxFuture<'a, Result<SchemaVersion, ApiError>> {
+        Box::pin(Pg::write_schema(self, tenant, version))
+    }
+
+    fn refresh_schemas<'a>(&'a self, tenant: &'a Tenant) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(Pg::refresh_schemas(self, tenant))
+    }
+
+    fn commit<'a>(
+        &'a self,
+        tenant: &'a Arc<Tenant>,
+        model: Arc<Model>,
+        build: BuildBatch,
+        rejected: RejectBatch,
+    ) -> BoxFuture<'a, Result<u64, ApiError>> {
+        Box::pin(async move { Pg::commit(self, tenant, &model, build, rejected).await })
+    }
+
+    fn replay<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+        after: u64,
+        upto: u64,
+    ) -> BoxFuture<'a, Result<(Vec<Commit>, u64), ApiError>> {
+        Box::pin(Pg::replay(self, tenant, after, upto))
+    }
+
+    fn put_bundles<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+        bundles: Vec<(String, Vec<u8>)>,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(Pg::put_bundles(self, tenant, bundles))
+    }
+
+    fn bundle<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, ApiError>> {
+        Box::pin(Pg::bundle(self, tenant, name))
+    }
+
+    fn delete_bundle<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(Pg::delete_bundle(self, tenant, name))
+    }
+
+    fn load_tenant<'a>(
+        &'a self,
+        tenants: &'a Tenants,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<Tenant>>, ApiError>> {
+        Box::pin(self.load_tenant_by_id(tenants, id))
+    }
+
+    fn create_tenant<'a>(
+        &'a self,
+        tenants: &'a Tenants,
+        id: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<Tenant>, ApiError>> {
+        Box::pin(Pg::create_tenant(self, tenants, id, name))
+    }
+
+    fn delete_tenant<'a>(
+        &'a self,
+        tenants: &'a Tenants,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<Tenant>, ApiError>> {
+        Box::pin(Pg::delete_tenant(self, tenants, id))
+    }
+
+    fn sync_tenants<'a>(&'a self, tenants: &'a Tenants) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move { Pg::sync_tenants(self, tenants).await.map(|_| ()) })
+    }
+}
+
 /// Connects, migrates (if asked), checks the settings, loads every tenant and starts the
 /// tailer and the change-log collector, which run until `shutdown`. Returns the tenants.
 pub async fn start(
     options: PgOptions,
     retention: Retention,
     shutdown: CancellationToken,
-) -> Result<crate::tenants::Tenants, StartError> {
+) -> Result<Tenants, StartError> {
     let uri = redact(&options.uri);
     let pool = connect(&options.uri, options.max_connections).await?;
     if options.auto_migrate {
@@ -451,8 +582,7 @@ pub async fn start(
         kick,
         loading: tokio::sync::Mutex::new(()),
     });
-    let tenants =
-        crate::tenants::Tenants::empty(retention, crate::storage::Backend::Postgres(pg.clone()));
+    let tenants = Tenants::empty(retention, Backend::Database(pg.clone()));
     pg.load_all(&tenants).await?;
     tail::spawn(pg, tenants.clone(), notifications, kicks, shutdown);
     Ok(tenants)

@@ -167,7 +167,7 @@ fn note(
 
 impl Pg {
     /// Catches up with every tenant: the tenant list, then each tenant's revisions.
-    async fn sync_all(self: &Arc<Self>, tenants: &Tenants) -> Result<(), ApiError> {
+    async fn sync_all(&self, tenants: &Tenants) -> Result<(), ApiError> {
         for (id, revision, schema_seq) in self.sync_tenants(tenants).await? {
             let Some(tenant) = tenants.local(&id) else {
                 continue;
@@ -183,7 +183,7 @@ impl Pg {
     }
 
     /// Catches up with one tenant: its existence and its revisions.
-    async fn sync_one(self: &Arc<Self>, tenants: &Tenants, id: &str) -> Result<(), ApiError> {
+    async fn sync_one(&self, tenants: &Tenants, id: &str) -> Result<(), ApiError> {
         match tenants.local(id) {
             Some(tenant) => self.catch_up(tenants, &tenant).await,
             None => {
@@ -194,11 +194,7 @@ impl Pg {
     }
 
     /// Applies every revision of `tenant` committed after the one it has applied.
-    async fn catch_up(
-        self: &Arc<Self>,
-        tenants: &Tenants,
-        tenant: &Arc<Tenant>,
-    ) -> Result<(), ApiError> {
+    async fn catch_up(&self, tenants: &Tenants, tenant: &Arc<Tenant>) -> Result<(), ApiError> {
         loop {
             let applied = tenant.head().revision();
             let mut tx = read_only_tx(&self.tail_pool, "begin catching up").await?;

@@ -207,7 +207,7 @@ impl Pg {
     }
 
     pub(crate) async fn create_tenant(
-        self: &Arc<Self>,
+        &self,
         tenants: &Tenants,
         id: &str,
         name: &str,

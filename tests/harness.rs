@@ -28,6 +28,7 @@ use lookout_proto::v1::schema_client::SchemaClient;
 use lookout_proto::v1::tenancy_client::TenancyClient;
 use lookout_server::auth::AuthnMethod;
 use lookout_server::config::Config;
+use lookout_server::error::{self, ErrorInfo};
 use lookout_server::serve::{self, Handle, ServeError};
 use prost::{Message, Name};
 use serde_json::{Map, Value, json};
@@ -138,6 +139,8 @@ pub struct Failure {
     /// The HTTP status (None over gRPC).
     pub http_status: Option<u16>,
     pub message: String,
+    /// The `reason` of the `google.rpc.ErrorInfo` detail: Permify's `ERROR_CODE_*` name.
+    pub reason: String,
 }
 
 impl fmt::Display for Failure {
@@ -495,12 +498,19 @@ async fn grpc<T>(
     }
 }
 
+/// A gRPC status as a failure. `reason` is empty when the status has no ErrorInfo, as a status
+/// made by the client itself (a deadline, a broken connection) has none.
 pub fn grpc_failure(status: &tonic::Status) -> Failure {
+    let info = ErrorInfo::from_status_details(status.details()).unwrap_or_default();
+    if !info.reason.is_empty() {
+        assert_eq!(info.domain, error::DOMAIN, "{status:?}");
+    }
     Failure {
         transport: Transport::Grpc,
         code: status.code(),
         http_status: None,
         message: status.message().to_owned(),
+        reason: info.reason,
     }
 }
 
@@ -616,7 +626,15 @@ pub fn http_failure(status: u16, body: &Value) -> Failure {
         .as_i64()
         .and_then(|c| i32::try_from(c).ok())
         .unwrap_or_else(|| panic!("HTTP {status}: the error body has no numeric `code`: {body}"));
-    assert_eq!(body["details"], json!([]), "HTTP {status}: {body}");
+    let details = body["details"].as_array().map(Vec::as_slice);
+    let [info] = details.unwrap_or_default() else {
+        panic!("HTTP {status}: `details` holds one google.rpc.ErrorInfo: {body}");
+    };
+    assert_eq!(info["@type"], json!(error::ERROR_INFO_TYPE_URL), "{body}");
+    assert_eq!(info["domain"], json!(error::DOMAIN), "{body}");
+    assert!(info["metadata"].is_object(), "{body}");
+    let reason = info["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.starts_with("ERROR_CODE_"), "HTTP {status}: {body}");
     let message = body["message"].as_str().unwrap_or_default().to_owned();
     assert!(
         !message.is_empty(),
@@ -627,6 +645,7 @@ pub fn http_failure(status: u16, body: &Value) -> Failure {
         code: Code::from_i32(code),
         http_status: Some(status),
         message,
+        reason,
     }
 }
 

@@ -20,6 +20,7 @@
 mod bad_input;
 mod clients;
 mod connections;
+mod error_codes;
 mod hardening;
 mod harness;
 mod hostile;

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Reason};
 pub use oidc::OidcSettings;
 
 /// How callers prove who they are.
@@ -149,9 +149,13 @@ fn bearer(authorization: Option<&[u8]>) -> Result<&str, ApiError> {
     let Some(value) = authorization else {
         return Err(unauthenticated(
             "missing credentials: send `authorization: Bearer <key or token>`",
-        ));
+        )
+        .with_reason(Reason::MissingBearerToken));
     };
-    let malformed = || unauthenticated("the authorization header is not `Bearer <key or token>`");
+    let malformed = || {
+        unauthenticated("the authorization header is not `Bearer <key or token>`")
+            .with_reason(Reason::MissingBearerToken)
+    };
     let value = std::str::from_utf8(value).map_err(|_| malformed())?.trim();
     let (scheme, credential) = value.split_once(' ').ok_or_else(malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer") {

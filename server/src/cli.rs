@@ -8,9 +8,10 @@ use clap::{Parser, Subcommand};
 use crate::config::ServeArgs;
 use crate::export_cmd::ExportArgs;
 use crate::import_cmd::ImportArgs;
+use crate::schema_cmd::SchemaArgs;
 use crate::storage::postgres::migrate::{self, MigrateArgs};
 use crate::validate_cmd::ValidateArgs;
-use crate::{export_cmd, import_cmd, serve, validate_cmd};
+use crate::{export_cmd, import_cmd, schema_cmd, serve, validate_cmd};
 
 /// Lookout: a Permify-compatible authorization service.
 #[derive(Debug, Parser)]
@@ -42,6 +43,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Write every tuple and attribute of a tenant of a running server, one per line.
     Export(ExportArgs),
+    /// Write a tenant's schema to a running server, or read it back.
+    Schema(SchemaArgs),
 }
 
 /// Runs a parsed command line.
@@ -52,6 +55,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Migrate(args) => migrate::run(&args),
         Command::Import(args) => import_cmd::run(&args),
         Command::Export(args) => export_cmd::run(&args),
+        Command::Schema(args) => schema_cmd::run(&args),
     }
 }
 

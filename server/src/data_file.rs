@@ -206,6 +206,13 @@ pub type Client = DataClient<tonic::service::interceptor::InterceptedService<Cha
 
 /// Connects to `args.target`.
 pub async fn connect(args: &ConnectArgs) -> Result<Client, String> {
+    let (channel, bearer) = channel(args).await?;
+    Ok(DataClient::with_interceptor(channel, bearer))
+}
+
+/// A channel to `args.target` and the credential to send on it. A refused connection says
+/// which address was tried and asks whether the server runs there.
+pub async fn channel(args: &ConnectArgs) -> Result<(Channel, Bearer), String> {
     let url = if args.target.contains("://") {
         args.target.clone()
     } else {
@@ -217,7 +224,7 @@ pub async fn connect(args: &ConnectArgs) -> Result<Client, String> {
     let channel = endpoint
         .connect()
         .await
-        .map_err(|e| format!("cannot connect to {}: {e}", args.target))?;
+        .map_err(|e| connect_error(&e, &args.target))?;
     let bearer = match &args.token {
         Some(Secret(token)) => Some(
             format!("Bearer {token}")
@@ -226,12 +233,65 @@ pub async fn connect(args: &ConnectArgs) -> Result<Client, String> {
         ),
         None => None,
     };
-    Ok(DataClient::with_interceptor(channel, Bearer(bearer)))
+    Ok((channel, Bearer(bearer)))
 }
 
-/// A status as one line: `code: message`.
+/// Why a connection to `target` failed, as a person would say it.
+fn connect_error(e: &(dyn std::error::Error + 'static), target: &str) -> String {
+    let mut source = Some(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    format!("connection refused — is the server running at {target}?")
+                }
+                std::io::ErrorKind::TimedOut => {
+                    format!("cannot connect to {target}: timed out")
+                }
+                _ => format!("cannot connect to {target}: {io}"),
+            };
+        }
+        source = cause.source();
+    }
+    format!("cannot connect to {target}: {e}")
+}
+
+/// A status as one line: `code: message`, the code in words (`invalid argument`), without
+/// repeating a code the message already starts with. A server that does not speak gRPC (the
+/// HTTP port, say) makes tonic report a protocol error; that is said plainly instead.
 pub fn status_text(status: &tonic::Status) -> String {
-    format!("{:?}: {}", status.code(), status.message()).to_lowercase()
+    let message = status.message();
+    if !speaks_grpc(status) {
+        return "the server does not answer gRPC — is this the gRPC port? (Lookout serves gRPC on 3478 and HTTP/JSON on 3476 by default)".to_owned();
+    }
+    let code = code_words(status.code());
+    let message = message
+        .strip_prefix(&code)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .map_or(message, str::trim_start);
+    format!("{code}: {message}")
+}
+
+/// Whether the peer answered as a gRPC server: tonic reports an HTTP answer without gRPC
+/// framing (a JSON or HTML body, a 404 without `grpc-status`) as one of these.
+fn speaks_grpc(status: &tonic::Status) -> bool {
+    let message = status.message();
+    !(message.contains("compression flag")
+        || message.contains("invalid content-type")
+        || message.contains("missing content-type")
+        || (message.starts_with("HTTP status") && status.metadata().get("grpc-status").is_none()))
+}
+
+/// A gRPC code as words: `InvalidArgument` is `invalid argument`.
+pub fn code_words(code: tonic::Code) -> String {
+    let mut words = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            words.push(' ');
+        }
+        words.extend(c.to_lowercase());
+    }
+    words
 }
 
 #[cfg(test)]
@@ -254,6 +314,30 @@ mod tests {
             assert_eq!(detect(&json), Format::Json);
             assert_eq!(parse_line(&json, None).unwrap(), item, "{json}");
         }
+    }
+
+    #[test]
+    fn statuses_read_as_words_without_a_doubled_code() {
+        assert_eq!(code_words(tonic::Code::InvalidArgument), "invalid argument");
+        assert_eq!(code_words(tonic::Code::Ok), "ok");
+        let status = tonic::Status::unauthenticated("unauthenticated: the key is not valid");
+        assert_eq!(
+            status_text(&status),
+            "unauthenticated: the key is not valid"
+        );
+        let status = tonic::Status::invalid_argument("tenant_id is required");
+        assert_eq!(
+            status_text(&status),
+            "invalid argument: tenant_id is required"
+        );
+        let status = tonic::Status::internal(
+            "protocol error: received message with invalid compression flag: 123 (valid flags are 0 and 1) while receiving response with status: 404 Not Found",
+        );
+        assert!(
+            status_text(&status).contains("is this the gRPC port?"),
+            "{}",
+            status_text(&status)
+        );
     }
 
     #[test]

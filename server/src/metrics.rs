@@ -7,7 +7,18 @@
 //!   stream, to its start);
 //! - `lookout_requests_in_flight`, `lookout_open_streams{transport, rpc}`;
 //! - `lookout_requests_rejected_total{transport, reason}`: refused before reaching a handler
-//!   (`unauthenticated`, `overloaded`, `streams`, `deadline`).
+//!   (the [`REJECT_REASONS`]).
+//!
+//! Every counter is present from the start: each RPC's `code="OK"` series, each transport and
+//! reason of the rejections, each streaming RPC's open streams, all at 0, so that a dashboard's
+//! `rate()` and absence alerts work before the first call.
+//!
+//! Of the process:
+//! - `lookout_build_info{version, features}` = 1;
+//! - on Linux, read from `/proc` at scrape time: `process_cpu_seconds_total`,
+//!   `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`,
+//!   `process_max_fds`, `process_start_time_seconds` (the names of Prometheus' process
+//!   collector, which the `prometheus` crate ships only with a dependency tree we do not take).
 //!
 //! Read at scrape time from the service:
 //! - `lookout_cache_hits_total`, `lookout_cache_misses_total`, `lookout_cache_hit_ratio`;
@@ -19,6 +30,8 @@
 
 use std::fmt::Write as _;
 use std::time::Duration;
+
+use lookout_proto::routes::ROUTES;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -32,6 +45,31 @@ const BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0, 30.0,
 ];
+
+/// The transports, as the `transport` label spells them.
+pub const TRANSPORTS: [&str; 2] = ["grpc", "http"];
+
+/// Why a call is refused before its handler: the `reason` label of
+/// `lookout_requests_rejected_total`.
+pub const REJECT_REASONS: [&str; 5] = [
+    "unauthenticated",
+    "authentication-unavailable",
+    "overloaded",
+    "streams",
+    "deadline",
+];
+
+/// The Cargo features this binary was built with, for `lookout_build_info`.
+fn features() -> String {
+    let mut on = Vec::new();
+    if cfg!(feature = "otel") {
+        on.push("otel");
+    }
+    if cfg!(feature = "mimalloc") {
+        on.push("mimalloc");
+    }
+    on.join(",")
+}
 
 /// The metrics a server records per call.
 #[derive(Debug)]
@@ -99,7 +137,30 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(open_streams.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "lookout_build_info",
+                "Always 1; the labels name the build (version, Cargo features)",
+            ),
+            &["version", "features"],
+        )?;
         registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), &features()])
+            .set(1);
+        for transport in TRANSPORTS {
+            for reason in REJECT_REASONS {
+                rejected.with_label_values(&[transport, reason]);
+            }
+            for route in ROUTES {
+                let rpc = format!("{}/{}", route.service, route.rpc);
+                requests.with_label_values(&[transport, &rpc, "OK"]);
+                if route.server_streaming {
+                    open_streams.with_label_values(&[transport, &rpc]);
+                }
+            }
+        }
         Ok(Metrics {
             registry,
             requests,
@@ -139,7 +200,137 @@ impl Metrics {
         }
         let mut text = String::from_utf8_lossy(&out).into_owned();
         service_metrics(&mut text, service);
+        process_metrics(&mut text);
         text
+    }
+}
+
+/// Appends the `process_*` metrics, read from `/proc/self` now. Nothing elsewhere than Linux,
+/// or if `/proc` cannot be read.
+fn process_metrics(out: &mut String) {
+    if let Some(p) = ProcessStats::read() {
+        p.write(out);
+    }
+}
+
+/// What `/proc` says of this process.
+#[derive(Debug, Clone, PartialEq)]
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: u64,
+    virtual_bytes: u64,
+    open_fds: Option<u64>,
+    max_fds: Option<u64>,
+    start_time_seconds: f64,
+}
+
+/// Clock ticks per second of `/proc/*/stat` times: the kernel's USER_HZ, 100 on every
+/// architecture Lookout builds for.
+const USER_HZ: f64 = 100.0;
+
+impl ProcessStats {
+    fn read() -> Option<ProcessStats> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let boot = std::fs::read_to_string("/proc/stat").ok()?;
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        // Less the descriptor of the listing itself.
+        let open_fds = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|dir| (dir.count() as u64).saturating_sub(1));
+        ProcessStats::parse(&stat, &status, &boot, &limits, open_fds)
+    }
+
+    /// Reads the figures out of the texts of `/proc/self/stat`, `/proc/self/status`,
+    /// `/proc/stat` and `/proc/self/limits`.
+    fn parse(
+        stat: &str,
+        status: &str,
+        boot: &str,
+        limits: &str,
+        open_fds: Option<u64>,
+    ) -> Option<ProcessStats> {
+        // The command name, field 2, is in parentheses and may hold spaces: count after it.
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // Fields 14 (utime), 15 (stime) and 22 (starttime), from field 3 at index 0.
+        let ticks = |field: usize| fields.get(field - 3)?.parse::<u64>().ok();
+        let cpu_seconds = (ticks(14)? + ticks(15)?) as f64 / USER_HZ;
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+                .map(|k| k * 1024)
+        };
+        let boot_time = boot
+            .lines()
+            .find_map(|l| l.strip_prefix("btime"))?
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        let max_fds = limits
+            .lines()
+            .find_map(|l| l.strip_prefix("Max open files"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok());
+        Some(ProcessStats {
+            cpu_seconds,
+            resident_bytes: kib("VmRSS:").unwrap_or(0),
+            virtual_bytes: kib("VmSize:").unwrap_or(0),
+            open_fds,
+            max_fds,
+            start_time_seconds: boot_time as f64 + ticks(22)? as f64 / USER_HZ,
+        })
+    }
+
+    fn write(&self, out: &mut String) {
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            family(out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        };
+        metric(
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds",
+            self.cpu_seconds.to_string(),
+        );
+        metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes",
+            self.resident_bytes.to_string(),
+        );
+        metric(
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes",
+            self.virtual_bytes.to_string(),
+        );
+        if let Some(fds) = self.open_fds {
+            metric(
+                "process_open_fds",
+                "gauge",
+                "Number of open file descriptors",
+                fds.to_string(),
+            );
+        }
+        if let Some(fds) = self.max_fds {
+            metric(
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors",
+                fds.to_string(),
+            );
+        }
+        metric(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch in seconds",
+            self.start_time_seconds.to_string(),
+        );
     }
 }
 
@@ -255,5 +446,87 @@ mod tests {
             "{text}"
         );
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
+    }
+
+    #[test]
+    fn every_counter_and_the_build_are_there_from_the_start() {
+        let metrics = Metrics::new().unwrap();
+        let service = Service::new(Limits::default(), Retention::default());
+        let text = metrics.render(&service);
+        for transport in TRANSPORTS {
+            for reason in REJECT_REASONS {
+                let line = format!(
+                    "lookout_requests_rejected_total{{reason=\"{reason}\",transport=\"{transport}\"}} 0"
+                );
+                assert!(text.contains(&line), "{line} in {text}");
+            }
+            let line = format!(
+                "lookout_requests_total{{code=\"OK\",rpc=\"Permission/Check\",transport=\"{transport}\"}} 0"
+            );
+            assert!(text.contains(&line), "{line}");
+            let line =
+                format!("lookout_open_streams{{rpc=\"Watch/Watch\",transport=\"{transport}\"}} 0");
+            assert!(text.contains(&line), "{line}");
+        }
+        let build = format!(
+            "lookout_build_info{{features=\"{}\",version=\"{}\"}} 1",
+            features(),
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "{text}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_come_from_proc() {
+        let metrics = Metrics::new().unwrap();
+        let service = Service::new(Limits::default(), Retention::default());
+        let text = metrics.render(&service);
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+                .parse()
+                .unwrap()
+        };
+        assert!(value("process_resident_memory_bytes") > 1e6);
+        assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
+        assert!(value("process_open_fds") >= 3.0);
+        assert!(value("process_max_fds") >= value("process_open_fds"));
+        assert!(value("process_cpu_seconds_total") >= 0.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let start = value("process_start_time_seconds");
+        assert!(
+            start <= now + 1.0 && start > now - 86_400.0,
+            "{start} vs {now}"
+        );
+    }
+
+    #[test]
+    fn parses_proc_texts() {
+        let stat = "4242 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0 8 0 12345 1000 10";
+        let status = "Name:\tlookout\nVmSize:\t  20480 kB\nVmRSS:\t    1024 kB\n";
+        let boot = "cpu  1 2 3\nbtime 1700000000\nprocesses 5\n";
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            1024                 4096                 files\n";
+        let p = ProcessStats::parse(stat, status, boot, limits, Some(7)).unwrap();
+        assert_eq!(
+            p,
+            ProcessStats {
+                cpu_seconds: 4.0,
+                resident_bytes: 1024 * 1024,
+                virtual_bytes: 20480 * 1024,
+                open_fds: Some(7),
+                max_fds: Some(1024),
+                start_time_seconds: 1_700_000_123.45,
+            }
+        );
+        assert_eq!(
+            ProcessStats::parse("garbage", status, boot, limits, None),
+            None
+        );
     }
 }

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::ValueEnum as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -170,10 +171,19 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
         }
     });
 
+    let authn = config
+        .authn
+        .method
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,
         database,
+        authn,
+        // TLS is not implemented: both ports speak plaintext.
+        tls = false,
         watch = config.watch,
         max_connections = connections.max(),
         "lookout is serving"

@@ -33,7 +33,7 @@ use lookout_engine::schema::SchemaError;
 use tokio::sync::{broadcast, watch};
 
 use crate::cache::CheckCosts;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Reason};
 
 /// The tenant every server has from the start.
 pub const DEFAULT_TENANT: &str = "t1";
@@ -455,6 +455,7 @@ impl Tenant {
                     "continuous_token: the snapshot at revision {revision} is no longer retained; start the listing again"
                 ),
             )
+            .with_reason(Reason::InvalidContinuousToken)
         })
     }
 
@@ -588,7 +589,8 @@ impl Tenant {
             return Err(ApiError::new(
                 ErrorCode::NotFound,
                 format!("tenant `{}` has no schema yet: write one first", self.id),
-            ));
+            )
+            .with_reason(Reason::SchemaNotFound));
         }
         Err(ApiError::new(
             ErrorCode::NotFound,
@@ -596,7 +598,8 @@ impl Tenant {
                 "schema version `{version}` not found in tenant `{}`",
                 self.id
             ),
-        ))
+        )
+        .with_reason(Reason::SchemaNotFound))
     }
 
     /// Every schema version, newest first.
@@ -1002,10 +1005,7 @@ impl Tenants {
         {
             return Ok(t);
         }
-        Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("tenant `{id}` not found"),
-        ))
+        Err(ApiError::tenant_not_found(id))
     }
 
     pub(crate) fn local(&self, id: &str) -> Option<Arc<Tenant>> {
@@ -1035,7 +1035,8 @@ impl Tenants {
             Entry::Occupied(_) => Err(ApiError::new(
                 ErrorCode::AlreadyExists,
                 format!("tenant `{id}` already exists"),
-            )),
+            )
+            .with_reason(Reason::UniqueConstraint)),
             Entry::Vacant(slot) => {
                 let tenant = Arc::new(Tenant::new(id, name, self.retention));
                 slot.insert(tenant.clone());
@@ -1049,7 +1050,7 @@ impl Tenants {
             return db.delete_tenant(self, id).await;
         }
         self.remove_local(id)
-            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("tenant `{id}` not found")))
+            .ok_or_else(|| ApiError::tenant_not_found(id))
     }
 
     /// All tenants, sorted by ID (a replica first catches up with the database's list).

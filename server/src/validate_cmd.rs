@@ -1,10 +1,17 @@
 //! `lookout validate FILE...`: reads each validation file, runs it with the engine and prints
 //! the outcome.
 //!
-//! Results go to stdout: every failing assertion (every assertion with `--verbose`), a summary
-//! line per file and a total. Problems go to stderr: files that cannot be read or run (with
-//! line and column where the engine gives them) and warnings. The exit status is 1 if anything
-//! failed or could not be run.
+//! Results go to stdout: every failing assertion (every assertion with `--verbose`), each as
+//! `FILE:LINE: ...` with the line of its `permission: value` entry when it can be told, a
+//! summary line per file and a total. Problems go to stderr: files that cannot be read or run
+//! (with line and column where the engine gives them) and warnings. The exit status is 1 if
+//! anything failed or could not be run.
+//!
+//! Stricter than the engine (and Permify) so that a mistake cannot pass silently: a key the
+//! format does not know makes the file invalid (a misspelt `assertion:` would otherwise assert
+//! nothing), and so does a file with no assertion at all. As in Permify, `schema:` may name a
+//! schema file instead of holding the schema: a one-line value that names an existing file,
+//! relative to the validation file's directory, is read from there.
 
 use std::fs;
 use std::io::{self, Write};
@@ -75,10 +82,12 @@ pub fn validate<P: AsRef<Path>>(
                 continue;
             }
         };
-        let report = match validation::run(&source) {
+        let report = match run_file(path, &source) {
             Ok(report) => report,
-            Err(e) => {
-                writeln!(err, "{name}: error: {e}")?;
+            Err(problems) => {
+                for problem in problems {
+                    writeln!(err, "{name}: error: {problem}")?;
+                }
                 totals.invalid += 1;
                 continue;
             }
@@ -86,11 +95,16 @@ pub fn validate<P: AsRef<Path>>(
         for warning in &report.warnings {
             writeln!(err, "{name}: warning: {warning}")?;
         }
-        for outcome in &report.outcomes {
+        let lines = assertion_lines(&source, &report.outcomes);
+        for (i, outcome) in report.outcomes.iter().enumerate() {
+            let at = match lines.as_ref().and_then(|l| l.get(i)) {
+                Some(line) => format!("{name}:{line}"),
+                None => name.to_string(),
+            };
             if !outcome.passed {
-                writeln!(out, "{name}: {outcome}")?;
+                writeln!(out, "{at}: {outcome}")?;
             } else if verbose {
-                writeln!(out, "{name}: {}", passed(outcome))?;
+                writeln!(out, "{at}: {}", passed(outcome))?;
             }
         }
         let (passed, failed) = (report.passed(), report.failed());
@@ -109,6 +123,145 @@ pub fn validate<P: AsRef<Path>>(
         totals.passed, totals.failed
     )?;
     Ok(totals)
+}
+
+/// Parses and runs one file: its report, or every reason it cannot be run.
+fn run_file(path: &Path, source: &str) -> Result<validation::Report, Vec<String>> {
+    let mut parsed = validation::parse(source).map_err(|e| vec![e.to_string()])?;
+    if !parsed.unknown_keys.is_empty() {
+        return Err(parsed
+            .unknown_keys
+            .iter()
+            .map(|(key, at)| {
+                format!("unknown key `{key}` in `{at}` (see the format in the README, \"Validating schemas and data\")")
+            })
+            .collect());
+    }
+    if let Some(schema_file) = schema_file(path, &parsed.file.schema) {
+        parsed.file.schema = fs::read_to_string(&schema_file).map_err(|e| {
+            vec![format!(
+                "cannot read the schema file {}: {}",
+                schema_file.display(),
+                io_reason(&e)
+            )]
+        })?;
+        // The engine's warning about a missing schema does not apply any more.
+        parsed.warnings.retain(|w| !w.contains("no `schema`"));
+    }
+    let report = validation::run_parsed(source, parsed).map_err(|e| vec![e.to_string()])?;
+    if report.outcomes.is_empty() {
+        return Err(vec![
+            "the file asserts nothing: no scenario has a check, entity filter or subject filter with an assertion".to_owned(),
+        ]);
+    }
+    Ok(report)
+}
+
+/// The file a `schema:` value names: a one-line value naming an existing file, relative to the
+/// validation file's directory.
+fn schema_file(path: &Path, schema: &str) -> Option<std::path::PathBuf> {
+    let value = schema.trim();
+    if value.is_empty() || value.contains('\n') || value.contains('{') {
+        return None;
+    }
+    let candidate = path.parent().unwrap_or(Path::new(".")).join(value);
+    candidate.is_file().then_some(candidate)
+}
+
+/// The 1-based line of each outcome's `permission: value` entry, in the order of `outcomes`;
+/// `None` unless every outcome is matched to an entry of the same permission (an assertion
+/// block written in flow style, say, is not located).
+fn assertion_lines(source: &str, outcomes: &[validation::Outcome]) -> Option<Vec<usize>> {
+    let entries = assertion_entries(source)?;
+    if entries.len() != outcomes.len() {
+        return None;
+    }
+    entries
+        .iter()
+        .zip(outcomes)
+        .map(|((key, line), outcome)| {
+            let permission = outcome
+                .asked
+                .split_once('#')
+                .and_then(|(_, rest)| rest.split_once('@'))
+                .map(|(permission, _)| permission)?;
+            (permission == key).then_some(*line)
+        })
+        .collect()
+}
+
+/// Every entry with a value of every `assertions:` block, in file order: (key, 1-based line).
+fn assertion_entries(source: &str) -> Option<Vec<(String, usize)>> {
+    let lines: Vec<&str> = source.lines().collect();
+    let content = |line: &str| -> Option<(usize, String)> {
+        let text = match line.find(" #") {
+            Some(comment) => &line[..comment],
+            None => line,
+        };
+        let trimmed = text.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            return None;
+        }
+        Some((text.len() - trimmed.len(), trimmed.trim_end().to_owned()))
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some((mut indent, mut text)) = content(lines[i]) else {
+            i += 1;
+            continue;
+        };
+        if let Some(rest) = text.strip_prefix("- ") {
+            indent += 2 + (rest.len() - rest.trim_start().len());
+            text = rest.trim_start().to_owned();
+        }
+        let Some(after) = text.strip_prefix("assertions:") else {
+            i += 1;
+            continue;
+        };
+        if !after.trim().is_empty() {
+            // A flow mapping or a null: not located.
+            if after.trim() == "~" || after.trim() == "null" || after.trim() == "{}" {
+                i += 1;
+                continue;
+            }
+            return None;
+        }
+        let mut child: Option<usize> = None;
+        let mut j = i + 1;
+        while j < lines.len() {
+            let Some((entry_indent, entry)) = content(lines[j]) else {
+                j += 1;
+                continue;
+            };
+            if entry_indent <= indent {
+                break;
+            }
+            let child_indent = *child.get_or_insert(entry_indent);
+            if entry_indent == child_indent && !entry.starts_with("- ") {
+                let (key, value) = entry.split_once(':')?;
+                let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+                let value = value.trim();
+                let has_value = if value.is_empty() {
+                    // A block value follows: more indented, or a list at the key's indent.
+                    lines[j + 1..]
+                        .iter()
+                        .find_map(|l| content(l))
+                        .is_some_and(|(n, t)| {
+                            n > child_indent || (n == child_indent && t.starts_with("- "))
+                        })
+                } else {
+                    value != "~" && value != "null"
+                };
+                if has_value {
+                    out.push((key.to_owned(), j + 1));
+                }
+            }
+            j += 1;
+        }
+        i = j;
+    }
+    Some(out)
 }
 
 /// `scenario "NAME": check document:1#view@user:1: ok, got true`.
@@ -178,7 +331,7 @@ mod tests {
         assert_eq!(
             out,
             format!(
-                "{name}: scenario \"s\": check doc:1#viewer@user:2: want true, got false\n\
+                "{name}:19: scenario \"s\": check doc:1#viewer@user:2: want true, got false\n\
                  {name}: 1 passed, 1 failed\n\
                  total: 1 passed, 1 failed\n"
             )
@@ -191,7 +344,7 @@ mod tests {
         let (_, out, _) = run_on(&[&path], true);
         assert!(
             out.starts_with(&format!(
-                "{name}: scenario \"s\": check doc:1#viewer@user:1: ok, got true\n"
+                "{name}:14: scenario \"s\": check doc:1#viewer@user:1: ok, got true\n"
             )),
             "{out}"
         );
@@ -212,6 +365,65 @@ mod tests {
                  {}: error: invalid schema at 1:34 (schema 1:26): undefined entity `nope`\n",
                 bad.display()
             )
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_files_that_assert_nothing_are_invalid() {
+        let typo = FILE.replace(
+            "        assertions:\n          viewer: true\n          checks:",
+            "        assertion:\n          viewer: true",
+        );
+        let typo = write_tmp("typo.yaml", &typo);
+        let (totals, _, err) = run_on(&[&typo], false);
+        assert_eq!(totals.invalid, 1);
+        assert!(
+            err.contains("error: unknown key `assertion` in `scenarios[0].checks[0]`"),
+            "{err}"
+        );
+
+        let empty = write_tmp(
+            "nothing.yaml",
+            "schema: entity user {}\nscenarios:\n  - name: s\n    checks:\n      - entity: user:1\n        subject: user:1\n",
+        );
+        let (totals, _, err) = run_on(&[&empty], false);
+        assert_eq!(totals.invalid, 1);
+        assert!(err.contains("error: the file asserts nothing"), "{err}");
+    }
+
+    #[test]
+    fn a_schema_may_be_a_file_next_to_the_validation_file() {
+        write_tmp(
+            "doc.perm",
+            "entity user {}\nentity doc {\n    relation viewer @user\n}\n",
+        );
+        let file = FILE.replace(
+            "schema: |-\n    entity user {}\n    entity doc {\n        relation viewer @user\n    }\n",
+            "schema: doc.perm\n",
+        );
+        let path = write_tmp("by-path.yaml", &file);
+        let (totals, out, err) = run_on(&[&path], false);
+        assert_eq!(totals.passed, 1, "{out}{err}");
+        assert_eq!(totals.failed, 1, "{out}{err}");
+        assert!(!err.contains("no `schema`"), "{err}");
+        // Lines shift by the 4 schema lines removed.
+        assert!(out.contains(":15: scenario \"s\""), "{out}");
+
+        let missing = write_tmp("missing-schema.yaml", "schema: nope.perm\n");
+        let (totals, _, err) = run_on(&[&missing], false);
+        assert_eq!(totals.invalid, 1, "{err}");
+    }
+
+    #[test]
+    fn filter_assertions_are_located_in_block_and_flow_lists() {
+        let source = "scenarios:\n  - name: s\n    entity_filters:\n      - entity_type: doc\n        subject: user:1\n        assertions:\n          view:\n          - \"1\"\n          edit: [\"2\"]  # a comment\n          skipped: ~\n    checks:\n      - entity: doc:1\n        subject: user:1\n        assertions:\n          \"view\": false\n";
+        assert_eq!(
+            assertion_entries(source).unwrap(),
+            [
+                ("view".to_owned(), 7),
+                ("edit".to_owned(), 9),
+                ("view".to_owned(), 15)
+            ]
         );
     }
 }

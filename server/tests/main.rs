@@ -3,6 +3,7 @@
 //! throwaway clusters.
 
 mod cache;
+mod client_cli;
 mod import_export;
 mod layering;
 mod postgres;

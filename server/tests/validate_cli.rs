@@ -103,7 +103,7 @@ fn a_flipped_assertion_fails_and_is_named() {
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains(&format!(
-            "{name}: scenario \"scenario 1\": check organization:1#view_files@user:1: want false, got true\n"
+            "{name}:19: scenario \"scenario 1\": check organization:1#view_files@user:1: want false, got true\n"
         )),
         "{stdout}"
     );
@@ -159,5 +159,67 @@ fn usage_errors_exit_two() {
         text(&output.stderr).contains("Usage"),
         "{}",
         text(&output.stderr)
+    );
+}
+
+#[test]
+fn strict_files_schema_paths_and_assertion_lines_through_the_binary() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("validate-cli-strict-{}", std::process::id()));
+    fs::create_dir_all(dir.join("schemas")).unwrap();
+    let schema = ONE_CHECK
+        .split_once("relationships:")
+        .unwrap()
+        .0
+        .trim_start_matches("schema: |-\n")
+        .lines()
+        .map(str::trim_start)
+        .collect::<Vec<_>>()
+        .join("\n");
+    fs::write(dir.join("schemas/org.perm"), schema).unwrap();
+    let by_path = ONE_CHECK
+        .replace("view_files: true", "view_files: false")
+        .split_once("relationships:")
+        .map(|(_, rest)| format!("schema: schemas/org.perm\n\nrelationships:{rest}"))
+        .unwrap();
+    let path = dir.join("by-path.yaml");
+    fs::write(&path, &by_path).unwrap();
+    let name = path.to_string_lossy();
+    let output = lookout(&["validate", &name]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    let line = by_path
+        .lines()
+        .position(|l| l.contains("view_files: false"))
+        .unwrap()
+        + 1;
+    assert!(
+        stdout.contains(&format!("{name}:{line}: scenario \"scenario 1\"")),
+        "{stdout}"
+    );
+
+    let typo = dir.join("typo.yaml");
+    fs::write(&typo, ONE_CHECK.replace("assertions:", "asertions:")).unwrap();
+    let output = lookout(&["validate", &typo.to_string_lossy()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("error: unknown key `asertions`"),
+        "{stderr}"
+    );
+
+    let nothing = dir.join("nothing.yaml");
+    fs::write(&nothing, ONE_CHECK.split_once("scenarios:").unwrap().0).unwrap();
+    let output = lookout(&["validate", &nothing.to_string_lossy()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("error: the file asserts nothing"),
+        "{stderr}"
     );
 }

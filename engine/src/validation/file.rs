@@ -202,6 +202,9 @@ where
 pub struct Parsed {
     pub file: ValidationFile,
     pub warnings: Vec<String>,
+    /// Keys below the top level the format does not know, as (key, path of the mapping):
+    /// ignored here with a warning, as Permify ignores them; `lookout validate` refuses them.
+    pub unknown_keys: Vec<(String, String)>,
 }
 
 /// Parses a validation file.
@@ -227,8 +230,18 @@ pub fn parse(source: &str) -> Result<Parsed, ValidationError> {
     if file.schema.trim().is_empty() {
         warnings.push("the file has no `schema`".to_string());
     }
-    unknown_nested_keys(&value, &mut warnings);
-    Ok(Parsed { file, warnings })
+    let mut unknown_keys = Vec::new();
+    unknown_nested_keys(&value, &mut unknown_keys);
+    warnings.extend(
+        unknown_keys
+            .iter()
+            .map(|(key, path)| format!("unknown key `{key}` in `{path}` is ignored")),
+    );
+    Ok(Parsed {
+        file,
+        warnings,
+        unknown_keys,
+    })
 }
 
 fn yaml_error(e: serde_norway::Error) -> ValidationError {
@@ -262,7 +275,7 @@ const SUBJECT_FILTER_KEYS: &[&str] = &["subject_reference", "entity", "context",
 const CONTEXT_KEYS: &[&str] = &["tuples", "attributes", "data"];
 
 /// Warns about keys below the top level that the format does not know (they are ignored).
-fn unknown_nested_keys(top: &serde_norway::Value, warnings: &mut Vec<String>) {
+fn unknown_nested_keys(top: &serde_norway::Value, warnings: &mut Vec<(String, String)>) {
     let Some(scenarios) = top.get("scenarios").and_then(|s| s.as_sequence()) else {
         return;
     };
@@ -289,14 +302,19 @@ fn unknown_nested_keys(top: &serde_norway::Value, warnings: &mut Vec<String>) {
     }
 }
 
-fn unknown_keys(value: &serde_norway::Value, known: &[&str], path: &str, out: &mut Vec<String>) {
+fn unknown_keys(
+    value: &serde_norway::Value,
+    known: &[&str],
+    path: &str,
+    out: &mut Vec<(String, String)>,
+) {
     let Some(map) = value.as_mapping() else {
         return;
     };
     for key in map.keys() {
         let key = key_text(key);
         if !known.contains(&key.as_str()) {
-            out.push(format!("unknown key `{key}` in `{path}` is ignored"));
+            out.push((key, path.to_owned()));
         }
     }
 }

@@ -86,7 +86,13 @@ fn data_at(index: usize, line: Option<usize>) -> String {
 
 /// Runs a validation file: every assertion of every scenario, against the file's schema and data.
 pub fn run(source: &str) -> Result<Report, ValidationError> {
-    let parsed = parse(source)?;
+    run_parsed(source, parse(source)?)
+}
+
+/// As [`run`], for a file already parsed from `source` (which a caller may have completed, such
+/// as `lookout validate` reading a `schema:` that names a file). Positions are found in
+/// `source`, and only where they line up with the parsed values.
+pub fn run_parsed(source: &str, parsed: Parsed) -> Result<Report, ValidationError> {
     let file = &parsed.file;
     let model = Model::compile(&file.schema).map_err(|error| ValidationError::Schema {
         position: locate::schema_position(source, &file.schema, error.span),

@@ -30,7 +30,7 @@ use tokio::sync::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use super::unauthenticated;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Reason};
 
 /// The largest discovery document or key set read, in bytes.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -359,8 +359,10 @@ impl OidcVerifier {
 
     /// Accepts a valid token of the issuer for the audience.
     pub async fn verify(&self, token: &str) -> Result<(), ApiError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| unauthenticated("the bearer token is not a well-formed JWT"))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            unauthenticated("the bearer token is not a well-formed JWT")
+                .with_reason(Reason::InvalidBearerToken)
+        })?;
         if !self.settings.algorithms.contains(&header.alg) {
             return Err(unauthenticated(&format!(
                 "tokens signed with {:?} are not accepted (allowed: {})",
@@ -388,7 +390,20 @@ impl OidcVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &validation)
             .map(|_| ())
-            .map_err(|e| unauthenticated(&reason(e.kind())))
+            .map_err(|e| unauthenticated(&reason(e.kind())).with_reason(token_reason(e.kind())))
+    }
+}
+
+/// Permify's name for a refused token.
+fn token_reason(kind: &jsonwebtoken::errors::ErrorKind) -> Reason {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidIssuer => Reason::InvalidIssuer,
+        K::InvalidAudience => Reason::InvalidAudience,
+        K::ExpiredSignature | K::ImmatureSignature | K::MissingRequiredClaim(_) => {
+            Reason::InvalidClaims
+        }
+        _ => Reason::InvalidBearerToken,
     }
 }
 

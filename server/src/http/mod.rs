@@ -111,7 +111,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     let body = serde_json::json!({
         "code": tonic::Code::Unimplemented as i32,
         "message": format!("method {method} is not allowed for {}", uri.path()),
-        "details": [],
+        "details": [crate::error::error_info_json(crate::error::Reason::NotImplemented)],
     });
     json_response(
         StatusCode::METHOD_NOT_ALLOWED,

@@ -22,7 +22,7 @@ use super::{
     Service, bundle, next_page_token, pinned_snapshot, query_fingerprint, read_snapshot, run_cpu,
     schema_of, snap_token_at,
 };
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Reason};
 use crate::tenants::{SchemaVersion, Tenant};
 
 /// Turns the store's rejection of a batch into the client's error, naming the request field
@@ -41,7 +41,9 @@ fn rejected(e: WriteError, label: impl Fn(&str, usize) -> Option<String>) -> Api
     let message = e.to_string();
     let prefix = format!("{what} {index}");
     match (label(what, index), message.strip_prefix(&prefix)) {
-        (Some(field), Some(rest)) => ApiError::invalid(format!("{field}{rest}")),
+        (Some(field), Some(rest)) => {
+            ApiError::invalid(format!("{field}{rest}")).with_reason(crate::error::write_reason(&e))
+        }
         _ => ApiError::from_write(e),
     }
 }
@@ -129,7 +131,8 @@ fn delete_batch(
                 "the filters match {} tuples and attributes, more than the batch limit of {max_batch} (--max-batch-size); narrow the filters",
                 batch.len()
             ),
-        ));
+        )
+        .with_reason(Reason::MaxDataPerWriteExceeded));
     }
     Ok(batch)
 }
@@ -151,9 +154,10 @@ fn page_of<T: Clone>(
     page_size: usize,
 ) -> Result<(Vec<T>, Option<u64>), ApiError> {
     if start > items.len() {
-        return Err(ApiError::invalid(
-            "continuous_token: position out of range for this listing",
-        ));
+        return Err(
+            ApiError::invalid("continuous_token: position out of range for this listing")
+                .with_reason(Reason::InvalidContinuousToken),
+        );
     }
     let end = start.saturating_add(page_size).min(items.len());
     let page = items[start..end].to_vec();
@@ -451,6 +455,7 @@ async fn stored_bundle(tenant: &Tenant, name: &str) -> Result<v1::DataBundle, Ap
             ErrorCode::NotFound,
             format!("bundle `{name}` not found in tenant `{}`", tenant.id),
         )
+        .with_reason(Reason::BundleNotFound)
     })?;
     v1::DataBundle::decode(bytes.as_slice())
         .map_err(|e| ApiError::internal(format!("stored bundle `{name}` is unreadable: {e}")))

@@ -12,7 +12,7 @@ use lookout_engine::tokens::ContinuousToken;
 use lookout_proto::v1;
 
 use super::{Service, convert, query_fingerprint, run_cpu, schema_of};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Reason};
 use crate::tenants::Tenant;
 
 /// Scope of schema-list continuous tokens, besides the tenant.
@@ -68,7 +68,8 @@ fn edited_source(
             return Err(ApiError::new(
                 ErrorCode::NotFound,
                 format!("{field}: entity `{entity}` is not defined in schema version `{version}`"),
-            ));
+            )
+            .with_reason(Reason::EntityDefinitionNotFound));
         };
         let mut members = print::member_statements(base, ty);
         let missing = |at: String, name: &str| {

@@ -32,6 +32,8 @@ struct Served {
     lines: mpsc::Receiver<String>,
     grpc: SocketAddr,
     http: SocketAddr,
+    /// The `lookout is serving` log line.
+    serving: Value,
 }
 
 impl Drop for Served {
@@ -91,6 +93,7 @@ fn serve(extra: &[&str]) -> Served {
                 http: addr("http"),
                 child,
                 lines,
+                serving: value,
             };
         }
     }
@@ -220,4 +223,20 @@ fn bad_settings_exit_two() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no-such-setting"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_serving_line_names_the_store_the_authentication_and_tls() {
+    let served = serve(&[]);
+    assert_eq!(served.serving["database"], "memory", "{}", served.serving);
+    assert_eq!(served.serving["authn"], "none", "{}", served.serving);
+    assert_eq!(served.serving["tls"], false, "{}", served.serving);
+
+    let served = serve(&[
+        "--authn-method",
+        "preshared",
+        "--authn-preshared-keys",
+        "k1",
+    ]);
+    assert_eq!(served.serving["authn"], "preshared", "{}", served.serving);
 }

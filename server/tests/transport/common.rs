@@ -183,7 +183,19 @@ pub fn tuple(entity: &str, relation: &str, subject: &str) -> Value {
 /// Asserts Permify's error body and returns its message.
 pub fn error_message(body: &Value, code: i64) -> String {
     assert_eq!(body["code"], json!(code), "{body}");
-    assert_eq!(body["details"], json!([]), "{body}");
+    let details = body["details"].as_array().cloned().unwrap_or_default();
+    assert_eq!(details.len(), 1, "one google.rpc.ErrorInfo: {body}");
+    assert_eq!(
+        details[0]["@type"],
+        json!("type.googleapis.com/google.rpc.ErrorInfo"),
+        "{body}"
+    );
+    assert!(
+        details[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("ERROR_CODE_")),
+        "{body}"
+    );
     let message = body["message"].as_str().unwrap_or_default().to_owned();
     assert!(!message.is_empty(), "{body}");
     message

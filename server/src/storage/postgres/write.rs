@@ -11,7 +11,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::codec::{self, CHANGE_COLUMNS, ChangeColumns, ChangeRow};
 use super::{LOCK_CLASS, Pg, db_error, read_only_tx, tenant_revisions};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Reason};
 use crate::tenants::{Commit, SchemaVersion, Tenant, Tenants};
 
 fn millis(time: SystemTime) -> i64 {
@@ -24,7 +24,7 @@ pub(super) fn from_millis(ms: i64) -> SystemTime {
 }
 
 fn gone(tenant: &str) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("tenant `{tenant}` not found"))
+    ApiError::tenant_not_found(tenant)
 }
 
 impl Pg {
@@ -226,7 +226,8 @@ impl Pg {
             return Err(ApiError::new(
                 ErrorCode::AlreadyExists,
                 format!("tenant `{id}` already exists"),
-            ));
+            )
+            .with_reason(Reason::UniqueConstraint));
         }
         self.notify(format!("t:{id}")).await?;
         self.load_tenant_by_id(tenants, id)

@@ -410,3 +410,133 @@ fn the_pool_knows_all_messages() {
         Err(JsonError::UnknownMessage(_))
     ));
 }
+
+/// `n` tuples as JSON text, in varied spellings: some with `subject.relation`, some with a
+/// subject set, every tenth with camelCase keys the whole-body rules rename.
+fn tuples_json(n: usize) -> String {
+    let mut out = String::from("[");
+    for i in 0..n {
+        if i > 0 {
+            out.push(',');
+        }
+        let subject = match i % 3 {
+            0 => format!(r#"{{"type": "user", "id": "u{i}"}}"#),
+            1 => format!(r#"{{"type": "user", "id": "u{i}", "relation": ""}}"#),
+            _ => format!(r#"{{"type": "group", "id": "g{i}", "relation": "member"}}"#),
+        };
+        if i % 10 == 0 {
+            out.push_str(&format!(
+                r#"{{"Entity": {{"Type": "document", "ID": "d{i}"}}, "relation": "viewer", "subject": {subject}}}"#
+            ));
+        } else {
+            out.push_str(&format!(
+                r#"{{"entity": {{"type": "document", "id": "d{i}"}}, "relation": "viewer", "subject": {subject}}}"#
+            ));
+        }
+    }
+    out.push(']');
+    out
+}
+
+/// Decodes `json` both ways: part by part (which must not give up) and whole.
+fn both_ways<M: Message + Name + Default>(json: &str, deny_unknown: bool) -> (M, M) {
+    assert!(json.len() >= parts::PART_BYTES, "{} bytes", json.len());
+    let desc = message_descriptor(&M::full_name()).unwrap();
+    let mut wire = Vec::new();
+    parts::encode(&desc, json, deny_unknown, &mut wire).unwrap();
+    let split = M::decode(wire.as_slice()).unwrap();
+    let whole = decode_whole(desc, M::full_name(), json.as_bytes(), deny_unknown).unwrap();
+    (split, whole)
+}
+
+#[test]
+fn large_writes_decode_part_by_part_to_the_same_message() {
+    let body = format!(
+        r#"{{"tenantId": "t1", "metadata": {{"schemaVersion": "v7"}}, "tuples": {},
+            "attributes": [
+              {{"entity": {{"type": "document", "id": "d1"}}, "attribute": "public",
+                "value": {{"@type": "type.googleapis.com/base.v1.BooleanValue", "data": true}}}},
+              {{"entity": {{"type": "document", "id": "d2"}}, "attribute": "tags",
+                "value": {{"@type": "type.googleapis.com/base.v1.StringArrayValue", "data": ["a", "b"]}}}}
+            ]}}"#,
+        tuples_json(2000)
+    );
+    for deny_unknown in [true, false] {
+        let (split, whole) = both_ways::<crate::v1::DataWriteRequest>(&body, deny_unknown);
+        assert_eq!(split, whole);
+        assert_eq!(split.tenant_id, "t1");
+        assert_eq!(split.metadata.as_ref().unwrap().schema_version, "v7");
+        assert_eq!(split.tuples.len(), 2000);
+        assert_eq!(split.tuples[10].entity.as_ref().unwrap().id, "d10");
+        assert_eq!(split.tuples[2].subject.as_ref().unwrap().relation, "member");
+        assert_eq!(split.attributes.len(), 2);
+        // The public entry point takes the same path.
+        let decoded: crate::v1::DataWriteRequest = from_json(body.as_bytes()).unwrap();
+        assert_eq!(decoded, whole);
+    }
+}
+
+#[test]
+fn large_contexts_decode_part_by_part_to_the_same_message() {
+    // The context is itself large, so it is split too; its data is a Struct (decoded whole).
+    let body = format!(
+        r#"{{"tenant_id": "t1", "metadata": {{"depth": 20, "snap_token": "s"}},
+            "entity": {{"type": "document", "id": "d1"}}, "permission": "view",
+            "subject": {{"type": "user", "id": "u1"}},
+            "context": {{"tuples": {}, "data": {{"ip": "10.0.0.1", "n": 3}},
+                         "attributes": [{{"entity": {{"type": "document", "id": "d1"}},
+                           "attribute": "n",
+                           "value": {{"@type": "type.googleapis.com/base.v1.IntegerValue", "data": 5}}}}]}},
+            "arguments": [{{"computed_attribute": {{"name": "n"}}}}],
+            "ignored_by_the_lenient_decoder": {{"a": [1, 2]}}}}"#,
+        tuples_json(1500)
+    );
+    let (split, whole) = both_ways::<PermissionCheckRequest>(&body, false);
+    assert_eq!(split, whole);
+    let context = split.context.as_ref().unwrap();
+    assert_eq!(context.tuples.len(), 1500);
+    assert_eq!(context.attributes.len(), 1);
+    assert!(context.data.as_ref().unwrap().fields.contains_key("ip"));
+    assert_eq!(split.metadata.as_ref().unwrap().depth, 20);
+    assert_eq!(split.arguments.len(), 1);
+}
+
+#[test]
+fn large_bodies_with_errors_report_them_as_whole_bodies_do() {
+    let desc = message_descriptor("base.v1.DataWriteRequest").unwrap();
+    let tuples = tuples_json(1000);
+    let cases = [
+        // An unknown field deep inside one item (strict decoding only).
+        tuples.replacen(r#""id": "d501""#, r#""idd": "d501""#, 1),
+        // A wrong type inside one item.
+        tuples.replacen(r#""relation": "viewer""#, r#""relation": 7"#, 1),
+        // An item that is not an object.
+        tuples.replacen('[', "[null, ", 1),
+        // Not JSON from some point on.
+        tuples.replacen(r#""type": "document""#, r#""type": document"#, 1),
+    ];
+    for tuples in cases {
+        let body = format!(r#"{{"tenant_id": "t1", "tuples": {tuples}}}"#);
+        let mut wire = Vec::new();
+        assert!(parts::encode(&desc, &body, true, &mut wire).is_err());
+        let err = from_json::<crate::v1::DataWriteRequest>(body.as_bytes()).unwrap_err();
+        let whole = decode_whole::<crate::v1::DataWriteRequest>(
+            desc.clone(),
+            desc.full_name().to_owned(),
+            body.as_bytes(),
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), whole.to_string());
+    }
+    // A field spelled two ways is left to the whole-body rules, whatever they decide.
+    let body = format!(r#"{{"tuples": {tuples}, "Tuples": {tuples}}}"#);
+    let ours = from_json_lenient::<crate::v1::DataWriteRequest>(body.as_bytes());
+    let whole = decode_whole::<crate::v1::DataWriteRequest>(
+        desc.clone(),
+        desc.full_name().to_owned(),
+        body.as_bytes(),
+        false,
+    );
+    assert_eq!(format!("{ours:?}"), format!("{whole:?}"));
+}

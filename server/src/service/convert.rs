@@ -112,6 +112,37 @@ pub fn tuples(list: &[v1::Tuple], field: &str) -> Result<Vec<Tuple>, ApiError> {
         .collect()
 }
 
+/// As [`tuple_at`], taking the message: its strings are moved into the tuple, not copied.
+/// Checks in the same order and fails with the same errors.
+fn tuple_owned_at(t: v1::Tuple, field: &dyn Fn() -> String) -> Result<Tuple, ApiError> {
+    let v1::Tuple {
+        entity,
+        relation,
+        subject,
+    } = t;
+    let e = entity.ok_or_else(|| missing(&|| format!("{}.entity", field())))?;
+    check_entity(&e, &|| format!("{}.entity", field()))?;
+    model::check_name("relation", &relation)
+        .map_err(|err| field_error(&format!("{}.relation", field()), err))?;
+    let s = subject.ok_or_else(|| missing(&|| format!("{}.subject", field())))?;
+    let subject_relation = check_subject(&s, &|| format!("{}.subject", field()))?;
+    Ok(Tuple::new(
+        EntityRef::new(e.r#type, e.id),
+        relation,
+        SubjectRef::new(s.r#type, s.id, subject_relation),
+    ))
+}
+
+/// As [`tuples`], taking the list: for the large lists of writes and contextual tuples,
+/// whose strings then exist once instead of twice. (`v1::Tuple` and `Tuple` have the same
+/// size, so the standard library reuses the list's allocation for the result.)
+pub fn tuples_owned(list: Vec<v1::Tuple>, field: &str) -> Result<Vec<Tuple>, ApiError> {
+    list.into_iter()
+        .enumerate()
+        .map(|(i, t)| tuple_owned_at(t, &|| format!("{field}[{i}]")))
+        .collect()
+}
+
 /// Decodes an attribute value from its `Any`.
 pub fn attr_value(any: &prost_types::Any, field: &str) -> Result<AttrValue, ApiError> {
     fn decode<M: prost::Message + Default>(
@@ -242,6 +273,20 @@ pub fn context(c: &Option<v1::Context>) -> Result<EvalContext, ApiError> {
     };
     Ok(EvalContext {
         tuples: tuples(&c.tuples, "context.tuples")?,
+        attributes: attributes(&c.attributes, "context.attributes")?,
+        data: c.data.as_ref().map(struct_to_json).unwrap_or_default(),
+    })
+}
+
+/// As [`context`], moving the contextual tuples out of the request (its `tuples` are left
+/// empty; attributes and data stay): for a request that is not read for its tuples again.
+pub fn context_taking_tuples(c: &mut Option<v1::Context>) -> Result<EvalContext, ApiError> {
+    let Some(c) = c else {
+        return Ok(EvalContext::default());
+    };
+    let tuples = tuples_owned(std::mem::take(&mut c.tuples), "context.tuples")?;
+    Ok(EvalContext {
+        tuples,
         attributes: attributes(&c.attributes, "context.attributes")?,
         data: c.data.as_ref().map(struct_to_json).unwrap_or_default(),
     })

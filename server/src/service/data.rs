@@ -216,10 +216,11 @@ impl Service {
             "tuples and attributes",
         )?;
         let batch = WriteBatch {
-            tuple_writes: convert::tuples(&req.tuples, "tuples")?,
+            tuple_writes: convert::tuples_owned(req.tuples, "tuples")?,
             attribute_writes: convert::attributes(&req.attributes, "attributes")?,
             ..WriteBatch::default()
         };
+        drop(req.attributes);
         let version = req.metadata.map(|m| m.schema_version).unwrap_or_default();
         let schema = schema_of(&tenant, &version).await?;
         let revision = commit(
@@ -248,7 +249,7 @@ impl Service {
         }
         self.check_batch(req.tuples.len(), "tuples")?;
         let batch = WriteBatch {
-            tuple_writes: convert::tuples(&req.tuples, "tuples")?,
+            tuple_writes: convert::tuples_owned(req.tuples, "tuples")?,
             ..WriteBatch::default()
         };
         let version = req.metadata.map(|m| m.schema_version).unwrap_or_default();

@@ -205,10 +205,21 @@ fn permission_name(name: &str) -> Result<(), ApiError> {
 impl Service {
     /// The tenant, schema version, snapshot and context a permission request names.
     async fn prepare(&self, req: &impl Scoped) -> Result<Prepared, ApiError> {
+        self.prepare_with(req, || convert::context(req.context()))
+            .await
+    }
+
+    /// As [`Service::prepare`], the context made by `context` (called last, so its errors
+    /// come after those of the tenant, schema version and snap token).
+    async fn prepare_with(
+        &self,
+        req: &impl Scoped,
+        context: impl FnOnce() -> Result<EvalContext, ApiError>,
+    ) -> Result<Prepared, ApiError> {
         let tenant = self.tenant(req.tenant_id()).await?;
         let schema = schema_of(&tenant, req.schema_version()).await?;
         let snapshot = read_snapshot(&tenant, req.snap_token()).await?;
-        let context = convert::context(req.context())?;
+        let context = context()?;
         Ok(Prepared {
             tenant,
             schema,
@@ -225,7 +236,14 @@ impl Service {
         let entity = convert::entity(required(&req.entity, "entity")?, "entity")?;
         let subject = convert::subject(required(&req.subject, "subject")?, "subject")?;
         permission_name(&req.permission)?;
-        let p = self.prepare(&req).await?;
+        // The contextual tuples move into the evaluation context rather than being copied
+        // (a large context then exists once). A request with contextual tuples is never
+        // cached, so the question below does not need them.
+        let mut context = req.context.take();
+        let p = self
+            .prepare_with(&req, || convert::context_taking_tuples(&mut context))
+            .await?;
+        req.context = context;
         // The snap token only chose the snapshot: the answer is cached for the question.
         if let Some(m) = req.metadata.as_mut() {
             m.snap_token.clear();

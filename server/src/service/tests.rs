@@ -1715,3 +1715,42 @@ async fn bulk_checks_record_their_costs_and_agree_with_checks() {
     }
     assert!(version.check_costs.average(ty, member) > 0);
 }
+
+#[test]
+fn moving_tuples_converts_and_rejects_exactly_as_copying_does() {
+    let mut subject_set = t("doc:2#viewer@group:eng#member");
+    subject_set.subject.as_mut().unwrap().relation = " ... ".into();
+    let good = vec![
+        t("doc:1#owner@user:alice"),
+        t("doc:1#viewer@group:eng#member"),
+        subject_set,
+    ];
+    let copied = convert::tuples(&good, "tuples").unwrap();
+    let source = good.as_ptr() as usize;
+    let moved = convert::tuples_owned(good, "tuples").unwrap();
+    assert_eq!(moved, copied);
+    // The engine's tuple has the protobuf tuple's size, so the list's allocation is reused.
+    assert_eq!(moved.as_ptr() as usize, source);
+
+    let breakers: [fn(&mut v1::Tuple); 6] = [
+        |t| t.entity = None,
+        |t| t.entity.as_mut().unwrap().id = "bad id".into(),
+        |t| t.relation = "no-such relation".into(),
+        |t| t.subject = None,
+        |t| t.subject.as_mut().unwrap().r#type = "".into(),
+        |t| t.subject.as_mut().unwrap().relation = "bad relation!".into(),
+    ];
+    for brk in breakers {
+        let mut list = vec![t("doc:1#owner@user:alice"), t("doc:2#owner@user:bob")];
+        brk(&mut list[1]);
+        let copied = convert::tuples(&list, "context.tuples").unwrap_err();
+        let moved = convert::tuples_owned(list, "context.tuples").unwrap_err();
+        assert!(
+            copied.message.starts_with("context.tuples[1]."),
+            "{}",
+            copied.message
+        );
+        assert_eq!(moved.message, copied.message);
+        assert_eq!(moved.code, copied.code);
+    }
+}

@@ -83,10 +83,14 @@ def main():
                     for body in requests(kind, sent, half):
                         f.write(json.dumps(body) + "\n")
                     f.flush()
-                    subprocess.run([LOADGEN, "--target", "127.0.0.1:24478", "--call", call,
-                                    "--data", f.name, "-n", str(half), "-c", "16",
-                                    "--output", "json"],
-                                   check=True, stdout=subprocess.DEVNULL)
+                    out = subprocess.run([LOADGEN, "--target", "127.0.0.1:24478", "--call", call,
+                                          "--data", f.name, "-n", str(half), "-c", "16",
+                                          "--output", "json"],
+                                         check=True, capture_output=True, text=True)
+                    report = json.loads(out.stdout)
+                    # A read that failed would keep nothing: only answered reads count.
+                    if report["errors"] or report["ok"] != half:
+                        sys.exit(f"{call}: {report['errors']} errors of {half}")
                 sent += half
             print(f"after {sent:>9,} reads with fresh IDs: {rss_kib(server.pid)} KiB", flush=True)
         last = rss_kib(server.pid)

@@ -34,7 +34,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("command parts", &["data_file"]),
     (
         "commands",
-        &["serve", "validate_cmd", "import_cmd", "export_cmd", "schema_cmd"],
+        &[
+            "serve",
+            "validate_cmd",
+            "import_cmd",
+            "export_cmd",
+            "schema_cmd",
+        ],
     ),
     ("cli", &["cli", "main", "lib"]),
 ];

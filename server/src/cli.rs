@@ -28,7 +28,8 @@ pub enum Command {
     /// Serve Permify's API: gRPC (default port 3478) and HTTP/JSON (default port 3476).
     ///
     /// Every flag can also be set by the `LOOKOUT_*` environment variable named in its help,
-    /// or in a YAML file given with `--config`. Stops gracefully on SIGTERM or SIGINT.
+    /// or in a YAML file given with `--config`; Permify's configuration file and `PERMIFY_*`
+    /// variables are read too. Stops gracefully on SIGTERM or SIGINT.
     Serve(Box<ServeArgs>),
     /// Apply, revert or list the PostgreSQL migrations (`serve` applies them too, unless
     /// `--auto-migrate=false`). The database is found as `serve` finds it: `--database-uri`,

@@ -14,8 +14,11 @@
 //! this module only assembles them.
 //!
 //! The file's keys are the flag names without the leading dashes (`grpc-port: 3478`); snake_case
-//! spellings (`grpc_port`) and nested mappings (`authn: {method: x}`) are accepted too. Unknown
-//! keys are an error naming the key.
+//! spellings (`grpc_port`) and nested mappings (`authn: {method: x}`) are accepted too. Permify's
+//! keys and `PERMIFY_*` variables are read as well, below Lookout's own names (see
+//! `config/permify.rs`), so that a Permify deployment's configuration works unchanged. Unknown
+//! keys are an error naming the key and listing every valid one; a value that does not fit names
+//! its key and what it accepts.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -873,7 +876,10 @@ impl Config {
             ));
         }
         if self.database_engine == DatabaseEngine::Postgres && self.database_uri.is_none() {
-            return fail("database-engine postgres needs --database-uri".to_owned());
+            return fail(
+                "database-engine postgres needs database-uri (--database-uri, LOOKOUT_DATABASE_URI, or Permify's database.uri or PERMIFY_DATABASE_URI)"
+                    .to_owned(),
+            );
         }
         hardening::check(
             &self.authn,

@@ -369,6 +369,88 @@ struct Sourced {
     value: serde_norway::Value,
 }
 
+/// What Permify's keys and variables said, gathered before it is laid under Lookout's own keys.
+#[derive(Default)]
+struct PermifyRead {
+    /// Lookout's settings from Permify's names.
+    theirs: Vec<(String, Sourced)>,
+    tracer: Tracer,
+    /// Warnings about ignored keys, with the key each is about.
+    ignored: Vec<(&'static str, String)>,
+    /// The sections switched on or off (`meter` by `meter.enabled`), and whether by a variable.
+    switches: Vec<(&'static str, bool, bool)>,
+}
+
+impl PermifyRead {
+    /// Applies one of Permify's settings, given as `name` (its key or variable), per its
+    /// treatment.
+    fn apply(
+        &mut self,
+        entry: &'static permify::PermifyKey,
+        name: &str,
+        from_env: bool,
+        value: serde_norway::Value,
+    ) -> Result<(), String> {
+        if let Some(section) = entry
+            .key
+            .strip_suffix(".enabled")
+            .or_else(|| entry.key.strip_suffix(".enable"))
+            && let Some(on) = bool_of(&value)
+        {
+            self.switches.push((section, on, from_env));
+        }
+        match entry.treatment {
+            Treatment::Setting(to) => put(
+                &mut self.theirs,
+                to.to_owned(),
+                Sourced {
+                    origin: format!("{name} ({to})"),
+                    from_env,
+                    value,
+                },
+            ),
+            Treatment::Tracer(field) => {
+                self.tracer.set(
+                    field,
+                    Sourced {
+                        origin: name.to_owned(),
+                        from_env,
+                        value,
+                    },
+                );
+                Ok(())
+            }
+            Treatment::Refused { quiet, reason } => {
+                if permify::is_quiet(&value, quiet) {
+                    Ok(())
+                } else {
+                    Err(format!("{name}: not supported by Lookout: {reason}"))
+                }
+            }
+            Treatment::Ignored { quiet, reason } => {
+                if !permify::is_quiet(&value, quiet) {
+                    self.ignored
+                        .push((entry.key, format!("{name} is ignored: {reason}")));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `key` is in a section switched off (`meter.endpoint` with `meter.enabled:
+    /// false`): its value then asks for nothing, in Permify as here. A variable wins over the file.
+    fn switched_off(&self, key: &str) -> bool {
+        self.switches
+            .iter()
+            .filter(|(section, _, _)| {
+                key.strip_prefix(section)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
+            .max_by_key(|(_, _, from_env)| *from_env)
+            .is_some_and(|(_, on, _)| !on)
+    }
+}
+
 /// Permify's tracer settings, applied together (see [`Tracer::resolve`]).
 #[derive(Default)]
 struct Tracer {
@@ -546,8 +628,7 @@ impl FileConfig {
             }
         }
         let mut own: Vec<(String, Sourced)> = Vec::new();
-        let mut theirs: Vec<(String, Sourced)> = Vec::new();
-        let mut tracer = Tracer::default();
+        let mut gathered = PermifyRead::default();
         let mut warnings = Vec::new();
         for (key, value) in flat {
             let key = match key {
@@ -572,15 +653,7 @@ impl FileConfig {
                     valid_keys().join(", ")
                 ));
             };
-            apply(
-                entry,
-                entry.key,
-                false,
-                value,
-                &mut theirs,
-                &mut tracer,
-                &mut warnings,
-            )?;
+            gathered.apply(entry, entry.key, false, value)?;
         }
         let mut env: Vec<&(String, String)> = env
             .iter()
@@ -589,20 +662,20 @@ impl FileConfig {
         env.sort();
         for (name, text) in env {
             match permify::by_env(name) {
-                Some(entry) => apply(
-                    entry,
-                    name,
-                    true,
-                    env_value(text),
-                    &mut theirs,
-                    &mut tracer,
-                    &mut warnings,
-                )?,
+                Some(entry) => gathered.apply(entry, name, true, env_value(text))?,
                 None => warnings.push(format!(
                     "{name} is ignored: it is not one of Permify's settings that Lookout reads (see \"Permify configuration\" in the README)"
                 )),
             }
         }
+        for (key, warning) in std::mem::take(&mut gathered.ignored) {
+            if !gathered.switched_off(key) {
+                warnings.push(warning);
+            }
+        }
+        let PermifyRead {
+            mut theirs, tracer, ..
+        } = gathered;
         if let Some(endpoint) = tracer.resolve(&mut warnings)? {
             put(&mut theirs, "otel-endpoint".to_owned(), endpoint)?;
         }
@@ -653,54 +726,6 @@ impl FileConfig {
             },
             warnings,
         })
-    }
-}
-
-/// Applies one of Permify's settings, given as `name` (its key or variable), per its
-/// treatment.
-fn apply(
-    entry: &permify::PermifyKey,
-    name: &str,
-    from_env: bool,
-    value: serde_norway::Value,
-    theirs: &mut Vec<(String, Sourced)>,
-    tracer: &mut Tracer,
-    warnings: &mut Vec<String>,
-) -> Result<(), String> {
-    match entry.treatment {
-        Treatment::Setting(to) => put(
-            theirs,
-            to.to_owned(),
-            Sourced {
-                origin: format!("{name} ({to})"),
-                from_env,
-                value,
-            },
-        ),
-        Treatment::Tracer(field) => {
-            tracer.set(
-                field,
-                Sourced {
-                    origin: name.to_owned(),
-                    from_env,
-                    value,
-                },
-            );
-            Ok(())
-        }
-        Treatment::Refused { quiet, reason } => {
-            if permify::is_quiet(&value, quiet) {
-                Ok(())
-            } else {
-                Err(format!("{name}: not supported by Lookout: {reason}"))
-            }
-        }
-        Treatment::Ignored { quiet, reason } => {
-            if !permify::is_quiet(&value, quiet) {
-                warnings.push(format!("{name} is ignored: {reason}"));
-            }
-            Ok(())
-        }
     }
 }
 
@@ -1042,7 +1067,23 @@ mod tests {
             warnings.contains("service.permission.cache.max_cost"),
             "{warnings}"
         );
-        assert!(!warnings.contains("profiler.enabled"), "{warnings}");
+        // Keys of sections switched off ask for nothing.
+        assert!(!warnings.contains("profiler"), "{warnings}");
+        assert!(!warnings.contains("meter"), "{warnings}");
+        let config = resolve(
+            "meter:\n  endpoint: x\n",
+            &[("PERMIFY_METER_ENABLED", "false")],
+        )
+        .unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let config = resolve("meter:\n  enabled: false\n  endpoint: x\n", &[]).unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let config = resolve("meter:\n  endpoint: x\n", &[]).unwrap();
+        assert!(
+            config.warnings[0].starts_with("meter.endpoint"),
+            "{:?}",
+            config.warnings
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!   counterpart here; Lookout starts, and a warning names the key and the reason.
 //!
 //! Refused and ignored keys are quiet at their inert value (TLS `enabled: false`, an empty
-//! path), which asks nothing of either server. A `PERMIFY_*` variable that is not in the table
+//! path), which asks nothing of either server, and so are the keys of a section switched off
+//! (`profiler.port` with `profiler.enabled: false`). A `PERMIFY_*` variable that is not in the table
 //! is warned about too: never silently dropped.
 //!
 //! Precedence: Lookout's own names win over Permify's (flags, then `LOOKOUT_*` variables, then

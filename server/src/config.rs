@@ -578,6 +578,25 @@ fn env_value(text: &str) -> serde_norway::Value {
     }
 }
 
+/// A scalar in its other form: text that reads as a number or boolean as that, a number or
+/// boolean as text, a list of scalars as a list of text; None for anything else.
+fn other_form(value: &serde_norway::Value) -> Option<serde_norway::Value> {
+    match value {
+        serde_norway::Value::String(text) => {
+            Some(env_value(text)).filter(|v| !matches!(v, serde_norway::Value::String(_)))
+        }
+        serde_norway::Value::Number(_) | serde_norway::Value::Bool(_) => {
+            text_of(value).map(serde_norway::Value::String)
+        }
+        serde_norway::Value::Sequence(items) => items
+            .iter()
+            .map(|item| text_of(item).map(serde_norway::Value::String))
+            .collect::<Option<Vec<_>>>()
+            .map(serde_norway::Value::Sequence),
+        _ => None,
+    }
+}
+
 /// Whether `key` (flattened, dashed) is one of Lookout's own file keys.
 fn is_lookout_key(key: &str) -> bool {
     layer::is_one_of(key, ServeFile::KEYS) || layer::is_one_of(key, hardening::HardeningFile::KEYS)
@@ -690,32 +709,39 @@ impl FileConfig {
         let mut hardening = serde_norway::Mapping::new();
         for (key, sourced) in entries {
             let theirs = layer::is_one_of(&key, hardening::HardeningFile::KEYS);
-            let mut single = serde_norway::Mapping::new();
-            single.insert(
-                serde_norway::Value::String(key.clone()),
-                sourced.value.clone(),
-            );
-            let checked = if theirs {
-                read::<hardening::HardeningFile>(single).map(drop)
-            } else {
-                read::<ServeFile>(single).map(drop)
-            };
-            if let Err(e) = checked {
-                let accepts = ServeFile::accepts(&key)
-                    .or_else(|| hardening::HardeningFile::accepts(&key))
-                    .unwrap_or("another value");
-                let got = if key.contains("preshared") {
-                    String::new()
+            let fits = |value: &serde_norway::Value| {
+                let mut single = serde_norway::Mapping::new();
+                single.insert(serde_norway::Value::String(key.clone()), value.clone());
+                if theirs {
+                    read::<hardening::HardeningFile>(single).map(drop)
                 } else {
-                    match text_of(&sourced.value) {
-                        Some(t) => format!(", got `{t}`"),
-                        None => format!(" ({e})"),
+                    read::<ServeFile>(single).map(drop)
+                }
+            };
+            // Permify reads ports as text and a variable's text may be a number: a scalar is
+            // also tried in its other form (`"3478"` as 3478, a numeric key as text).
+            let value = match fits(&sourced.value) {
+                Ok(()) => sourced.value,
+                Err(e) => match other_form(&sourced.value).filter(|v| fits(v).is_ok()) {
+                    Some(value) => value,
+                    None => {
+                        let accepts = ServeFile::accepts(&key)
+                            .or_else(|| hardening::HardeningFile::accepts(&key))
+                            .unwrap_or("another value");
+                        let got = if key.contains("preshared") {
+                            String::new()
+                        } else {
+                            match text_of(&sourced.value) {
+                                Some(t) => format!(", got `{t}`"),
+                                None => format!(" ({e})"),
+                            }
+                        };
+                        return Err(format!("{}: expected {accepts}{got}", sourced.origin));
                     }
-                };
-                return Err(format!("{}: expected {accepts}{got}", sourced.origin));
-            }
+                },
+            };
             let target = if theirs { &mut hardening } else { &mut serve };
-            target.insert(serde_norway::Value::String(key), sourced.value);
+            target.insert(serde_norway::Value::String(key), value);
         }
         Ok(FileConfig {
             serve: read(serve)?,
@@ -1207,6 +1233,22 @@ mod tests {
         // Without the feature, the endpoint reaches Lookout's otel-endpoint, which says so.
         #[cfg(not(feature = "otel"))]
         assert!(resolved.unwrap_err().contains("otel-endpoint"));
+    }
+
+    #[test]
+    fn scalars_are_read_in_either_form() {
+        let config = resolve(
+            "server:\n  grpc:\n    port: \"4478\"\nauthn:\n  method: preshared\n  preshared:\n    keys: [12345]\n",
+            &[("PERMIFY_SERVICE_WATCH_ENABLED", "false")],
+        )
+        .unwrap();
+        assert_eq!(config.grpc_port, 4478);
+        assert!(!config.watch);
+        assert_eq!(config.authn.preshared_keys, vec!["12345".to_owned()]);
+        let config = resolve("", &[("PERMIFY_AUTHN_PRESHARED_KEYS", "12345")]).unwrap();
+        assert_eq!(config.authn.preshared_keys, vec!["12345".to_owned()]);
+        let config = resolve("", &[("PERMIFY_LOG_LEVEL", "true")]);
+        assert!(config.is_ok());
     }
 
     #[test]

@@ -3,13 +3,15 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
-use crate::config::ServeArgs;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ServeArgs};
 use crate::export_cmd::ExportArgs;
 use crate::import_cmd::ImportArgs;
 use crate::schema_cmd::SchemaArgs;
-use crate::storage::postgres::migrate::{self, MigrateArgs};
+use crate::storage::postgres::migrate::{self, MigrateAction, MigrateArgs};
 use crate::validate_cmd::ValidateArgs;
 use crate::{export_cmd, import_cmd, schema_cmd, serve, validate_cmd};
 
@@ -26,11 +28,13 @@ pub enum Command {
     /// Serve Permify's API: gRPC (default port 3478) and HTTP/JSON (default port 3476).
     ///
     /// Every flag can also be set by the `LOOKOUT_*` environment variable named in its help,
-    /// or in a YAML file given with `--config`. Stops gracefully on SIGTERM or SIGINT.
+    /// or in a YAML file given with `--config`; Permify's configuration file and `PERMIFY_*`
+    /// variables are read too. Stops gracefully on SIGTERM or SIGINT.
     Serve(Box<ServeArgs>),
     /// Apply, revert or list the PostgreSQL migrations (`serve` applies them too, unless
-    /// `--auto-migrate=false`).
-    Migrate(MigrateArgs),
+    /// `--auto-migrate=false`). The database is found as `serve` finds it: `--database-uri`,
+    /// `LOOKOUT_DATABASE_URI`, the `--config` file, or Permify's `PERMIFY_DATABASE_URI`.
+    Migrate(MigrateCommand),
     /// Run Permify validation files and report every failing assertion.
     ///
     /// Exits with status 1 if an assertion fails or a file cannot be read or run.
@@ -52,10 +56,77 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(&args),
         Command::Validate(args) => validate_cmd::run(&args),
-        Command::Migrate(args) => migrate::run(&args),
+        Command::Migrate(args) => run_migrate(&args),
         Command::Import(args) => import_cmd::run(&args),
         Command::Export(args) => export_cmd::run(&args),
         Command::Schema(args) => schema_cmd::run(&args),
+    }
+}
+
+/// The arguments of `lookout migrate`: an action and where the database is, read from the same
+/// configuration as `serve`'s.
+#[derive(Debug, Args)]
+pub struct MigrateCommand {
+    #[command(subcommand)]
+    pub action: MigrateAction,
+
+    /// YAML file of `serve`'s settings (Lookout's keys or Permify's); its database URI is used.
+    #[arg(
+        short = 'c',
+        long,
+        value_name = "FILE",
+        env = "LOOKOUT_CONFIG",
+        global = true
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Database connection URI, e.g. `postgres://user:password@host:5432/lookout`.
+    #[arg(long, value_name = "URI", env = "LOOKOUT_DATABASE_URI", global = true)]
+    pub database_uri: Option<String>,
+}
+
+impl MigrateCommand {
+    /// The database URI, resolved as `serve` resolves it with `env` as the environment of
+    /// Permify's variables; the warnings about ignored settings come with it.
+    fn database_uri(
+        &self,
+        env: &[(String, String)],
+    ) -> Result<(String, Vec<String>), crate::config::ConfigError> {
+        let args = ServeArgs {
+            config: self.config.clone(),
+            database_uri: self.database_uri.clone(),
+            ..ServeArgs::default()
+        };
+        let config = Config::resolve_with_env(&args, env)?;
+        match config.database_uri {
+            Some(uri) => Ok((uri, config.warnings)),
+            None => Err(crate::config::ConfigError(
+                "a database URI is required: --database-uri, LOOKOUT_DATABASE_URI, `database-uri` (or Permify's `database.uri`) in --config, or PERMIFY_DATABASE_URI".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Runs `lookout migrate` on the database its configuration names; exit status 2 for bad
+/// settings.
+fn run_migrate(args: &MigrateCommand) -> ExitCode {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect();
+    match args.database_uri(&env) {
+        Ok((uri, warnings)) => {
+            for warning in warnings {
+                eprintln!("lookout migrate: warning: {warning}");
+            }
+            migrate::run(&MigrateArgs {
+                action: args.action,
+                database_uri: Some(uri),
+            })
+        }
+        Err(e) => {
+            eprintln!("lookout migrate: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -107,6 +178,41 @@ mod tests {
         ));
         assert_eq!(args.database_uri.as_deref(), Some("postgres://x/y"));
         assert!(Cli::try_parse_from(["lookout", "migrate", "sideways"]).is_err());
+    }
+
+    #[test]
+    fn migrate_reads_serves_configuration() {
+        let path = std::env::temp_dir().join(format!(
+            "lookout-migrate-config-{}.yaml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            "database:\n  engine: postgres\n  uri: postgres://file/db\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["lookout", "migrate", "up", "-c", path.to_str().unwrap()])
+            .unwrap();
+        let Command::Migrate(args) = cli.command else {
+            panic!("not migrate");
+        };
+        let (uri, _) = args.database_uri(&[]).unwrap();
+        assert_eq!(uri, "postgres://file/db");
+        let _ = std::fs::remove_file(&path);
+        let cli = Cli::try_parse_from(["lookout", "migrate", "status"]).unwrap();
+        let Command::Migrate(args) = cli.command else {
+            panic!("not migrate");
+        };
+        let env = [
+            ("PERMIFY_DATABASE_ENGINE".to_owned(), "postgres".to_owned()),
+            (
+                "PERMIFY_DATABASE_URI".to_owned(),
+                "postgres://env/db".to_owned(),
+            ),
+        ];
+        assert_eq!(args.database_uri(&env).unwrap().0, "postgres://env/db");
+        let e = args.database_uri(&[]).unwrap_err();
+        assert!(e.0.contains("PERMIFY_DATABASE_URI"), "{e}");
     }
 
     #[test]

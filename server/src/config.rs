@@ -14,8 +14,11 @@
 //! this module only assembles them.
 //!
 //! The file's keys are the flag names without the leading dashes (`grpc-port: 3478`); snake_case
-//! spellings (`grpc_port`) and nested mappings (`authn: {method: x}`) are accepted too. Unknown
-//! keys are an error naming the key.
+//! spellings (`grpc_port`) and nested mappings (`authn: {method: x}`) are accepted too. Permify's
+//! keys and `PERMIFY_*` variables are read as well, below Lookout's own names (see
+//! `config/permify.rs`), so that a Permify deployment's configuration works unchanged. Unknown
+//! keys are an error naming the key and listing every valid one; a value that does not fit names
+//! its key and what it accepts.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -26,6 +29,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use self::layer::settings;
+use self::permify::{TracerField, Treatment};
 use crate::auth::AuthnSettings;
 use crate::connections::ConnectionLimits;
 use crate::limits::TrafficLimits;
@@ -39,6 +43,7 @@ pub use crate::units::parse_duration;
 
 mod hardening;
 mod layer;
+pub mod permify;
 pub mod reference;
 pub use hardening::HardeningArgs;
 
@@ -58,8 +63,9 @@ settings! {
     pub struct ServeArgs, file ServeFile {
         before {
             /// YAML file with any of the settings below; keys are the flag names
-            /// (`grpc-port: 3478`). Flags and environment variables override it.
-            #[arg(long, value_name = "FILE", env = "LOOKOUT_CONFIG")]
+            /// (`grpc-port: 3478`), or Permify's keys (see "Permify configuration"). Flags and
+            /// environment variables override it.
+            #[arg(short = 'c', long, value_name = "FILE", env = "LOOKOUT_CONFIG")]
             pub config: Option<PathBuf>,
         }
         after {
@@ -69,9 +75,10 @@ settings! {
         }
         file_only {}
 
-        /// Address to listen on for both gRPC and HTTP [default: 0.0.0.0, every interface].
-        #[arg(long, value_name = "IP", env = "LOOKOUT_HOST")]
-        pub host: Option<IpAddr>,
+        /// Address to listen on for both gRPC and HTTP: an IP address, or a host name such as
+        /// `localhost` resolved when the server binds [default: 0.0.0.0, every interface].
+        #[arg(long, value_name = "HOST", env = "LOOKOUT_HOST")]
+        pub host: Option<Host>,
 
         /// gRPC port; 0 picks a free port [default: 3478].
         #[arg(long, value_name = "PORT", env = "LOOKOUT_GRPC_PORT")]
@@ -218,7 +225,7 @@ settings! {
 /// The settings of a running server, after resolving flags, environment and file.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub host: IpAddr,
+    pub host: Host,
     pub grpc_port: u16,
     pub http_port: u16,
     pub database_engine: DatabaseEngine,
@@ -245,12 +252,15 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// OpenTelemetry export.
     pub telemetry: TelemetrySettings,
+    /// Settings that were read but have no effect (Permify's keys and `PERMIFY_*` variables
+    /// Lookout ignores), one line each, for the server to log as warnings once logging is up.
+    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            host: Host::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             grpc_port: 3478,
             http_port: 3476,
             database_engine: DatabaseEngine::Memory,
@@ -270,6 +280,61 @@ impl Default for Config {
             traffic: TrafficLimits::default(),
             connections: ConnectionLimits::default(),
             telemetry: TelemetrySettings::default(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// The address to listen on: an IP address, or a host name resolved when the server binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl From<IpAddr> for Host {
+    fn from(ip: IpAddr) -> Host {
+        Host::Ip(ip)
+    }
+}
+
+impl std::str::FromStr for Host {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Host, String> {
+        let text = text.trim();
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(Host::Ip(ip));
+        }
+        // `[::1]`, as written in URLs.
+        if let Some(ip) = text
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse::<IpAddr>().ok())
+        {
+            return Ok(Host::Ip(ip));
+        }
+        let valid_label = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        let name = text.strip_suffix('.').unwrap_or(text);
+        if !name.is_empty() && name.len() <= 253 && name.split('.').all(valid_label) {
+            Ok(Host::Name(name.to_owned()))
+        } else {
+            Err(format!("`{text}` is neither an IP address nor a host name"))
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(ip) => ip.fmt(f),
+            Host::Name(name) => f.write_str(name),
         }
     }
 }
@@ -286,45 +351,397 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The config file: the settings of [`ServeArgs`] and of [`HardeningArgs`], every one
-/// optional.
+/// The config file and the `PERMIFY_*` environment: the settings of [`ServeArgs`] and of
+/// [`HardeningArgs`], every one optional, and the warnings about what was read but ignored.
 #[derive(Debug, Default)]
 struct FileConfig {
     serve: ServeFile,
     hardening: hardening::HardeningFile,
+    warnings: Vec<String>,
+}
+
+/// A value of the file or environment, with the name it was given under (for errors).
+struct Sourced {
+    /// `grpc-port`, `server.grpc.port (grpc-port)` or `PERMIFY_GRPC_PORT (grpc-port)`.
+    origin: String,
+    /// Whether it came from a `PERMIFY_*` variable, which wins over Permify's file keys.
+    from_env: bool,
+    value: serde_norway::Value,
+}
+
+/// What Permify's keys and variables said, gathered before it is laid under Lookout's own keys.
+#[derive(Default)]
+struct PermifyRead {
+    /// Lookout's settings from Permify's names.
+    theirs: Vec<(String, Sourced)>,
+    tracer: Tracer,
+    /// Warnings about ignored keys, with the key each is about.
+    ignored: Vec<(&'static str, String)>,
+    /// The sections switched on or off (`meter` by `meter.enabled`), and whether by a variable.
+    switches: Vec<(&'static str, bool, bool)>,
+}
+
+impl PermifyRead {
+    /// Applies one of Permify's settings, given as `name` (its key or variable), per its
+    /// treatment.
+    fn apply(
+        &mut self,
+        entry: &'static permify::PermifyKey,
+        name: &str,
+        from_env: bool,
+        value: serde_norway::Value,
+    ) -> Result<(), String> {
+        if let Some(section) = entry
+            .key
+            .strip_suffix(".enabled")
+            .or_else(|| entry.key.strip_suffix(".enable"))
+            && let Some(on) = bool_of(&value)
+        {
+            self.switches.push((section, on, from_env));
+        }
+        match entry.treatment {
+            Treatment::Setting(to) => put(
+                &mut self.theirs,
+                to.to_owned(),
+                Sourced {
+                    origin: format!("{name} ({to})"),
+                    from_env,
+                    value,
+                },
+            ),
+            Treatment::Tracer(field) => {
+                self.tracer.set(
+                    field,
+                    Sourced {
+                        origin: name.to_owned(),
+                        from_env,
+                        value,
+                    },
+                );
+                Ok(())
+            }
+            Treatment::Refused { quiet, reason } => {
+                if permify::is_quiet(&value, quiet) {
+                    Ok(())
+                } else {
+                    Err(format!("{name}: not supported by Lookout: {reason}"))
+                }
+            }
+            Treatment::Ignored { quiet, reason } => {
+                if !permify::is_quiet(&value, quiet) {
+                    self.ignored
+                        .push((entry.key, format!("{name} is ignored: {reason}")));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `key` is in a section switched off (`meter.endpoint` with `meter.enabled:
+    /// false`): its value then asks for nothing, in Permify as here. A variable wins over the file.
+    fn switched_off(&self, key: &str) -> bool {
+        self.switches
+            .iter()
+            .filter(|(section, _, _)| {
+                key.strip_prefix(section)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
+            .max_by_key(|(_, _, from_env)| *from_env)
+            .is_some_and(|(_, on, _)| !on)
+    }
+}
+
+/// Permify's tracer settings, applied together (see [`Tracer::resolve`]).
+#[derive(Default)]
+struct Tracer {
+    enabled: Option<Sourced>,
+    exporter: Option<Sourced>,
+    endpoint: Option<Sourced>,
+    insecure: Option<Sourced>,
+    protocol: Option<Sourced>,
+}
+
+impl Tracer {
+    fn set(&mut self, field: TracerField, value: Sourced) {
+        let slot = match field {
+            TracerField::Enabled => &mut self.enabled,
+            TracerField::Exporter => &mut self.exporter,
+            TracerField::Endpoint => &mut self.endpoint,
+            TracerField::Insecure => &mut self.insecure,
+            TracerField::Protocol => &mut self.protocol,
+        };
+        if slot
+            .as_ref()
+            .is_none_or(|old| value.from_env || !old.from_env)
+        {
+            *slot = Some(value);
+        }
+    }
+
+    /// With `tracer.enabled`, the OTLP endpoint Lookout exports to (`otel-endpoint`); Permify's
+    /// other exporters and OTLP over HTTP are refused.
+    fn resolve(self, warnings: &mut Vec<String>) -> Result<Option<Sourced>, String> {
+        let Some(enabled) = self.enabled else {
+            return Ok(None);
+        };
+        if !bool_of(&enabled.value)
+            .ok_or_else(|| format!("{}: expected true or false", enabled.origin))?
+        {
+            return Ok(None);
+        }
+        let text = |s: &Sourced| text_of(&s.value).unwrap_or_default();
+        match &self.exporter {
+            Some(e) if text(e) == "otlp" => {}
+            Some(e) => {
+                return Err(format!(
+                    "{}: not supported by Lookout: the `{}` exporter; Lookout exports traces over OTLP/gRPC only (`otlp`)",
+                    e.origin,
+                    text(e)
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "{}: Lookout exports traces over OTLP/gRPC: set tracer.exporter to `otlp` and tracer.endpoint",
+                    enabled.origin
+                ));
+            }
+        }
+        match &self.protocol {
+            Some(p) if text(p) == "grpc" => {}
+            Some(p) => {
+                return Err(format!(
+                    "{}: not supported by Lookout: OTLP over `{}`; Lookout exports traces over gRPC only",
+                    p.origin,
+                    text(p)
+                ));
+            }
+            None => warnings.push(
+                "tracer: Lookout exports OTLP over gRPC (not HTTP): point tracer.endpoint at the collector's gRPC port (usually 4317)"
+                    .to_owned(),
+            ),
+        }
+        let Some(endpoint) = self.endpoint.filter(|e| !text(e).is_empty()) else {
+            return Err(format!("{}: tracer.endpoint is required", enabled.origin));
+        };
+        let url = text(&endpoint);
+        let insecure = self
+            .insecure
+            .as_ref()
+            .and_then(|i| bool_of(&i.value))
+            .unwrap_or(false);
+        let url = if url.contains("://") {
+            url
+        } else if insecure {
+            format!("http://{url}")
+        } else {
+            format!("https://{url}")
+        };
+        Ok(Some(Sourced {
+            origin: format!("{} (otel-endpoint)", endpoint.origin),
+            from_env: endpoint.from_env,
+            value: serde_norway::Value::String(url),
+        }))
+    }
+}
+
+fn bool_of(value: &serde_norway::Value) -> Option<bool> {
+    match value {
+        serde_norway::Value::Bool(b) => Some(*b),
+        serde_norway::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn text_of(value: &serde_norway::Value) -> Option<String> {
+    match value {
+        serde_norway::Value::String(s) => Some(s.trim().to_owned()),
+        serde_norway::Value::Number(n) => Some(n.to_string()),
+        serde_norway::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// An environment variable's text as the file would hold it: a number, a boolean, or text
+/// (lists are comma-separated text).
+fn env_value(text: &str) -> serde_norway::Value {
+    let trimmed = text.trim();
+    if let Ok(n) = trimmed.parse::<u64>() {
+        return serde_norway::Value::Number(n.into());
+    }
+    if let Ok(n) = trimmed.parse::<i64>() {
+        return serde_norway::Value::Number(n.into());
+    }
+    match trimmed.to_ascii_lowercase().as_str() {
+        "true" => serde_norway::Value::Bool(true),
+        "false" => serde_norway::Value::Bool(false),
+        _ => serde_norway::Value::String(text.to_owned()),
+    }
+}
+
+/// A scalar in its other form: text that reads as a number or boolean as that, a number or
+/// boolean as text, a list of scalars as a list of text; None for anything else.
+fn other_form(value: &serde_norway::Value) -> Option<serde_norway::Value> {
+    match value {
+        serde_norway::Value::String(text) => {
+            Some(env_value(text)).filter(|v| !matches!(v, serde_norway::Value::String(_)))
+        }
+        serde_norway::Value::Number(_) | serde_norway::Value::Bool(_) => {
+            text_of(value).map(serde_norway::Value::String)
+        }
+        serde_norway::Value::Sequence(items) => items
+            .iter()
+            .map(|item| text_of(item).map(serde_norway::Value::String))
+            .collect::<Option<Vec<_>>>()
+            .map(serde_norway::Value::Sequence),
+        _ => None,
+    }
+}
+
+/// Whether `key` (flattened, dashed) is one of Lookout's own file keys.
+fn is_lookout_key(key: &str) -> bool {
+    layer::is_one_of(key, ServeFile::KEYS) || layer::is_one_of(key, hardening::HardeningFile::KEYS)
+}
+
+/// Every key the file accepts: Lookout's own, then Permify's.
+pub fn valid_keys() -> Vec<String> {
+    let mut keys: Vec<String> = ServeFile::KEYS
+        .iter()
+        .chain(hardening::HardeningFile::KEYS)
+        .map(|k| k.replace('_', "-"))
+        .collect();
+    keys.extend(permify::KEYS.iter().map(|k| k.key.to_owned()));
+    keys
 }
 
 impl FileConfig {
-    fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    fn load(path: &Path, env: &[(String, String)]) -> Result<FileConfig, ConfigError> {
         let name = path.display();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read the config file `{name}`: {e}")))?;
-        FileConfig::parse(&text).map_err(|e| ConfigError(format!("config file `{name}`: {e}")))
+        FileConfig::build(Some(&text), env)
+            .map_err(|e| ConfigError(format!("config file `{name}`: {e}")))
     }
 
-    /// Reads the file's keys: nested mappings are flattened by joining their keys with `-`
-    /// (`authn: {method: x}` is `authn-method: x`, as Permify writes its file), and `_` in a
-    /// key is `-` (`grpc_port` is `grpc-port`). Unknown keys are an error naming the key.
+    /// The file alone, without environment.
+    #[cfg(test)]
     fn parse(text: &str) -> Result<FileConfig, String> {
-        let value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
-        let entries = match value {
-            // An empty file is no settings.
-            serde_norway::Value::Null => return Ok(FileConfig::default()),
-            serde_norway::Value::Mapping(mapping) => mapping,
-            _ => return Err("expected a mapping of settings (`grpc-port: 3478`)".to_owned()),
-        };
+        FileConfig::build(Some(text), &[])
+    }
+
+    /// Reads the file's keys and the `PERMIFY_*` variables of `env`. Nested mappings are
+    /// flattened by joining their keys with `-` (`authn: {method: x}` is `authn-method: x`, as
+    /// Permify writes its file), and `_` in a key is `-` (`grpc_port` is `grpc-port`). A key is
+    /// Lookout's own or Permify's (see `config/permify.rs`); anything else is an error naming
+    /// the key and listing the valid ones. A value that does not fit fails naming its key and
+    /// what it accepts.
+    fn build(text: Option<&str>, env: &[(String, String)]) -> Result<FileConfig, String> {
         let mut flat = Vec::new();
-        flatten(String::new(), entries, &mut flat);
+        if let Some(text) = text {
+            let value: serde_norway::Value =
+                serde_norway::from_str(text).map_err(|e| e.to_string())?;
+            match value {
+                // An empty file is no settings.
+                serde_norway::Value::Null => {}
+                serde_norway::Value::Mapping(mapping) => flatten(String::new(), mapping, &mut flat),
+                _ => return Err("expected a mapping of settings (`grpc-port: 3478`)".to_owned()),
+            }
+        }
+        let mut own: Vec<(String, Sourced)> = Vec::new();
+        let mut gathered = PermifyRead::default();
+        let mut warnings = Vec::new();
+        for (key, value) in flat {
+            let key = match key {
+                serde_norway::Value::String(key) => key,
+                other => return Err(format!("a key must be text, got {other:?}")),
+            };
+            if is_lookout_key(&key) {
+                let origin = key.clone();
+                own.push((
+                    key,
+                    Sourced {
+                        origin,
+                        from_env: false,
+                        value,
+                    },
+                ));
+                continue;
+            }
+            let Some(entry) = permify::by_flat_key(&key) else {
+                return Err(format!(
+                    "unknown key `{key}`; the valid keys are: {}",
+                    valid_keys().join(", ")
+                ));
+            };
+            gathered.apply(entry, entry.key, false, value)?;
+        }
+        let mut env: Vec<&(String, String)> = env
+            .iter()
+            .filter(|(name, _)| name.starts_with("PERMIFY_"))
+            .collect();
+        env.sort();
+        for (name, text) in env {
+            match permify::by_env(name) {
+                Some(entry) => gathered.apply(entry, name, true, env_value(text))?,
+                None => warnings.push(format!(
+                    "{name} is ignored: it is not one of Permify's settings that Lookout reads (see \"Permify configuration\" in the README)"
+                )),
+            }
+        }
+        for (key, warning) in std::mem::take(&mut gathered.ignored) {
+            if !gathered.switched_off(key) {
+                warnings.push(warning);
+            }
+        }
+        let PermifyRead {
+            mut theirs, tracer, ..
+        } = gathered;
+        if let Some(endpoint) = tracer.resolve(&mut warnings)? {
+            put(&mut theirs, "otel-endpoint".to_owned(), endpoint)?;
+        }
+        // Lookout's own keys win over Permify's.
+        let mut entries = own;
+        for (key, value) in theirs {
+            if !entries.iter().any(|(k, _)| layer::is_one_of(k, &[&key])) {
+                entries.push((key, value));
+            }
+        }
         let mut serve = serde_norway::Mapping::new();
         let mut hardening = serde_norway::Mapping::new();
-        for (key, value) in flat {
-            let theirs = matches!(&key, serde_norway::Value::String(k)
-                if layer::is_one_of(k, hardening::HardeningFile::KEYS));
-            if theirs {
-                hardening.insert(key, value);
-            } else {
-                serve.insert(key, value);
-            }
+        for (key, sourced) in entries {
+            let theirs = layer::is_one_of(&key, hardening::HardeningFile::KEYS);
+            let fits = |value: &serde_norway::Value| {
+                let mut single = serde_norway::Mapping::new();
+                single.insert(serde_norway::Value::String(key.clone()), value.clone());
+                if theirs {
+                    read::<hardening::HardeningFile>(single).map(drop)
+                } else {
+                    read::<ServeFile>(single).map(drop)
+                }
+            };
+            // Permify reads ports as text and a variable's text may be a number: a scalar is
+            // also tried in its other form (`"3478"` as 3478, a numeric key as text).
+            let value = match fits(&sourced.value) {
+                Ok(()) => sourced.value,
+                Err(e) => match other_form(&sourced.value).filter(|v| fits(v).is_ok()) {
+                    Some(value) => value,
+                    None => {
+                        let accepts = ServeFile::accepts(&key)
+                            .or_else(|| hardening::HardeningFile::accepts(&key))
+                            .unwrap_or("another value");
+                        let got = if key.contains("preshared") {
+                            String::new()
+                        } else {
+                            match text_of(&sourced.value) {
+                                Some(t) => format!(", got `{t}`"),
+                                None => format!(" ({e})"),
+                            }
+                        };
+                        return Err(format!("{}: expected {accepts}{got}", sourced.origin));
+                    }
+                },
+            };
+            let target = if theirs { &mut hardening } else { &mut serve };
+            target.insert(serde_norway::Value::String(key), value);
         }
         Ok(FileConfig {
             serve: read(serve)?,
@@ -333,8 +750,26 @@ impl FileConfig {
             } else {
                 read(hardening)?
             },
+            warnings,
         })
     }
+}
+
+/// Sets Lookout's `key` from one of Permify's names: a `PERMIFY_*` variable wins over the
+/// file; two of Permify's file keys for one setting are an error.
+fn put(theirs: &mut Vec<(String, Sourced)>, key: String, value: Sourced) -> Result<(), String> {
+    match theirs.iter_mut().find(|(k, _)| *k == key) {
+        None => theirs.push((key, value)),
+        Some((_, old)) if value.from_env && !old.from_env => *old = value,
+        Some((_, old)) if !value.from_env && old.from_env => {}
+        Some((_, old)) => {
+            return Err(format!(
+                "{} and {} both set {key}; keep one",
+                old.origin, value.origin
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A mapping of the file read as `T`.
@@ -378,9 +813,25 @@ impl Config {
     /// Resolves flags (and their environment variables, which clap has already applied) over
     /// the config file over the defaults, then checks the result.
     pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(name, value)| {
+                let name = name.into_string().ok()?;
+                let value = value.into_string().unwrap_or_default();
+                Some((name, value))
+            })
+            .collect();
+        Config::resolve_with_env(args, &env)
+    }
+
+    /// [`Config::resolve`] with `env` as the environment for Permify's `PERMIFY_*` variables
+    /// (Lookout's own `LOOKOUT_*` ones are clap's, already in `args`).
+    pub fn resolve_with_env(
+        args: &ServeArgs,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
         let file = match &args.config {
-            Some(path) => FileConfig::load(path)?,
-            None => FileConfig::default(),
+            Some(path) => FileConfig::load(path, env)?,
+            None => FileConfig::build(None, env).map_err(ConfigError)?,
         };
         Config::merge(args, file)
     }
@@ -390,7 +841,10 @@ impl Config {
     fn merge(args: &ServeArgs, file: FileConfig) -> Result<Config, ConfigError> {
         let hardened = hardening::merge(&args.hardening, file.hardening)?;
         let l = args.over(file.serve)?;
-        let mut c = Config::default();
+        let mut c = Config {
+            warnings: file.warnings,
+            ..Config::default()
+        };
         set(&mut c.host, l.host);
         set(&mut c.grpc_port, l.grpc_port);
         set(&mut c.http_port, l.http_port);
@@ -473,7 +927,10 @@ impl Config {
             ));
         }
         if self.database_engine == DatabaseEngine::Postgres && self.database_uri.is_none() {
-            return fail("database-engine postgres needs --database-uri".to_owned());
+            return fail(
+                "database-engine postgres needs database-uri (--database-uri, LOOKOUT_DATABASE_URI, or Permify's database.uri or PERMIFY_DATABASE_URI)"
+                    .to_owned(),
+            );
         }
         hardening::check(
             &self.authn,
@@ -495,7 +952,7 @@ mod tests {
         let config = Config::merge(&ServeArgs::default(), FileConfig::default()).unwrap();
         assert_eq!(config.grpc_port, 3478);
         assert_eq!(config.http_port, 3476);
-        assert_eq!(config.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(config.host, Host::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
         assert_eq!(config.database_engine, DatabaseEngine::Memory);
         assert!(config.watch);
         assert_eq!(config.max_request_bytes, 4 * 1024 * 1024);
@@ -588,5 +1045,272 @@ mod tests {
         };
         let e = Config::merge(&args, FileConfig::default()).unwrap_err();
         assert!(e.0.contains("database-uri"), "{e}");
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn resolve(file: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
+        let file = FileConfig::build(Some(file), &env(vars))?;
+        Config::merge(&ServeArgs::default(), file).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn permifys_file_configures_lookout() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/permify-config.yaml"
+        ))
+        .unwrap();
+        let text = text
+            .replace("port: 3476", "port: 4476")
+            .replace("port: 3478", "port: 4478")
+            .replace("level: info", "level: debug")
+            .replace("bulk_limit: 100", "bulk_limit: 7")
+            .replace("max_open_connections: 20", "max_open_connections: 9")
+            .replace("auto_migrate: true", "auto_migrate: false")
+            .replace("enabled: true\n  schema", "enabled: false\n  schema");
+        let config = resolve(&text, &[]).unwrap();
+        assert_eq!(config.grpc_port, 4478);
+        assert_eq!(config.http_port, 4476);
+        assert_eq!(config.log_level, "debug");
+        assert_eq!(config.limits.max_bulk_check, 7);
+        assert_eq!(config.postgres.max_connections, 9);
+        assert!(!config.postgres.auto_migrate);
+        assert!(!config.watch);
+        assert_eq!(config.database_engine, DatabaseEngine::Memory);
+        // Permify's tuning knobs are named in warnings.
+        let warnings = config.warnings.join("\n");
+        assert!(
+            warnings.contains("database.max_idle_connections"),
+            "{warnings}"
+        );
+        assert!(
+            warnings.contains("service.permission.cache.max_cost"),
+            "{warnings}"
+        );
+        // Keys of sections switched off ask for nothing.
+        assert!(!warnings.contains("profiler"), "{warnings}");
+        assert!(!warnings.contains("meter"), "{warnings}");
+        let config = resolve(
+            "meter:\n  endpoint: x\n",
+            &[("PERMIFY_METER_ENABLED", "false")],
+        )
+        .unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let config = resolve("meter:\n  enabled: false\n  endpoint: x\n", &[]).unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let config = resolve("meter:\n  endpoint: x\n", &[]).unwrap();
+        assert!(
+            config.warnings[0].starts_with("meter.endpoint"),
+            "{:?}",
+            config.warnings
+        );
+    }
+
+    #[test]
+    fn permify_variables_select_postgres() {
+        let config = resolve(
+            "",
+            &[
+                ("PERMIFY_DATABASE_ENGINE", "postgres"),
+                ("PERMIFY_DATABASE_URI", "postgres://u:p@db:5432/permify"),
+                ("PERMIFY_GRPC_PORT", "5478"),
+                ("PERMIFY_SERVICE_WATCH_ENABLED", "false"),
+                ("PERMIFY_AUTHN_ENABLED", "true"),
+                ("PERMIFY_AUTHN_METHOD", "preshared"),
+                ("PERMIFY_AUTHN_PRESHARED_KEYS", "k1,k2"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.database_engine, DatabaseEngine::Postgres);
+        assert_eq!(
+            config.database_uri.as_deref(),
+            Some("postgres://u:p@db:5432/permify")
+        );
+        assert_eq!(config.grpc_port, 5478);
+        assert!(!config.watch);
+        assert_eq!(config.authn.method, crate::auth::AuthnMethod::Preshared);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn lookouts_names_win_over_permifys_and_variables_over_permifys_file() {
+        let config = resolve(
+            "grpc-port: 7000\nserver:\n  grpc:\n    port: 7001\n  http:\n    port: 7002\n",
+            &[("PERMIFY_GRPC_PORT", "7003"), ("PERMIFY_HTTP_PORT", "7004")],
+        )
+        .unwrap();
+        assert_eq!(config.grpc_port, 7000);
+        assert_eq!(config.http_port, 7004);
+        let file = FileConfig::build(Some("server:\n  grpc:\n    port: 7001\n"), &[]).unwrap();
+        let args = ServeArgs {
+            grpc_port: Some(7100),
+            ..ServeArgs::default()
+        };
+        assert_eq!(Config::merge(&args, file).unwrap().grpc_port, 7100);
+        // `database.max_connections` flattens to Lookout's own `database-max-connections`.
+        let config = resolve(
+            "database:\n  max_open_connections: 3\n  max_connections: 4\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.postgres.max_connections, 4);
+        let e = resolve(
+            "",
+            &[
+                ("PERMIFY_DATABASE_MAX_OPEN_CONNECTIONS", "3"),
+                ("PERMIFY_DATABASE_MAX_CONNECTIONS", "4"),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.contains("PERMIFY_DATABASE_MAX_OPEN_CONNECTIONS"), "{e}");
+    }
+
+    #[test]
+    fn refused_keys_fail_by_name_with_the_reason() {
+        for (file, vars, name) in [
+            (
+                "server:\n  grpc:\n    tls:\n      enabled: true\n",
+                &[][..],
+                "server.grpc.tls.enabled",
+            ),
+            (
+                "server:\n  http:\n    tls:\n      enabled: true\n",
+                &[][..],
+                "server.http.tls.enabled",
+            ),
+            (
+                "distributed:\n  enabled: true\n",
+                &[][..],
+                "distributed.enabled",
+            ),
+            ("profiler:\n  enabled: true\n", &[][..], "profiler.enabled"),
+            (
+                "server:\n  http:\n    enabled: false\n",
+                &[][..],
+                "server.http.enabled",
+            ),
+            (
+                "",
+                &[("PERMIFY_GRPC_TLS_ENABLED", "true")][..],
+                "PERMIFY_GRPC_TLS_ENABLED",
+            ),
+            (
+                "",
+                &[("PERMIFY_DISTRIBUTED_ENABLED", "true")][..],
+                "PERMIFY_DISTRIBUTED_ENABLED",
+            ),
+        ] {
+            let e = resolve(file, vars).unwrap_err();
+            assert!(e.starts_with(name), "{name}: {e}");
+            assert!(e.contains("not supported by Lookout: "), "{e}");
+        }
+        let e = resolve(
+            "tracer:\n  enabled: true\n  exporter: zipkin\n  endpoint: x\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("tracer.exporter") && e.contains("zipkin"), "{e}");
+    }
+
+    #[test]
+    fn permifys_otlp_tracer_sets_the_endpoint() {
+        let resolved = resolve(
+            "tracer:\n  enabled: true\n  exporter: otlp\n  endpoint: collector:4317\n  insecure: true\n  protocol: grpc\n",
+            &[],
+        );
+        #[cfg(feature = "otel")]
+        assert_eq!(
+            resolved.unwrap().telemetry.otel_endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        // Without the feature, the endpoint reaches Lookout's otel-endpoint, which says so.
+        #[cfg(not(feature = "otel"))]
+        assert!(resolved.unwrap_err().contains("otel-endpoint"));
+    }
+
+    #[test]
+    fn scalars_are_read_in_either_form() {
+        let config = resolve(
+            "server:\n  grpc:\n    port: \"4478\"\nauthn:\n  method: preshared\n  preshared:\n    keys: [12345]\n",
+            &[("PERMIFY_SERVICE_WATCH_ENABLED", "false")],
+        )
+        .unwrap();
+        assert_eq!(config.grpc_port, 4478);
+        assert!(!config.watch);
+        assert_eq!(config.authn.preshared_keys, vec!["12345".to_owned()]);
+        let config = resolve("", &[("PERMIFY_AUTHN_PRESHARED_KEYS", "12345")]).unwrap();
+        assert_eq!(config.authn.preshared_keys, vec!["12345".to_owned()]);
+        let config = resolve("", &[("PERMIFY_LOG_LEVEL", "true")]);
+        assert!(config.is_ok());
+    }
+
+    #[test]
+    fn unknown_permify_variables_warn() {
+        let config = resolve("", &[("PERMIFY_NO_SUCH_THING", "1")]).unwrap();
+        assert!(
+            config
+                .warnings
+                .iter()
+                .any(|w| w.contains("PERMIFY_NO_SUCH_THING")),
+            "{:?}",
+            config.warnings
+        );
+        let config = resolve("", &[("PERMIFY_METER_ENABLED", "true")]).unwrap();
+        assert!(config.warnings[0].starts_with("PERMIFY_METER_ENABLED is ignored"));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_it_accepts() {
+        let e = FileConfig::parse("grpc-port: abc\n").unwrap_err();
+        assert!(e.starts_with("grpc-port: "), "{e}");
+        assert!(e.contains("a port number 0-65535"), "{e}");
+        let e = resolve("server:\n  grpc:\n    port: 99999\n", &[]).unwrap_err();
+        assert!(e.contains("server.grpc.port (grpc-port)"), "{e}");
+        assert!(e.contains("a port number 0-65535"), "{e}");
+        let e = resolve("", &[("PERMIFY_DATABASE_ENGINE", "mysql")]).unwrap_err();
+        assert!(
+            e.starts_with("PERMIFY_DATABASE_ENGINE (database-engine)"),
+            "{e}"
+        );
+        assert!(e.contains("`memory` or `postgres`"), "{e}");
+        let e = FileConfig::parse("watch: maybe\n").unwrap_err();
+        assert!(e.contains("true or false"), "{e}");
+        // The list after an unknown key is every key: Lookout's, hardening's and Permify's.
+        let e = FileConfig::parse("grpc-prot: 1\n").unwrap_err();
+        for key in valid_keys() {
+            assert!(e.contains(&key), "{key} missing from: {e}");
+        }
+        assert!(
+            e.contains("max-inflight") && e.contains("database.uri"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hosts_are_addresses_or_names() {
+        assert_eq!(
+            "127.0.0.1".parse::<Host>().unwrap(),
+            Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        assert_eq!(
+            "localhost".parse::<Host>().unwrap(),
+            Host::Name("localhost".to_owned())
+        );
+        assert_eq!(
+            "[::1]".parse::<Host>().unwrap(),
+            Host::Ip("::1".parse().unwrap())
+        );
+        assert!("db-1.internal.example".parse::<Host>().is_ok());
+        assert!("not a host".parse::<Host>().is_err());
+        assert!("-x".parse::<Host>().is_err());
+        let config = resolve("host: localhost\n", &[]).unwrap();
+        assert_eq!(config.host, Host::Name("localhost".to_owned()));
     }
 }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::server::HealthReporter;
 
 use crate::cache::ResultCache;
-use crate::config::{Config, ConfigError, DatabaseEngine, ServeArgs};
+use crate::config::{Config, ConfigError, DatabaseEngine, Host, ServeArgs};
 use crate::connections::{ConnInfo, Connections, Listener};
 use crate::service::Service;
 use crate::storage::postgres::{self, PgOptions};
@@ -44,6 +44,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: io::Error,
     },
+    #[error("cannot resolve the host `{host}` to listen on: {reason}")]
+    Resolve { host: String, reason: String },
     #[error("cannot set up gRPC reflection: {0}")]
     Reflection(String),
     #[error("cannot set up the HTTP routes: {0}")]
@@ -98,10 +100,11 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
     };
     let tenants = tenants.with_max_tenants(config.max_tenants);
     let bound = async {
-        let grpc_listener = bind("gRPC", SocketAddr::new(config.host, config.grpc_port)).await?;
-        let http_listener = bind("HTTP", SocketAddr::new(config.host, config.http_port)).await?;
-        let grpc_addr = local_addr("gRPC", &grpc_listener, config.grpc_port, config.host)?;
-        let http_addr = local_addr("HTTP", &http_listener, config.http_port, config.host)?;
+        let host = resolve_host(&config.host).await?;
+        let grpc_listener = bind("gRPC", SocketAddr::new(host, config.grpc_port)).await?;
+        let http_listener = bind("HTTP", SocketAddr::new(host, config.http_port)).await?;
+        let grpc_addr = local_addr("gRPC", &grpc_listener, config.grpc_port, host)?;
+        let http_addr = local_addr("HTTP", &http_listener, config.http_port, host)?;
         Ok::<_, ServeError>((grpc_listener, http_listener, grpc_addr, http_addr))
     }
     .await;
@@ -221,6 +224,25 @@ async fn start_gate(
     ))
 }
 
+/// The address `host` names: itself, or the first address a host name resolves to now.
+async fn resolve_host(host: &Host) -> Result<std::net::IpAddr, ServeError> {
+    let name = match host {
+        Host::Ip(ip) => return Ok(*ip),
+        Host::Name(name) => name,
+    };
+    let fail = |reason: String| ServeError::Resolve {
+        host: name.clone(),
+        reason,
+    };
+    let mut addrs = tokio::net::lookup_host((name.as_str(), 0))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    addrs
+        .next()
+        .map(|addr| addr.ip())
+        .ok_or_else(|| fail("it has no address".to_owned()))
+}
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
@@ -336,6 +358,9 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             }
         }
     };
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let result = runtime.block_on(serve_until_signal(config));
     drop(telemetry);
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -6,6 +6,7 @@ mod cache;
 mod client_cli;
 mod import_export;
 mod layering;
+mod permify_config;
 mod postgres;
 mod transport;
 mod validate_cli;

@@ -28,7 +28,7 @@ settings! {
         after {}
         file_only {
             /// Permify's `authn.enabled`: false turns authentication off whatever the method says.
-            authn_enabled: bool,
+            authn_enabled: bool = "true or false",
         }
         /// How API calls authenticate: `none`, `preshared` (`authorization: Bearer KEY`) or `oidc`
         /// (`authorization: Bearer JWT`) [default: none, or preshared when keys are given, or oidc

@@ -16,7 +16,6 @@
 //! that puts it into its subsystem's settings; adding a config-file alias (say, Permify's
 //! name for a key) is one `#[file(alias = "...")]` on its entry.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,16 +26,19 @@ use serde::Deserialize;
 pub(crate) trait FileValue: Sized {
     /// The form the file holds.
     type Raw: for<'de> Deserialize<'de>;
+    /// What the file may hold for it, shown in errors after the key's name.
+    const ACCEPTS: &'static str;
     /// The setting from the file's form; the error is shown after the key's name.
     fn from_file(raw: Self::Raw) -> Result<Self, String>;
 }
 
 /// Types the file holds as they are.
 macro_rules! file_value_as_is {
-    ($($ty:ty),* $(,)?) => {
+    ($($ty:ty => $accepts:literal),* $(,)?) => {
         $(
             impl FileValue for $ty {
                 type Raw = $ty;
+                const ACCEPTS: &'static str = $accepts;
                 fn from_file(raw: $ty) -> Result<$ty, String> {
                     Ok(raw)
                 }
@@ -46,21 +48,29 @@ macro_rules! file_value_as_is {
 }
 
 file_value_as_is!(
-    bool,
-    u16,
-    u32,
-    u64,
-    usize,
-    String,
-    IpAddr,
-    PathBuf,
-    super::DatabaseEngine,
-    crate::telemetry::LogFormat,
-    crate::auth::AuthnMethod,
+    bool => "true or false",
+    u16 => "a port number 0-65535",
+    u32 => "a whole number 0-4294967295",
+    u64 => "a whole number",
+    usize => "a whole number",
+    String => "text",
+    PathBuf => "a file path",
+    super::DatabaseEngine => "`memory` or `postgres`",
+    crate::telemetry::LogFormat => "`text` or `json`",
+    crate::auth::AuthnMethod => "`none`, `preshared` or `oidc`",
 );
+
+impl FileValue for super::Host {
+    type Raw = String;
+    const ACCEPTS: &'static str = "an IP address or a host name";
+    fn from_file(raw: String) -> Result<Self, String> {
+        raw.parse()
+    }
+}
 
 impl FileValue for Duration {
     type Raw = DurationText;
+    const ACCEPTS: &'static str = "a duration such as `10s`, `500ms`, `2m`, or a number of seconds";
     fn from_file(raw: DurationText) -> Result<Duration, String> {
         Ok(raw.0)
     }
@@ -68,6 +78,7 @@ impl FileValue for Duration {
 
 impl FileValue for crate::storage::postgres::WatchRetention {
     type Raw = String;
+    const ACCEPTS: &'static str = "an age such as `24h` or a count such as `100000 revisions`";
     fn from_file(raw: String) -> Result<Self, String> {
         crate::storage::postgres::parse_watch_retention(&raw)
     }
@@ -75,6 +86,7 @@ impl FileValue for crate::storage::postgres::WatchRetention {
 
 impl FileValue for Vec<String> {
     type Raw = List;
+    const ACCEPTS: &'static str = "a list: a YAML list or comma-separated text";
     fn from_file(raw: List) -> Result<Self, String> {
         Ok(raw.items())
     }
@@ -82,6 +94,7 @@ impl FileValue for Vec<String> {
 
 impl FileValue for Vec<Algorithm> {
     type Raw = List;
+    const ACCEPTS: &'static str = "a list of signature algorithms such as `RS256,ES256`";
     fn from_file(raw: List) -> Result<Self, String> {
         raw.items()
             .iter()
@@ -146,14 +159,15 @@ pub(crate) fn is_one_of(key: &str, names: &[&str]) -> bool {
 /// Declares a group of settings once: see the module docs. `before { ... }` and `after { ... }`
 /// hold fields of the arguments struct that are not settings of this group (placed before or
 /// after the settings, which is their order in `--help`; copied from the flags by `over`);
-/// `file_only { ... }` holds keys of the file that have no flag (read by the caller).
+/// `file_only { ... }` holds keys of the file that have no flag (read by the caller), each with
+/// what it accepts (`key: Type = "true or false",`).
 macro_rules! settings {
     (
         $(#[$meta:meta])*
         pub struct $args:ident, file $file:ident {
             before { $( $(#[$bmeta:meta])* pub $bfield:ident : $bty:ty, )* }
             after { $( $(#[$ameta:meta])* pub $afield:ident : $aty:ty, )* }
-            file_only { $( $(#[doc = $fdoc:literal])* $ffield:ident : $fty:ty, )* }
+            file_only { $( $(#[doc = $fdoc:literal])* $ffield:ident : $fty:ty = $faccepts:literal, )* }
             $(
                 $(#[doc = $doc:literal])*
                 $(#[file(alias = $alias:literal)])*
@@ -194,6 +208,22 @@ macro_rules! settings {
                 $( stringify!($ffield), )*
                 $( stringify!($field), $( $alias, )* )*
             ];
+
+            /// What the file may hold for `key`, if it is one of this struct's keys.
+            #[allow(dead_code, reason = "only keys of groups the file splits by are looked up")]
+            pub(crate) fn accepts(key: &str) -> Option<&'static str> {
+                $(
+                    if $crate::config::layer::is_one_of(key, &[stringify!($ffield)]) {
+                        return Some($faccepts);
+                    }
+                )*
+                $(
+                    if $crate::config::layer::is_one_of(key, &[stringify!($field) $(, $alias)*]) {
+                        return Some(<$ty as $crate::config::layer::FileValue>::ACCEPTS);
+                    }
+                )*
+                None
+            }
         }
 
         impl $args {

@@ -1,7 +1,8 @@
 //! The configuration reference in the README, generated from the flags themselves so that it
 //! cannot drift: every flag of `lookout serve` with its environment variable, its config-file
-//! key and its help. A test compares the README's table with [`markdown_table`]; run it with
-//! `UPDATE_README=1` to rewrite the table.
+//! key and its help; and every key of Permify's configuration with what Lookout does with it
+//! (from the table of `config/permify.rs`). A test compares the README's tables with
+//! [`markdown_table`] and [`permify_table`]; run it with `UPDATE_README=1` to rewrite them.
 
 use clap::{Args, Command};
 
@@ -11,6 +12,45 @@ use super::ServeArgs;
 pub const BEGIN: &str =
     "<!-- serve-flags:begin (generated from the flags; see server/src/config/reference.rs) -->";
 pub const END: &str = "<!-- serve-flags:end -->";
+
+/// The README's markers around the generated table of Permify's keys.
+pub const PERMIFY_BEGIN: &str =
+    "<!-- permify-keys:begin (generated from server/src/config/permify.rs) -->";
+pub const PERMIFY_END: &str = "<!-- permify-keys:end -->";
+
+/// One row per key of Permify's configuration: the key, its `PERMIFY_*` variable, and the
+/// Lookout setting it sets or why it is refused or ignored.
+pub fn permify_table() -> String {
+    use super::permify::{KEYS, Quiet, Treatment};
+    let mut out =
+        String::from("| Permify key | Environment variable | In Lookout |\n| --- | --- | --- |\n");
+    for key in KEYS {
+        let env = key.env.map(|e| format!("`{e}`")).unwrap_or_default();
+        let quiet = |quiet: Quiet| match quiet {
+            Quiet::False => " (`false` is accepted)",
+            Quiet::True => " (`true` is accepted)",
+            Quiet::Empty => "",
+        };
+        let what = match key.treatment {
+            Treatment::Setting(to) => format!("sets `{to}`"),
+            Treatment::Tracer(_) => {
+                "with `tracer.enabled`, `exporter: otlp` and `endpoint` set `otel-endpoint` (OTLP/gRPC only; other exporters are refused)".to_owned()
+            }
+            Treatment::Refused { quiet: q, reason } => {
+                format!("**refused**{}: not supported by Lookout: {reason}", quiet(q))
+            }
+            Treatment::Ignored { quiet: q, reason } => {
+                format!("ignored, with a warning{}: {reason}", quiet(q))
+            }
+        };
+        out.push_str(&format!(
+            "| `{}` | {env} | {} |\n",
+            key.key,
+            what.replace('|', "\\|")
+        ));
+    }
+    out
+}
 
 /// One row per flag of `lookout serve`: flag, environment variable, config key, help.
 pub fn markdown_table() -> String {
@@ -69,8 +109,13 @@ pub fn markdown_table() -> String {
 /// `readme` with the text between [`BEGIN`] and [`END`] replaced by `table`; None without
 /// the markers.
 pub fn replace_table(readme: &str, table: &str) -> Option<String> {
-    let start = readme.find(BEGIN)? + BEGIN.len();
-    let end = readme[start..].find(END)? + start;
+    replace_between(readme, BEGIN, END, table)
+}
+
+/// `readme` with the text between `begin` and `end` replaced by `table`; None without them.
+pub fn replace_between(readme: &str, begin: &str, end: &str, table: &str) -> Option<String> {
+    let start = readme.find(begin)? + begin.len();
+    let end = readme[start..].find(end)? + start;
     Some(format!("{}\n{table}{}", &readme[..start], &readme[end..]))
 }
 
@@ -86,6 +131,10 @@ mod tests {
         let table = markdown_table();
         let updated = replace_table(&readme, &table)
             .unwrap_or_else(|| panic!("README.md has no `{BEGIN}` ... `{END}` section"));
+        let updated = replace_between(&updated, PERMIFY_BEGIN, PERMIFY_END, &permify_table())
+            .unwrap_or_else(|| {
+                panic!("README.md has no `{PERMIFY_BEGIN}` ... `{PERMIFY_END}` section")
+            });
         if updated != readme {
             if std::env::var_os("UPDATE_README").is_some() {
                 std::fs::write(path, updated).unwrap();

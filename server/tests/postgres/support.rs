@@ -93,7 +93,7 @@ pub async fn postgres() -> Fixture {
 /// A whole server (gRPC and HTTP on free ports) over the database at `uri`.
 pub async fn server(uri: &str) -> Handle {
     let mut config = Config {
-        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST).into(),
         grpc_port: 0,
         http_port: 0,
         database_engine: DatabaseEngine::Postgres,

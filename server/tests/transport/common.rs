@@ -28,7 +28,7 @@ entity document {
 
 pub fn test_config() -> Config {
     Config {
-        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST).into(),
         grpc_port: 0,
         http_port: 0,
         max_request_bytes: MAX_REQUEST_BYTES,

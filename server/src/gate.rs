@@ -49,6 +49,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Admission, Permit, deadline_exceeded};
 use crate::metrics::{Metrics, Series};
 use crate::service::Service;
+use crate::sync;
 
 /// The response header (and gRPC metadata key) of the request ID.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -342,10 +343,7 @@ impl StallWatch {
     }
 
     fn take(&self) -> Option<(StreamPermit, Option<ActiveCall>)> {
-        match self.held.lock() {
-            Ok(mut held) => held.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        }
+        sync::lock(&self.held).take()
     }
 
     async fn run(self: Arc<Self>, limit: Duration) {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// Each layer and its top-level modules of `server/src`, lowest first.
 const LAYERS: &[(&str, &[&str])] = &[
+    ("locks", &["sync"]),
     ("errors", &["error"]),
     ("units", &["units"]),
     ("result cache", &["cache"]),
@@ -34,7 +35,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("command parts", &["data_file"]),
     (
         "commands",
-        &["serve", "validate_cmd", "import_cmd", "export_cmd", "schema_cmd"],
+        &[
+            "serve",
+            "validate_cmd",
+            "import_cmd",
+            "export_cmd",
+            "schema_cmd",
+        ],
     ),
     ("cli", &["cli", "main", "lib"]),
 ];

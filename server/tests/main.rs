@@ -7,5 +7,6 @@ mod client_cli;
 mod import_export;
 mod layering;
 mod postgres;
+mod spawn;
 mod transport;
 mod validate_cli;

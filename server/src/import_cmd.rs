@@ -97,31 +97,95 @@ pub fn state_path(file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Why an import stopped. Each message names the file (and the line or lines, where there
+/// are some), as `lookout import` prints it.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{name}: {source}")]
+    Open { name: String, source: io::Error },
+    #[error("{name}:{line}: {source}")]
+    Read {
+        name: String,
+        line: u64,
+        source: io::Error,
+    },
+    #[error("{name}:{line}: {reason}")]
+    BadLine {
+        name: String,
+        line: u64,
+        reason: String,
+    },
+    /// The server could not be reached (the message of [`data_file::connect`]).
+    #[error("{0}")]
+    Connect(String),
+    #[error(
+        "{name}: lines {first}-{last}: the server refused the batch: {status}{at}{hint}; {done}"
+    )]
+    Refused {
+        name: String,
+        first: u64,
+        last: u64,
+        /// The server's status as [`data_file::status_text`] writes it.
+        status: String,
+        /// ` (the item the server names is line N)`, or empty.
+        at: String,
+        /// ` (a smaller --batch-size may help)`, or empty.
+        hint: &'static str,
+        /// What is committed so far.
+        done: String,
+    },
+    #[error("{}: unreadable import state: {source}", .path.display())]
+    StateUnreadable {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: {source}", .path.display())]
+    StateRead { path: PathBuf, source: io::Error },
+    #[error("{}: cannot record the import state: {source}", .path.display())]
+    StateWrite { path: PathBuf, source: io::Error },
+    #[error("{}: cannot remove the import state: {source}", .path.display())]
+    StateRemove { path: PathBuf, source: io::Error },
+    #[error(
+        "{}: an interrupted import into tenant `{tenant}` is recorded; use --tenant {tenant} to resume it or --restart to start over",
+        .path.display()
+    )]
+    OtherTenant { path: PathBuf, tenant: String },
+    #[error(
+        "{name}: the file changed since lines 1-{line} were imported (see {}); use --restart to import it from the start",
+        .path.display()
+    )]
+    FileChanged {
+        name: String,
+        line: u64,
+        path: PathBuf,
+    },
+}
+
 /// Reads the state file, if any.
-pub fn read_state(file: &Path) -> Result<Option<State>, String> {
+pub fn read_state(file: &Path) -> Result<Option<State>, ImportError> {
     let path = state_path(file);
     match fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| format!("{}: unreadable import state: {e}", path.display())),
+            .map_err(|source| ImportError::StateUnreadable { path, source }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(ImportError::StateRead { path, source }),
     }
 }
 
-fn write_state(file: &Path, state: &State) -> Result<(), String> {
+fn write_state(file: &Path, state: &State) -> Result<(), ImportError> {
     let path = state_path(file);
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
     let write = || -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(state)?;
         let mut f = File::create(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, &path)
     };
-    write().map_err(|e| format!("{}: cannot record the import state: {e}", path.display()))
+    write().map_err(|source| ImportError::StateWrite { path, source })
 }
 
 /// Runs the command.
@@ -203,9 +267,12 @@ impl Batch {
 }
 
 /// Imports `args.file`, drawing a progress bar on stderr if `progress`.
-pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, String> {
+pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, ImportError> {
     let name = args.file.display().to_string();
-    let file = File::open(&args.file).map_err(|e| format!("{name}: {e}"))?;
+    let file = File::open(&args.file).map_err(|source| ImportError::Open {
+        name: name.clone(),
+        source,
+    })?;
     let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut reader = BufReader::new(file);
 
@@ -217,15 +284,15 @@ pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, String
     if let Some(state) = &resume
         && state.tenant != args.connect.tenant
     {
-        return Err(format!(
-            "{}: an interrupted import into tenant `{}` is recorded; use --tenant {} to resume it or --restart to start over",
-            state_path(&args.file).display(),
-            state.tenant,
-            state.tenant
-        ));
+        return Err(ImportError::OtherTenant {
+            path: state_path(&args.file),
+            tenant: state.tenant.clone(),
+        });
     }
 
-    let client = data_file::connect(&args.connect).await?;
+    let client = data_file::connect(&args.connect)
+        .await
+        .map_err(ImportError::Connect)?;
 
     let bar = if progress {
         let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
@@ -258,11 +325,11 @@ pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, String
         }
         let digest = format!("{:x}", hasher.clone().finalize());
         if line_no != state.line || bytes_read != state.bytes || digest != state.sha256 {
-            return Err(format!(
-                "{name}: the file changed since lines 1-{} were imported (see {}); use --restart to import it from the start",
-                state.line,
-                state_path(&args.file).display()
-            ));
+            return Err(ImportError::FileChanged {
+                name,
+                line: state.line,
+                path: state_path(&args.file),
+            });
         }
         summary.resumed_after_line = state.line;
         summary.snap_token = state.snap_token.clone();
@@ -300,7 +367,11 @@ pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, String
                         .flush(Committed::at(line_no - 1, bytes_read, &hasher))
                         .await?;
                     bar.finish_and_clear();
-                    return Err(format!("{name}:{line_no}: {reason}"));
+                    return Err(ImportError::BadLine {
+                        name,
+                        line: line_no,
+                        reason,
+                    });
                 }
             }
         }
@@ -329,11 +400,11 @@ pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, String
     match fs::remove_file(state_path(&args.file)) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(format!(
-                "{}: cannot remove the import state: {e}",
-                state_path(&args.file).display()
-            ));
+        Err(source) => {
+            return Err(ImportError::StateRemove {
+                path: state_path(&args.file),
+                source,
+            });
         }
     }
     Ok(importer.summary)
@@ -345,12 +416,16 @@ fn next_line(
     line: &mut String,
     name: &str,
     line_no: u64,
-) -> Result<Option<usize>, String> {
+) -> Result<Option<usize>, ImportError> {
     line.clear();
     match reader.read_line(line) {
         Ok(0) => Ok(None),
         Ok(n) => Ok(Some(n)),
-        Err(e) => Err(format!("{name}:{}: {e}", line_no + 1)),
+        Err(source) => Err(ImportError::Read {
+            name: name.to_owned(),
+            line: line_no + 1,
+            source,
+        }),
     }
 }
 
@@ -383,7 +458,7 @@ struct Importer<'a> {
 
 impl Importer<'_> {
     /// Writes the batch (if it has anything) and records `upto` as committed.
-    async fn flush(&mut self, upto: Committed) -> Result<(), String> {
+    async fn flush(&mut self, upto: Committed) -> Result<(), ImportError> {
         let Importer {
             args,
             client,
@@ -425,11 +500,15 @@ impl Importer<'_> {
                         } else {
                             format!("lines 1-{} are committed", committed.line)
                         };
-                        return Err(format!(
-                            "{name}: lines {first}-{}: the server refused the batch: {}{at}{hint}; {done}",
-                            upto.line,
-                            data_file::status_text(&status),
-                        ));
+                        return Err(ImportError::Refused {
+                            name: name.to_string(),
+                            first,
+                            last: upto.line,
+                            status: data_file::status_text(&status),
+                            at,
+                            hint,
+                            done,
+                        });
                     }
                 }
             };

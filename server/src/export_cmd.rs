@@ -57,9 +57,8 @@ pub struct Summary {
 /// Why an export stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    /// The server could not be reached (the message of [`data_file::connect`]).
-    #[error("{0}")]
-    Connect(String),
+    #[error(transparent)]
+    Connect(#[from] data_file::ConnectError),
     /// A read the server refused; `what` is `tuples` or `attributes`, `status` the status as
     /// [`data_file::status_text`] writes it.
     #[error("reading {what}: {status}")]
@@ -155,9 +154,7 @@ pub async fn export(
     out: &mut dyn Write,
     progress: bool,
 ) -> Result<Summary, ExportError> {
-    let mut client = data_file::connect(&args.connect)
-        .await
-        .map_err(ExportError::Connect)?;
+    let mut client = data_file::connect(&args.connect).await?;
     let bar = if progress {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(

@@ -115,9 +115,8 @@ pub enum ImportError {
         line: u64,
         reason: String,
     },
-    /// The server could not be reached (the message of [`data_file::connect`]).
-    #[error("{0}")]
-    Connect(String),
+    #[error(transparent)]
+    Connect(#[from] data_file::ConnectError),
     #[error(
         "{name}: lines {first}-{last}: the server refused the batch: {status}{at}{hint}; {done}"
     )]
@@ -290,9 +289,7 @@ pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, Import
         });
     }
 
-    let client = data_file::connect(&args.connect)
-        .await
-        .map_err(ImportError::Connect)?;
+    let client = data_file::connect(&args.connect).await?;
 
     let bar = if progress {
         let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());

@@ -20,8 +20,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-
-use crate::sync;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -36,6 +34,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::cache::CheckCosts;
 use crate::error::{ApiError, ErrorCode, Reason};
+use crate::sync;
 
 /// The tenant every server has from the start.
 pub const DEFAULT_TENANT: &str = "t1";

@@ -106,7 +106,9 @@ impl Authenticator {
                 Authenticator::Preshared(Arc::new(PresharedKeys::new(&settings.preshared_keys)))
             }
             AuthnMethod::Oidc => Authenticator::Oidc(
-                oidc::OidcVerifier::start(settings.oidc.clone(), shutdown).await?,
+                oidc::OidcVerifier::start(settings.oidc.clone(), shutdown)
+                    .await
+                    .map_err(|e| e.to_string())?,
             ),
         })
     }

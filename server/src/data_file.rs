@@ -204,22 +204,44 @@ impl Interceptor for Bearer {
 /// A Data service client with the credential attached.
 pub type Client = DataClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
 
+/// Why a client could not connect, as a person would say it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid --target `{target}`: {source}")]
+    InvalidTarget {
+        target: String,
+        source: tonic::transport::Error,
+    },
+    #[error("connection refused — is the server running at {target}?")]
+    Refused { target: String },
+    #[error("cannot connect to {target}: timed out")]
+    TimedOut { target: String },
+    /// Any other failure; `reason` is the innermost I/O error, or the transport's error.
+    #[error("cannot connect to {target}: {reason}")]
+    Unreachable { target: String, reason: String },
+    #[error("--token: must be printable ASCII")]
+    Token,
+}
+
 /// Connects to `args.target`.
-pub async fn connect(args: &ConnectArgs) -> Result<Client, String> {
+pub async fn connect(args: &ConnectArgs) -> Result<Client, ConnectError> {
     let (channel, bearer) = channel(args).await?;
     Ok(DataClient::with_interceptor(channel, bearer))
 }
 
 /// A channel to `args.target` and the credential to send on it. A refused connection says
 /// which address was tried and asks whether the server runs there.
-pub async fn channel(args: &ConnectArgs) -> Result<(Channel, Bearer), String> {
+pub async fn channel(args: &ConnectArgs) -> Result<(Channel, Bearer), ConnectError> {
     let url = if args.target.contains("://") {
         args.target.clone()
     } else {
         format!("http://{}", args.target)
     };
     let endpoint = Endpoint::from_shared(url)
-        .map_err(|e| format!("invalid --target `{}`: {e}", args.target))?
+        .map_err(|source| ConnectError::InvalidTarget {
+            target: args.target.clone(),
+            source,
+        })?
         .connect_timeout(Duration::from_secs(10));
     let channel = endpoint
         .connect()
@@ -229,7 +251,7 @@ pub async fn channel(args: &ConnectArgs) -> Result<(Channel, Bearer), String> {
         Some(Secret(token)) => Some(
             format!("Bearer {token}")
                 .parse::<MetadataValue<Ascii>>()
-                .map_err(|_| "--token: must be printable ASCII".to_string())?,
+                .map_err(|_| ConnectError::Token)?,
         ),
         None => None,
     };
@@ -237,23 +259,26 @@ pub async fn channel(args: &ConnectArgs) -> Result<(Channel, Bearer), String> {
 }
 
 /// Why a connection to `target` failed, as a person would say it.
-fn connect_error(e: &(dyn std::error::Error + 'static), target: &str) -> String {
+fn connect_error(e: &(dyn std::error::Error + 'static), target: &str) -> ConnectError {
+    let target = target.to_owned();
     let mut source = Some(e);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => {
-                    format!("connection refused — is the server running at {target}?")
-                }
-                std::io::ErrorKind::TimedOut => {
-                    format!("cannot connect to {target}: timed out")
-                }
-                _ => format!("cannot connect to {target}: {io}"),
+                std::io::ErrorKind::ConnectionRefused => ConnectError::Refused { target },
+                std::io::ErrorKind::TimedOut => ConnectError::TimedOut { target },
+                _ => ConnectError::Unreachable {
+                    target,
+                    reason: io.to_string(),
+                },
             };
         }
         source = cause.source();
     }
-    format!("cannot connect to {target}: {e}")
+    ConnectError::Unreachable {
+        target,
+        reason: e.to_string(),
+    }
 }
 
 /// A status as one line: `code: message`, the code in words (`invalid argument`), without

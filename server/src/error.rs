@@ -297,6 +297,12 @@ fn schema_reason(kind: SchemaErrorKind) -> Reason {
     }
 }
 
+impl From<EvalError> for ApiError {
+    fn from(e: EvalError) -> Self {
+        ApiError::from_eval(e)
+    }
+}
+
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
         let details = e.status_details();

@@ -54,6 +54,29 @@ pub struct Summary {
     pub attributes: u64,
 }
 
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Connect(#[from] data_file::ConnectError),
+    /// A read the server refused; `what` is `tuples` or `attributes`, `status` the status as
+    /// [`data_file::status_text`] writes it.
+    #[error("reading {what}: {status}")]
+    Read { what: &'static str, status: String },
+    /// A tuple or attribute the server sent that does not convert; `what` is `tuple` or
+    /// `attribute`.
+    #[error("the server sent an unreadable {what}: {message}")]
+    Unreadable { what: &'static str, message: String },
+    /// An item [`data_file::format_line`] cannot write in the format asked for.
+    #[error("{0}")]
+    Format(String),
+    #[error("cannot write: {0}")]
+    Write(io::Error),
+    /// Creating, syncing or renaming the output file, or flushing stdout.
+    #[error("{}: {source}", .path.display())]
+    Output { path: PathBuf, source: io::Error },
+}
+
 /// Runs the command.
 pub fn run(args: &ExportArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -73,7 +96,14 @@ pub fn run(args: &ExportArgs) -> ExitCode {
             let mut out = BufWriter::new(io::stdout().lock());
             runtime
                 .block_on(export(args, &mut out, show))
-                .and_then(|s| out.flush().map(|()| s).map_err(|e| format!("stdout: {e}")))
+                .and_then(|s| {
+                    out.flush()
+                        .map(|()| s)
+                        .map_err(|source| ExportError::Output {
+                            path: PathBuf::from("stdout"),
+                            source,
+                        })
+                })
         }
     };
     match result {
@@ -98,17 +128,23 @@ pub async fn export_to_file(
     args: &ExportArgs,
     path: &std::path::Path,
     progress: bool,
-) -> Result<Summary, String> {
+) -> Result<Summary, ExportError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let file = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let file = File::create(&tmp).map_err(|source| ExportError::Output {
+        path: tmp.clone(),
+        source,
+    })?;
     let mut out = BufWriter::new(file);
     let summary = export(args, &mut out, progress).await?;
     out.flush()
         .and_then(|()| out.get_ref().sync_all())
         .and_then(|()| fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|source| ExportError::Output {
+            path: path.to_owned(),
+            source,
+        })?;
     Ok(summary)
 }
 
@@ -117,7 +153,7 @@ pub async fn export(
     args: &ExportArgs,
     out: &mut dyn Write,
     progress: bool,
-) -> Result<Summary, String> {
+) -> Result<Summary, ExportError> {
     let mut client = data_file::connect(&args.connect).await?;
     let bar = if progress {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -132,9 +168,9 @@ pub async fn export(
     let tenant = args.connect.tenant.clone();
     let snap = args.snap_token.clone().unwrap_or_default();
     let mut summary = Summary::default();
-    let write = |item: Item, out: &mut dyn Write| -> Result<(), String> {
-        let line = data_file::format_line(&item, args.format)?;
-        writeln!(out, "{line}").map_err(|e| format!("cannot write: {e}"))?;
+    let write = |item: Item, out: &mut dyn Write| -> Result<(), ExportError> {
+        let line = data_file::format_line(&item, args.format).map_err(ExportError::Format)?;
+        writeln!(out, "{line}").map_err(ExportError::Write)?;
         bar.inc(1);
         Ok(())
     };
@@ -152,11 +188,18 @@ pub async fn export(
                 continuous_token: token.clone(),
             })
             .await
-            .map_err(|s| format!("reading tuples: {}", data_file::status_text(&s)))?
+            .map_err(|s| ExportError::Read {
+                what: "tuples",
+                status: data_file::status_text(&s),
+            })?
             .into_inner();
         for (i, t) in response.tuples.iter().enumerate() {
-            let tuple = convert::tuple(t, &format!("tuples[{i}]"))
-                .map_err(|e| format!("the server sent an unreadable tuple: {}", e.message))?;
+            let tuple = convert::tuple(t, &format!("tuples[{i}]")).map_err(|e| {
+                ExportError::Unreadable {
+                    what: "tuple",
+                    message: e.message,
+                }
+            })?;
             write(Item::Tuple(tuple), out)?;
             summary.tuples += 1;
         }
@@ -179,11 +222,18 @@ pub async fn export(
                 continuous_token: token.clone(),
             })
             .await
-            .map_err(|s| format!("reading attributes: {}", data_file::status_text(&s)))?
+            .map_err(|s| ExportError::Read {
+                what: "attributes",
+                status: data_file::status_text(&s),
+            })?
             .into_inner();
         for (i, a) in response.attributes.iter().enumerate() {
-            let attribute = convert::attribute(a, &format!("attributes[{i}]"))
-                .map_err(|e| format!("the server sent an unreadable attribute: {}", e.message))?;
+            let attribute = convert::attribute(a, &format!("attributes[{i}]")).map_err(|e| {
+                ExportError::Unreadable {
+                    what: "attribute",
+                    message: e.message,
+                }
+            })?;
             write(Item::Attribute(attribute), out)?;
             summary.attributes += 1;
         }

@@ -97,31 +97,94 @@ pub fn state_path(file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Why an import stopped. Each message names the file (and the line or lines, where there
+/// are some), as `lookout import` prints it.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{name}: {source}")]
+    Open { name: String, source: io::Error },
+    #[error("{name}:{line}: {source}")]
+    Read {
+        name: String,
+        line: u64,
+        source: io::Error,
+    },
+    #[error("{name}:{line}: {reason}")]
+    BadLine {
+        name: String,
+        line: u64,
+        reason: String,
+    },
+    #[error(transparent)]
+    Connect(#[from] data_file::ConnectError),
+    #[error(
+        "{name}: lines {first}-{last}: the server refused the batch: {status}{at}{hint}; {done}"
+    )]
+    Refused {
+        name: String,
+        first: u64,
+        last: u64,
+        /// The server's status as [`data_file::status_text`] writes it.
+        status: String,
+        /// ` (the item the server names is line N)`, or empty.
+        at: String,
+        /// ` (a smaller --batch-size may help)`, or empty.
+        hint: &'static str,
+        /// What is committed so far.
+        done: String,
+    },
+    #[error("{}: unreadable import state: {source}", .path.display())]
+    StateUnreadable {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: {source}", .path.display())]
+    StateRead { path: PathBuf, source: io::Error },
+    #[error("{}: cannot record the import state: {source}", .path.display())]
+    StateWrite { path: PathBuf, source: io::Error },
+    #[error("{}: cannot remove the import state: {source}", .path.display())]
+    StateRemove { path: PathBuf, source: io::Error },
+    #[error(
+        "{}: an interrupted import into tenant `{tenant}` is recorded; use --tenant {tenant} to resume it or --restart to start over",
+        .path.display()
+    )]
+    OtherTenant { path: PathBuf, tenant: String },
+    #[error(
+        "{name}: the file changed since lines 1-{line} were imported (see {}); use --restart to import it from the start",
+        .path.display()
+    )]
+    FileChanged {
+        name: String,
+        line: u64,
+        path: PathBuf,
+    },
+}
+
 /// Reads the state file, if any.
-pub fn read_state(file: &Path) -> Result<Option<State>, String> {
+pub fn read_state(file: &Path) -> Result<Option<State>, ImportError> {
     let path = state_path(file);
     match fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| format!("{}: unreadable import state: {e}", path.display())),
+            .map_err(|source| ImportError::StateUnreadable { path, source }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(ImportError::StateRead { path, source }),
     }
 }
 
-fn write_state(file: &Path, state: &State) -> Result<(), String> {
+fn write_state(file: &Path, state: &State) -> Result<(), ImportError> {
     let path = state_path(file);
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
     let write = || -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(state)?;
         let mut f = File::create(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, &path)
     };
-    write().map_err(|e| format!("{}: cannot record the import state: {e}", path.display()))
+    write().map_err(|source| ImportError::StateWrite { path, source })
 }
 
 /// Runs the command.
@@ -203,9 +266,12 @@ impl Batch {
 }
 
 /// Imports `args.file`, drawing a progress bar on stderr if `progress`.
-pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, String> {
+pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, ImportError> {
     let name = args.file.display().to_string();
-    let file = File::open(&args.file).map_err(|e| format!("{name}: {e}"))?;
+    let file = File::open(&args.file).map_err(|source| ImportError::Open {
+        name: name.clone(),
+        source,
+    })?;
     let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut reader = BufReader::new(file);
 
@@ -217,15 +283,13 @@ pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, String
     if let Some(state) = &resume
         && state.tenant != args.connect.tenant
     {
-        return Err(format!(
-            "{}: an interrupted import into tenant `{}` is recorded; use --tenant {} to resume it or --restart to start over",
-            state_path(&args.file).display(),
-            state.tenant,
-            state.tenant
-        ));
+        return Err(ImportError::OtherTenant {
+            path: state_path(&args.file),
+            tenant: state.tenant.clone(),
+        });
     }
 
-    let mut client = data_file::connect(&args.connect).await?;
+    let client = data_file::connect(&args.connect).await?;
 
     let bar = if progress {
         let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
@@ -244,141 +308,122 @@ pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, String
     let mut hasher = Sha256::new();
     let mut bytes_read: u64 = 0;
     let mut line_no: u64 = 0;
-    let mut batch = Batch::default();
     let mut line = String::new();
 
     // Skip what an earlier run committed, checking the file has not changed.
     if let Some(state) = &resume {
         while line_no < state.line {
-            line.clear();
-            let n = reader
-                .read_line(&mut line)
-                .map_err(|e| format!("{name}:{}: {e}", line_no + 1))?;
-            if n == 0 {
+            let Some(n) = next_line(&mut reader, &mut line, &name, line_no)? else {
                 break;
-            }
+            };
             line_no += 1;
             bytes_read += n as u64;
             hasher.update(line.as_bytes());
         }
         let digest = format!("{:x}", hasher.clone().finalize());
         if line_no != state.line || bytes_read != state.bytes || digest != state.sha256 {
-            return Err(format!(
-                "{name}: the file changed since lines 1-{} were imported (see {}); use --restart to import it from the start",
-                state.line,
-                state_path(&args.file).display()
-            ));
+            return Err(ImportError::FileChanged {
+                name,
+                line: state.line,
+                path: state_path(&args.file),
+            });
         }
         summary.resumed_after_line = state.line;
         summary.snap_token = state.snap_token.clone();
         bar.set_position(bytes_read);
     }
 
-    let mut committed = Committed {
-        line: line_no,
-        bytes: bytes_read,
-        hasher: hasher.clone(),
+    let mut importer = Importer {
+        args,
+        client,
+        batch: Batch::default(),
+        summary,
+        committed: Committed::at(line_no, bytes_read, &hasher),
     };
-    loop {
-        line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .map_err(|e| format!("{name}:{}: {e}", line_no + 1))?;
-        if n == 0 {
-            break;
-        }
+    while let Some(n) = next_line(&mut reader, &mut line, &name, line_no)? {
         line_no += 1;
         if !data_file::is_skipped(&line) {
             match data_file::parse_line(&line, args.format) {
                 Ok(item) => {
-                    batch.first_line.get_or_insert(line_no);
+                    importer.batch.first_line.get_or_insert(line_no);
                     match item {
                         Item::Tuple(t) => {
-                            batch.tuples.push(convert::tuple_out(&t));
-                            batch.tuple_lines.push(line_no);
+                            importer.batch.tuples.push(convert::tuple_out(&t));
+                            importer.batch.tuple_lines.push(line_no);
                         }
                         Item::Attribute(a) => {
-                            batch.attributes.push(convert::attribute_out(&a));
-                            batch.attribute_lines.push(line_no);
+                            importer.batch.attributes.push(convert::attribute_out(&a));
+                            importer.batch.attribute_lines.push(line_no);
                         }
                     }
                 }
                 Err(reason) => {
                     // Commit the good lines before this one, so nothing before it is lost
                     // and a run after fixing it starts at this line.
-                    let upto = Committed {
-                        line: line_no - 1,
-                        bytes: bytes_read,
-                        hasher: hasher.clone(),
-                    };
-                    flush(
-                        args,
-                        &mut client,
-                        &mut batch,
-                        &mut summary,
-                        &mut committed,
-                        upto,
-                    )
-                    .await?;
+                    importer
+                        .flush(Committed::at(line_no - 1, bytes_read, &hasher))
+                        .await?;
                     bar.finish_and_clear();
-                    return Err(format!("{name}:{line_no}: {reason}"));
+                    return Err(ImportError::BadLine {
+                        name,
+                        line: line_no,
+                        reason,
+                    });
                 }
             }
         }
         bytes_read += n as u64;
         hasher.update(line.as_bytes());
-        if batch.len() >= args.batch_size {
-            let upto = Committed {
-                line: line_no,
-                bytes: bytes_read,
-                hasher: hasher.clone(),
-            };
-            flush(
-                args,
-                &mut client,
-                &mut batch,
-                &mut summary,
-                &mut committed,
-                upto,
-            )
-            .await?;
+        if importer.batch.len() >= args.batch_size {
+            importer
+                .flush(Committed::at(line_no, bytes_read, &hasher))
+                .await?;
             bar.set_position(bytes_read);
             bar.set_message(format!("{line_no} lines committed"));
             if args
                 .stop_after_batches
-                .is_some_and(|n| summary.batches >= n)
+                .is_some_and(|n| importer.summary.batches >= n)
             {
-                summary.stopped = true;
+                importer.summary.stopped = true;
                 bar.finish_and_clear();
-                return Ok(summary);
+                return Ok(importer.summary);
             }
         }
     }
-    flush(
-        args,
-        &mut client,
-        &mut batch,
-        &mut summary,
-        &mut committed,
-        Committed {
-            line: line_no,
-            bytes: bytes_read,
-            hasher,
-        },
-    )
-    .await?;
+    importer
+        .flush(Committed::at(line_no, bytes_read, &hasher))
+        .await?;
     bar.finish_and_clear();
     match fs::remove_file(state_path(&args.file)) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(format!(
-                "{}: cannot remove the import state: {e}",
-                state_path(&args.file).display()
-            ));
+        Err(source) => {
+            return Err(ImportError::StateRemove {
+                path: state_path(&args.file),
+                source,
+            });
         }
     }
-    Ok(summary)
+    Ok(importer.summary)
+}
+
+/// Reads the line after line `line_no` into `line`: its length in bytes, or `None` at the end.
+fn next_line(
+    reader: &mut impl BufRead,
+    line: &mut String,
+    name: &str,
+    line_no: u64,
+) -> Result<Option<usize>, ImportError> {
+    line.clear();
+    match reader.read_line(line) {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(source) => Err(ImportError::Read {
+            name: name.to_owned(),
+            line: line_no + 1,
+            source,
+        }),
+    }
 }
 
 /// A point in the file up to which everything is on the server.
@@ -388,76 +433,102 @@ struct Committed {
     hasher: Sha256,
 }
 
-/// Writes the batch (if it has anything) and records `upto` as committed.
-async fn flush(
-    args: &ImportArgs,
-    client: &mut data_file::Client,
-    batch: &mut Batch,
-    summary: &mut Summary,
-    committed: &mut Committed,
-    upto: Committed,
-) -> Result<(), String> {
-    let name = args.file.display();
-    if batch.len() > 0 {
-        let request = v1::DataWriteRequest {
-            tenant_id: args.connect.tenant.clone(),
-            metadata: Some(v1::DataWriteRequestMetadata::default()),
-            tuples: std::mem::take(&mut batch.tuples),
-            attributes: std::mem::take(&mut batch.attributes),
-        };
-        let first = batch.first_line.unwrap_or(upto.line);
-        let mut attempt = 0u32;
-        let response = loop {
-            match client.write(request.clone()).await {
-                Ok(response) => break response.into_inner(),
-                Err(status) if retryable(status.code()) && attempt < MAX_RETRIES => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-                Err(status) => {
-                    let at = batch
-                        .line_named_in(status.message())
-                        .map(|l| format!(" (the item the server names is line {l})"))
-                        .unwrap_or_default();
-                    let hint = if status.code() == tonic::Code::OutOfRange
-                        || status.message().contains("too large")
-                    {
-                        " (a smaller --batch-size may help)"
-                    } else {
-                        ""
-                    };
-                    let done = if committed.line == 0 {
-                        "nothing is committed yet".to_string()
-                    } else {
-                        format!("lines 1-{} are committed", committed.line)
-                    };
-                    return Err(format!(
-                        "{name}: lines {first}-{}: the server refused the batch: {}{at}{hint}; {done}",
-                        upto.line,
-                        data_file::status_text(&status),
-                    ));
-                }
-            }
-        };
-        summary.tuples += request.tuples.len() as u64;
-        summary.attributes += request.attributes.len() as u64;
-        summary.batches += 1;
-        summary.snap_token = response.snap_token;
+impl Committed {
+    /// The point after line `line`, `bytes` into the file, with the file's hash up to there.
+    fn at(line: u64, bytes: u64, hasher: &Sha256) -> Self {
+        Committed {
+            line,
+            bytes,
+            hasher: hasher.clone(),
+        }
     }
-    *batch = Batch::default();
-    if upto.line > committed.line {
-        let state = State {
-            version: 1,
-            tenant: args.connect.tenant.clone(),
-            line: upto.line,
-            bytes: upto.bytes,
-            sha256: format!("{:x}", upto.hasher.clone().finalize()),
-            snap_token: summary.snap_token.clone(),
-        };
-        write_state(&args.file, &state)?;
-        *committed = upto;
+}
+
+/// An import under way: the connection, the batch being filled, what is committed so far.
+struct Importer<'a> {
+    args: &'a ImportArgs,
+    client: data_file::Client,
+    batch: Batch,
+    summary: Summary,
+    committed: Committed,
+}
+
+impl Importer<'_> {
+    /// Writes the batch (if it has anything) and records `upto` as committed.
+    async fn flush(&mut self, upto: Committed) -> Result<(), ImportError> {
+        let Importer {
+            args,
+            client,
+            batch,
+            summary,
+            committed,
+        } = self;
+        let name = args.file.display();
+        if batch.len() > 0 {
+            let request = v1::DataWriteRequest {
+                tenant_id: args.connect.tenant.clone(),
+                metadata: Some(v1::DataWriteRequestMetadata::default()),
+                tuples: std::mem::take(&mut batch.tuples),
+                attributes: std::mem::take(&mut batch.attributes),
+            };
+            let first = batch.first_line.unwrap_or(upto.line);
+            let mut attempt = 0u32;
+            let response = loop {
+                match client.write(request.clone()).await {
+                    Ok(response) => break response.into_inner(),
+                    Err(status) if retryable(status.code()) && attempt < MAX_RETRIES => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    }
+                    Err(status) => {
+                        let at = batch
+                            .line_named_in(status.message())
+                            .map(|l| format!(" (the item the server names is line {l})"))
+                            .unwrap_or_default();
+                        let hint = if status.code() == tonic::Code::OutOfRange
+                            || status.message().contains("too large")
+                        {
+                            " (a smaller --batch-size may help)"
+                        } else {
+                            ""
+                        };
+                        let done = if committed.line == 0 {
+                            "nothing is committed yet".to_string()
+                        } else {
+                            format!("lines 1-{} are committed", committed.line)
+                        };
+                        return Err(ImportError::Refused {
+                            name: name.to_string(),
+                            first,
+                            last: upto.line,
+                            status: data_file::status_text(&status),
+                            at,
+                            hint,
+                            done,
+                        });
+                    }
+                }
+            };
+            summary.tuples += request.tuples.len() as u64;
+            summary.attributes += request.attributes.len() as u64;
+            summary.batches += 1;
+            summary.snap_token = response.snap_token;
+        }
+        *batch = Batch::default();
+        if upto.line > committed.line {
+            let state = State {
+                version: 1,
+                tenant: args.connect.tenant.clone(),
+                line: upto.line,
+                bytes: upto.bytes,
+                sha256: format!("{:x}", upto.hasher.clone().finalize()),
+                snap_token: summary.snap_token.clone(),
+            };
+            write_state(&args.file, &state)?;
+            *committed = upto;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Attempts after the first for a write the server could not take just then.

@@ -18,6 +18,7 @@ pub mod schema_cmd;
 pub mod serve;
 pub mod service;
 pub mod storage;
+pub mod sync;
 pub mod telemetry;
 pub mod tenants;
 pub mod transport;

@@ -120,6 +120,8 @@ type Client = SchemaClient<
 >;
 
 async fn client(connect: &ConnectArgs) -> Result<Client, String> {
-    let (channel, bearer) = data_file::channel(connect).await?;
+    let (channel, bearer) = data_file::channel(connect)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(SchemaClient::with_interceptor(channel, bearer))
 }

@@ -34,6 +34,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::cache::CheckCosts;
 use crate::error::{ApiError, ErrorCode, Reason};
+use crate::sync;
 
 /// The tenant every server has from the start.
 pub const DEFAULT_TENANT: &str = "t1";
@@ -364,7 +365,7 @@ impl Tenant {
         if head.revision() == revision {
             return Some(head);
         }
-        let retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
+        let retained = sync::lock(&self.retained);
         retained
             .iter()
             .rev()
@@ -381,7 +382,7 @@ impl Tenant {
             return;
         }
         let revision = snapshot.revision();
-        let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
+        let mut retained = sync::lock(&self.retained);
         let at = retained.partition_point(|s| s.revision() < revision);
         if retained.get(at).is_some_and(|s| s.revision() == revision) {
             return;
@@ -476,7 +477,7 @@ impl Tenant {
     pub async fn add_schema(&self, version: SchemaVersion) -> Result<Arc<SchemaVersion>, ApiError> {
         let version = match &self.backend {
             Backend::Memory => {
-                let seq = self.schemas.read().unwrap_or_else(|e| e.into_inner()).len() as u64;
+                let seq = sync::read(&self.schemas).len() as u64;
                 SchemaVersion { seq, ..version }
             }
             Backend::Database(db) => db.write_schema(self, version).await?,
@@ -489,7 +490,7 @@ impl Tenant {
     /// Adds a schema version to the local list (in `seq` order; known versions are skipped),
     /// and keeps only the newest [`Retention::schema_versions`] compiled.
     pub(crate) fn insert_schema(&self, version: Arc<SchemaVersion>) {
-        let mut schemas = self.schemas.write().unwrap_or_else(|e| e.into_inner());
+        let mut schemas = sync::write(&self.schemas);
         if schemas.iter().any(|s| s.version == version.version) {
             return;
         }
@@ -515,13 +516,13 @@ impl Tenant {
 
     /// Schema versions kept compiled now (for tests and metrics).
     pub fn compiled_schema_versions(&self) -> usize {
-        let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
+        let schemas = sync::read(&self.schemas);
         schemas.iter().filter(|s| s.compiled().is_some()).count()
     }
 
     /// The `seq` of the newest locally known schema version.
     pub(crate) fn last_schema_seq(&self) -> Option<u64> {
-        let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
+        let schemas = sync::read(&self.schemas);
         schemas.last().map(|s| s.seq)
     }
 
@@ -529,7 +530,7 @@ impl Tenant {
     /// if it is an old one nobody is using.
     fn local_schema(&self, version: &str) -> Result<Option<Arc<SchemaVersion>>, ApiError> {
         let (name, seq, created_at, source) = {
-            let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
+            let schemas = sync::read(&self.schemas);
             let entry = if version.is_empty() {
                 schemas.last()
             } else {
@@ -562,7 +563,7 @@ impl Tenant {
             created_at,
             seq,
         });
-        let mut schemas = self.schemas.write().unwrap_or_else(|e| e.into_inner());
+        let mut schemas = sync::write(&self.schemas);
         if let Some(entry) = schemas.iter_mut().find(|s| s.version == compiled.version) {
             // Another request may have compiled it meanwhile: share that one.
             if let Some(theirs) = entry.compiled() {
@@ -607,7 +608,7 @@ impl Tenant {
         if let Backend::Database(db) = &self.backend {
             db.refresh_schemas(self).await?;
         }
-        let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
+        let schemas = sync::read(&self.schemas);
         Ok(schemas
             .iter()
             .rev()
@@ -659,7 +660,7 @@ impl Tenant {
         build: impl FnOnce(&Snapshot) -> Result<WriteBatch, ApiError>,
         rejected: impl FnOnce(WriteError) -> ApiError,
     ) -> Result<(Arc<Snapshot>, Arc<ChangeList>), ApiError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = sync::lock(&self.write_lock);
         let batch = build(&self.store.head())?;
         let outcome = self
             .store
@@ -682,7 +683,7 @@ impl Tenant {
         batch: &WriteBatch,
         changes: Vec<Change>,
     ) -> Result<bool, WriteError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = sync::lock(&self.write_lock);
         let head = self.store.head().revision();
         if revision <= head {
             return Ok(false);
@@ -735,7 +736,7 @@ impl Tenant {
         let revision = snapshot.revision();
         // The memory store retains only what continuous tokens pin (see `pin`).
         if !matches!(self.backend, Backend::Memory) {
-            let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
+            let mut retained = sync::lock(&self.retained);
             if retained.back().is_some_and(|s| s.revision() == revision) {
                 retained.pop_back();
             }
@@ -746,7 +747,7 @@ impl Tenant {
         }
         let commit = Commit { revision, changes };
         if matches!(self.backend, Backend::Memory) {
-            let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            let mut log = sync::lock(&self.log);
             let mut items = self.log_items.load(Ordering::Relaxed) + commit.changes.len();
             log.push_back(commit.clone());
             while log.len() > 1
@@ -759,7 +760,7 @@ impl Tenant {
             self.log_items.store(items, Ordering::Relaxed);
         }
         self.applied.send_replace(revision);
-        let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut feed = sync::lock(&self.feed);
         if let Some(sender) = feed.as_ref() {
             if sender.receiver_count() == 0 {
                 *feed = None;
@@ -772,9 +773,9 @@ impl Tenant {
 
     /// Publishes a loaded state as the head without a change (a replica's start).
     pub(crate) fn publish_loaded(&self) {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = sync::lock(&self.write_lock);
         let head = self.store.head();
-        let mut retained = self.retained.lock().unwrap_or_else(|e| e.into_inner());
+        let mut retained = sync::lock(&self.retained);
         retained.clear();
         retained.push_back(head.clone());
         self.applied.send_replace(head.revision());
@@ -791,11 +792,8 @@ impl Tenant {
         // Subscribe first, then read the head under the write lock, so nothing published in
         // between is missed.
         let (receiver, head, replay) = {
-            let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-            let receiver = self
-                .feed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+            let _guard = sync::lock(&self.write_lock);
+            let receiver = sync::lock(&self.feed)
                 .get_or_insert_with(|| broadcast::channel(FEED_CAPACITY).0)
                 .subscribe();
             let head = self.store.head().revision();
@@ -850,7 +848,7 @@ impl Tenant {
     }
 
     fn memory_replay(&self, revision: u64, head: u64) -> Result<Vec<Commit>, ApiError> {
-        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let log = sync::lock(&self.log);
         if revision > head {
             return Err(ApiError::new(
                 ErrorCode::InvalidArgument,
@@ -877,7 +875,7 @@ impl Tenant {
     pub async fn put_bundles(&self, bundles: Vec<(String, Vec<u8>)>) -> Result<(), ApiError> {
         match &self.backend {
             Backend::Memory => {
-                let mut stored = self.bundles.write().unwrap_or_else(|e| e.into_inner());
+                let mut stored = sync::write(&self.bundles);
                 for (name, bytes) in bundles {
                     stored.insert(name, bytes);
                 }
@@ -891,7 +889,7 @@ impl Tenant {
     pub async fn bundle(&self, name: &str) -> Result<Option<Vec<u8>>, ApiError> {
         match &self.backend {
             Backend::Memory => {
-                let stored = self.bundles.read().unwrap_or_else(|e| e.into_inner());
+                let stored = sync::read(&self.bundles);
                 Ok(stored.get(name).cloned())
             }
             Backend::Database(db) => db.bundle(self, name).await,
@@ -902,10 +900,7 @@ impl Tenant {
     pub async fn delete_bundle(&self, name: &str) -> Result<(), ApiError> {
         match &self.backend {
             Backend::Memory => {
-                self.bundles
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(name);
+                sync::write(&self.bundles).remove(name);
                 Ok(())
             }
             Backend::Database(db) => db.delete_bundle(self, name).await,
@@ -1027,7 +1022,7 @@ impl Tenants {
             return db.create_tenant(self, id, name).await;
         }
         use dashmap::mapref::entry::Entry;
-        let _creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        let _creating = sync::lock(&self.creating);
         if !self.map.contains_key(id) {
             self.check_room()?;
         }
@@ -1091,7 +1086,7 @@ impl Tenant {
     /// The tenant's figures for metrics, read now.
     pub fn gauges(&self) -> TenantGauges {
         let head = self.head();
-        let feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+        let feed = sync::lock(&self.feed);
         TenantGauges {
             tuples: head.tuple_count(),
             revision: head.revision(),

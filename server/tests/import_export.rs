@@ -192,7 +192,10 @@ async fn an_imported_file_exports_back_as_the_same_set() {
     let mut args = import_args(&handle, &again, 1000);
     args.format = Some(Format::Json);
     // Too big a batch for the server's request limit: the error says what to do.
-    let err = import_cmd::import(&args, false).await.unwrap_err();
+    let err = import_cmd::import(&args, false)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("smaller --batch-size"), "{err}");
     assert!(err.contains("nothing is committed yet"), "{err}");
     args.batch_size = 100;
@@ -250,7 +253,10 @@ async fn an_interrupted_import_resumes_after_the_last_committed_batch() {
     // The state names the tenant: another tenant does not silently resume it.
     let mut other = import_args(&handle, &file, 300);
     other.connect.tenant = "t2".into();
-    let err = import_cmd::import(&other, false).await.unwrap_err();
+    let err = import_cmd::import(&other, false)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("tenant `t1`"), "{err}");
 
     // Resuming writes only the rest: no batch is sent twice.
@@ -274,7 +280,8 @@ async fn an_interrupted_import_resumes_after_the_last_committed_batch() {
     write_lines(&file, &edited);
     let err = import_cmd::import(&import_args(&handle, &file, 300), false)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("the file changed"), "{err}");
     let mut args = import_args(&handle, &file, 300);
     args.restart = true;
@@ -295,7 +302,8 @@ async fn a_bad_line_is_named_and_everything_before_it_is_committed() {
 
     let err = import_cmd::import(&import_args(&handle, &file, 100), false)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("data.txt:1234:"), "{err}");
     assert!(err.contains("doc:1#viewer user:2"), "{err}");
     assert_eq!(import_cmd::read_state(&file).unwrap().unwrap().line, 1233);
@@ -328,7 +336,8 @@ async fn a_bad_line_is_named_and_everything_before_it_is_committed() {
     );
     let err = import_cmd::import(&import_args(&handle, &refused, 100), false)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("lines 1-2"), "{err}");
     assert!(err.contains("line 2)"), "{err}");
     handle.shutdown().await.unwrap();
@@ -357,7 +366,8 @@ async fn import_and_export_send_the_bearer_key() {
     write_lines(&file, &generate(50));
     let err = import_cmd::import(&import_args(&handle, &file, 100), false)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unauthenticated"), "{err}");
 
     let mut args = import_args(&handle, &file, 100);

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// Each layer and its top-level modules of `server/src`, lowest first.
 const LAYERS: &[(&str, &[&str])] = &[
+    ("locks", &["sync"]),
     ("errors", &["error"]),
     ("units", &["units"]),
     ("result cache", &["cache"]),

@@ -8,5 +8,6 @@ mod import_export;
 mod layering;
 mod permify_config;
 mod postgres;
+mod spawn;
 mod transport;
 mod validate_cli;

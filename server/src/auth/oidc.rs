@@ -67,6 +67,52 @@ impl Default for OidcSettings {
     }
 }
 
+/// Why the issuer's keys could not be fetched, or a URL of the OIDC settings is not one this
+/// server fetches from.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("{what} `{url}` is not a URL: {source}")]
+    NotAUrl {
+        what: &'static str,
+        url: String,
+        source: hyper::http::uri::InvalidUri,
+    },
+    #[error("{what} `{url}` must be an https:// URL (http:// only on a loopback host)")]
+    Insecure { what: &'static str, url: String },
+    #[error("cannot set up TLS for the OIDC issuer: {0}")]
+    Tls(String),
+    #[error("the discovery document names issuer `{named}`, not `{issuer}`")]
+    IssuerMismatch { named: String, issuer: String },
+    #[error("{url} has no `jwks_uri`")]
+    NoJwksUri { url: String },
+    #[error("{url} has no `keys` array")]
+    NoKeys { url: String },
+    #[error("{url} has no usable signing key")]
+    NoUsableKey { url: String },
+    #[error("`{url}` is not a URL: {source}")]
+    BadUrl {
+        url: String,
+        source: hyper::http::uri::InvalidUri,
+    },
+    #[error("GET {url}: no answer within {within:?}")]
+    NoAnswer { url: String, within: Duration },
+    #[error("GET {url}: the body did not arrive within {within:?}")]
+    SlowBody { url: String, within: Duration },
+    /// The request could not be made or its body read; `reason` is the HTTP client's error.
+    #[error("GET {url}: {reason}")]
+    Get { url: String, reason: String },
+    #[error("GET {url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: hyper::StatusCode,
+    },
+    #[error("GET {url}: not JSON: {source}")]
+    NotJson {
+        url: String,
+        source: serde_json::Error,
+    },
+}
+
 /// Parses an algorithm name of the allow-list: asymmetric JWS algorithms only.
 pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
     let alg: Algorithm = name
@@ -86,7 +132,7 @@ impl OidcSettings {
         let Some(issuer) = &self.issuer else {
             return Err("authn-method oidc needs --authn-oidc-issuer".to_owned());
         };
-        issuer_base(issuer)?;
+        issuer_base(issuer).map_err(|e| e.to_string())?;
         if self.audience.as_deref().is_none_or(str::is_empty) {
             return Err("authn-method oidc needs --authn-oidc-audience".to_owned());
         }
@@ -101,24 +147,27 @@ impl OidcSettings {
 }
 
 /// The issuer URL without a trailing slash, after checking its scheme.
-fn issuer_base(issuer: &str) -> Result<&str, String> {
+fn issuer_base(issuer: &str) -> Result<&str, OidcError> {
     check_scheme("authn-oidc-issuer", issuer)?;
     Ok(issuer.trim_end_matches('/'))
 }
 
 /// Checks that `url` is https, or http on a loopback host.
-fn check_scheme(what: &str, url: &str) -> Result<(), String> {
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e| format!("{what} `{url}` is not a URL: {e}"))?;
+fn check_scheme(what: &'static str, url: &str) -> Result<(), OidcError> {
+    let uri: hyper::Uri = url.parse().map_err(|source| OidcError::NotAUrl {
+        what,
+        url: url.to_owned(),
+        source,
+    })?;
     let host = uri.host().unwrap_or_default();
     let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1");
     match uri.scheme_str() {
         Some("https") => Ok(()),
         Some("http") if loopback => Ok(()),
-        _ => Err(format!(
-            "{what} `{url}` must be an https:// URL (http:// only on a loopback host)"
-        )),
+        _ => Err(OidcError::Insecure {
+            what,
+            url: url.to_owned(),
+        }),
     }
 }
 
@@ -135,7 +184,7 @@ struct KeySet {
     /// Keys without a `kid` (used only when the set has exactly one key).
     unnamed: Vec<Arc<Key>>,
     /// Why the last fetch failed, while no keys were ever fetched.
-    error: Option<String>,
+    error: Option<OidcError>,
 }
 
 impl KeySet {
@@ -178,7 +227,7 @@ impl std::fmt::Debug for OidcVerifier {
     }
 }
 
-fn http_client() -> Result<HttpClient, String> {
+fn http_client() -> Result<HttpClient, OidcError> {
     let provider = || rustls::crypto::ring::default_provider();
     let builder = match hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(provider())
@@ -188,7 +237,7 @@ fn http_client() -> Result<HttpClient, String> {
             tracing::warn!(error = %e, "no system CA certificates; using the bundled web PKI roots");
             hyper_rustls::HttpsConnectorBuilder::new()
                 .with_provider_and_webpki_roots(provider())
-                .map_err(|e| format!("cannot set up TLS for the OIDC issuer: {e}"))?
+                .map_err(|e| OidcError::Tls(e.to_string()))?
         }
     };
     let connector = builder.https_or_http().enable_http1().build();
@@ -201,7 +250,7 @@ impl OidcVerifier {
     pub async fn start(
         settings: OidcSettings,
         shutdown: &CancellationToken,
-    ) -> Result<Arc<OidcVerifier>, String> {
+    ) -> Result<Arc<OidcVerifier>, OidcError> {
         let verifier = Arc::new(OidcVerifier {
             issuer: settings.issuer.clone().unwrap_or_default(),
             audience: settings.audience.clone().unwrap_or_default(),
@@ -258,25 +307,27 @@ impl OidcVerifier {
         }
     }
 
-    async fn fetch(&self) -> Result<KeySet, String> {
+    async fn fetch(&self) -> Result<KeySet, OidcError> {
         let base = issuer_base(&self.issuer)?;
         let discovery_url = format!("{base}/.well-known/openid-configuration");
         let discovery = self.get_json(&discovery_url).await?;
         let named = discovery["issuer"].as_str().unwrap_or_default();
         if named.trim_end_matches('/') != base {
-            return Err(format!(
-                "the discovery document names issuer `{named}`, not `{}`",
-                self.issuer
-            ));
+            return Err(OidcError::IssuerMismatch {
+                named: named.to_owned(),
+                issuer: self.issuer.clone(),
+            });
         }
         let jwks_uri = discovery["jwks_uri"]
             .as_str()
-            .ok_or_else(|| format!("{discovery_url} has no `jwks_uri`"))?;
+            .ok_or_else(|| OidcError::NoJwksUri {
+                url: discovery_url.clone(),
+            })?;
         check_scheme("the discovery document's jwks_uri", jwks_uri)?;
         let jwks = self.get_json(jwks_uri).await?;
-        let entries = jwks["keys"]
-            .as_array()
-            .ok_or_else(|| format!("{jwks_uri} has no `keys` array"))?;
+        let entries = jwks["keys"].as_array().ok_or_else(|| OidcError::NoKeys {
+            url: jwks_uri.to_owned(),
+        })?;
         let mut set = KeySet::default();
         for entry in entries {
             // Keys of a kind this server cannot use (or for encryption) are skipped.
@@ -299,36 +350,55 @@ impl OidcVerifier {
             }
         }
         if set.is_empty() {
-            return Err(format!("{jwks_uri} has no usable signing key"));
+            return Err(OidcError::NoUsableKey {
+                url: jwks_uri.to_owned(),
+            });
         }
         Ok(set)
     }
 
-    async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    async fn get_json(&self, url: &str) -> Result<serde_json::Value, OidcError> {
+        let get = |reason: String| OidcError::Get {
+            url: url.to_owned(),
+            reason,
+        };
+        let uri: hyper::Uri = url.parse().map_err(|source| OidcError::BadUrl {
+            url: url.to_owned(),
+            source,
+        })?;
         let request = hyper::Request::get(uri)
             .header(hyper::header::ACCEPT, "application/json")
             .body(Empty::new())
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| get(e.to_string()))?;
         let response = tokio::time::timeout(FETCH_TIMEOUT, self.client.request(request))
             .await
-            .map_err(|_| format!("GET {url}: no answer within {FETCH_TIMEOUT:?}"))?
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|_| OidcError::NoAnswer {
+                url: url.to_owned(),
+                within: FETCH_TIMEOUT,
+            })?
+            .map_err(|e| get(e.to_string()))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("GET {url}: HTTP {status}"));
+            return Err(OidcError::Status {
+                url: url.to_owned(),
+                status,
+            });
         }
         let body = tokio::time::timeout(
             FETCH_TIMEOUT,
             Limited::new(response.into_body(), MAX_DOCUMENT_BYTES).collect(),
         )
         .await
-        .map_err(|_| format!("GET {url}: the body did not arrive within {FETCH_TIMEOUT:?}"))?
-        .map_err(|e| format!("GET {url}: {e}"))?
+        .map_err(|_| OidcError::SlowBody {
+            url: url.to_owned(),
+            within: FETCH_TIMEOUT,
+        })?
+        .map_err(|e| get(e.to_string()))?
         .to_bytes();
-        serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))
+        serde_json::from_slice(&body).map_err(|source| OidcError::NotJson {
+            url: url.to_owned(),
+            source,
+        })
     }
 
     async fn key(&self, kid: Option<&str>) -> Result<Arc<Key>, ApiError> {
@@ -342,7 +412,10 @@ impl OidcVerifier {
             return Ok(key);
         }
         if keys.is_empty() {
-            let why = keys.error.as_deref().unwrap_or("not fetched yet");
+            let why = keys
+                .error
+                .as_ref()
+                .map_or_else(|| "not fetched yet".to_owned(), ToString::to_string);
             return Err(ApiError::new(
                 ErrorCode::Unavailable,
                 format!(

@@ -1,6 +1,7 @@
 //! The HTTP/JSON transport: every route of Permify's gateway
-//! ([`lookout_proto::routes::ROUTES`]) as a thin adapter over [`Service`] (one file per
-//! service, all through the two generic handlers of [`handler`]), plus `GET /healthz`.
+//! ([`lookout_proto::routes::ROUTES`]) as a thin adapter over [`Service`] (the table of
+//! [`routes`], each entry through one of the two generic handlers of [`handler`]), plus
+//! `GET /healthz`.
 //!
 //! Errors are Permify's `{"code", "message", "details"}` with a fitting status: 400 for a body
 //! that is not JSON or does not fit the request, 413 for a body over the limit, 404 for an
@@ -14,13 +15,8 @@ macro_rules! call {
         }
     };
 }
-mod bundle;
-mod data;
 mod handler;
-mod permission;
-mod schema;
-mod tenancy;
-mod watch;
+mod routes;
 
 use std::sync::Arc;
 
@@ -53,16 +49,7 @@ pub struct AppState {
 
 /// The handler of one route of the table, if there is one.
 fn route_handler(route: &'static Route, watch: bool) -> Option<MethodRouter<AppState>> {
-    let filter = method_filter(route.method)?;
-    match route.service {
-        "Permission" => permission::handler(route.rpc, filter, route),
-        "Watch" => watch::handler(route.rpc, filter, route, watch),
-        "Schema" => schema::handler(route.rpc, filter, route),
-        "Data" => data::handler(route.rpc, filter, route),
-        "Bundle" => bundle::handler(route.rpc, filter, route),
-        "Tenancy" => tenancy::handler(route.rpc, filter, route),
-        _ => None,
-    }
+    routes::handler(route, method_filter(route.method)?, watch)
 }
 
 /// The router with every route of the table; an error names a route without a handler.

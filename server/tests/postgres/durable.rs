@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use lookout_engine::tokens::SnapToken;
@@ -14,6 +14,7 @@ use lookout_server::storage::postgres::WatchRetention;
 
 use super::cluster::Cluster;
 use super::support::*;
+use crate::spawn::{lookout, serve_on_loopback};
 
 fn revision(token: &str) -> u64 {
     SnapToken::decode(token, "t1").unwrap().revision
@@ -206,10 +207,6 @@ async fn watch_retention_collects_old_revisions() {
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
 
-fn lookout() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lookout"))
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -390,20 +387,7 @@ async fn acknowledged_writes_survive_kill_9() {
 async fn watch_needs_track_commit_timestamp() {
     let cluster = Cluster::without_commit_timestamps();
     let uri = cluster.database().await;
-    let output = lookout()
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--grpc-port",
-            "0",
-            "--http-port",
-            "0",
-            "--database-engine",
-            "postgres",
-            "--database-uri",
-            &uri,
-        ])
+    let output = serve_on_loopback(&["--database-engine", "postgres", "--database-uri", &uri])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -438,23 +422,15 @@ async fn migrate_commands_apply_revert_and_list() {
     migrate(&["down"]);
     assert!(migrate(&["status"]).contains("0001 pending"));
     // Without the tables and with --auto-migrate=false, serve says what to do.
-    let output = lookout()
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--grpc-port",
-            "0",
-            "--http-port",
-            "0",
-            "--auto-migrate=false",
-            "--database-engine",
-            "postgres",
-            "--database-uri",
-            &uri,
-        ])
-        .output()
-        .unwrap();
+    let output = serve_on_loopback(&[
+        "--auto-migrate=false",
+        "--database-engine",
+        "postgres",
+        "--database-uri",
+        &uri,
+    ])
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("lookout migrate up"), "{stderr}");

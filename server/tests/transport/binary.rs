@@ -1,103 +1,13 @@
 //! The `lookout serve` binary: start-up errors and shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::net::TcpListener;
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
-use serde_json::Value;
 
 use super::common::{Http, Lines, error_message};
-
-const LOOKOUT_VARS: [&str; 4] = [
-    "LOOKOUT_CONFIG",
-    "LOOKOUT_GRPC_PORT",
-    "LOOKOUT_HTTP_PORT",
-    "LOOKOUT_HOST",
-];
-
-fn lookout() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lookout"));
-    for var in LOOKOUT_VARS {
-        command.env_remove(var);
-    }
-    command
-}
-
-/// A `lookout serve` process and its log lines.
-struct Served {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    grpc: SocketAddr,
-    http: SocketAddr,
-    /// The `lookout is serving` log line.
-    serving: Value,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        // A test that failed must not leave a server running.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-#[allow(
-    clippy::zombie_processes,
-    reason = "the child is killed and reaped when `Served` drops; only a failed start leaks it"
-)]
-fn serve(extra: &[&str]) -> Served {
-    let mut child = lookout()
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--grpc-port",
-            "0",
-            "--http-port",
-            "0",
-            "--log-format",
-            "json",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("lookout starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the serving log line");
-        let Ok(value) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if value["message"] == "lookout is serving" {
-            let addr = |key: &str| value[key].as_str().unwrap().parse().unwrap();
-            return Served {
-                grpc: addr("grpc"),
-                http: addr("http"),
-                child,
-                lines,
-                serving: value,
-            };
-        }
-    }
-}
+use crate::spawn::{lookout, serve};
 
 fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;

@@ -7,10 +7,7 @@
 //! away; the server must be idle again within a few seconds. A smaller lookup run to the end
 //! first shows how long the big one would have kept the server busy without cancellation.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lookout_proto::v1;
@@ -18,6 +15,7 @@ use lookout_proto::v1::permission_client::PermissionClient;
 use serde_json::{Value, json};
 
 use super::common::{Http, channel};
+use crate::spawn::serve;
 
 const DOCS: usize = 3000;
 /// Items each rule call scans in the big lookup (none match).
@@ -36,81 +34,6 @@ rule scan(n integer) {
     context.data.items.exists(x, x == n)
 }
 ";
-
-/// A `lookout serve` process, killed on drop.
-struct Served {
-    child: Child,
-    grpc: SocketAddr,
-    http: SocketAddr,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[allow(
-    clippy::zombie_processes,
-    reason = "the child is killed and reaped when `Served` drops; only a failed start leaks it"
-)]
-fn serve() -> Served {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lookout"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("LOOKOUT_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--grpc-port",
-            "0",
-            "--http-port",
-            "0",
-            "--log-format",
-            "json",
-            // No deadline: only the client's going away may stop the work.
-            "--request-timeout",
-            "0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("lookout starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the serving log line");
-        let Ok(value) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if value["message"] == "lookout is serving" {
-            let addr = |key: &str| value[key].as_str().unwrap().parse().unwrap();
-            // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || while lines.recv().is_ok() {});
-            return Served {
-                grpc: addr("grpc"),
-                http: addr("http"),
-                child,
-            };
-        }
-    }
-}
 
 /// CPU seconds (user + system) the process has used.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -239,7 +162,8 @@ async fn until_idle(pid: u32, limit: Duration) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_stops_its_lookup() {
-    let served = serve();
+    // No deadline: only the client's going away may stop the work.
+    let served = serve(&["--request-timeout", "0"]);
     let pid = served.child.id();
     let http = Http::new(served.http);
     seed(&http).await;

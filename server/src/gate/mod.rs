@@ -22,8 +22,9 @@
 //! Every call also marks its connection busy while it is handled (a stream: until it ends),
 //! which keeps the connection from its idle timeout (see [`crate::connections`]).
 //!
-//! The gRPC side is a tower layer on tonic's server ([`GrpcGate`]), the HTTP side an axum
-//! middleware ([`http_router`]); both share [`Gate`].
+//! The gRPC side is a tower layer on tonic's server ([`GrpcGate`], `grpc.rs`), the HTTP side
+//! an axum middleware ([`http_router`], `http.rs`); both share [`Gate`] and the steps above,
+//! which this module holds.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -34,21 +35,23 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use axum::extract::{MatchedPath, State};
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use lookout_proto::routes::ROUTES;
 use prometheus::IntGauge;
-use tracing::Instrument;
 
 use crate::auth::Authenticator;
-use crate::connections::{ActiveCall, Activity, ConnInfo};
+use crate::connections::{ActiveCall, Activity};
 use crate::error::{ApiError, ErrorCode};
-use crate::limits::{Admission, Permit, deadline_exceeded};
+use crate::limits::{Admission, Permit};
 use crate::metrics::{Metrics, Series};
 use crate::service::Service;
+use crate::sync;
+
+mod grpc;
+mod http;
+
+pub use grpc::{GatedRouter, GrpcGate, GrpcGated};
+pub use http::http_router;
 
 /// The response header (and gRPC metadata key) of the request ID.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -342,10 +345,7 @@ impl StallWatch {
     }
 
     fn take(&self) -> Option<(StreamPermit, Option<ActiveCall>)> {
-        match self.held.lock() {
-            Ok(mut held) => held.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        }
+        sync::lock(&self.held).take()
     }
 
     async fn run(self: Arc<Self>, limit: Duration) {
@@ -440,41 +440,6 @@ fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// The gRPC code name of an HTTP answer that does not carry its code (axum's own rejections,
-/// the router's 404 and 405).
-fn http_code_name(status: u16) -> &'static str {
-    match status {
-        200..=299 => "OK",
-        400 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        405 | 501 => "UNIMPLEMENTED",
-        409 => "ALREADY_EXISTS",
-        413 | 429 => "RESOURCE_EXHAUSTED",
-        499 => "CANCELLED",
-        503 => "UNAVAILABLE",
-        504 => "DEADLINE_EXCEEDED",
-        _ => "INTERNAL",
-    }
-}
-
-/// Whether a gRPC answer is tonic's refusal of a request message over
-/// `max_decoding_message_size` (tonic keeps the status of such an answer in its extensions).
-fn oversized<B>(response: &axum::http::Response<B>) -> bool {
-    response
-        .extensions()
-        .get::<tonic::Status>()
-        .is_some_and(|s| s.message().contains("decoded message length too large"))
-}
-
-/// The deadline of a client's `grpc-timeout`: a tenth earlier (at most 100 ms), so that the
-/// call ends with this gate's DEADLINE_EXCEEDED before the client's own timer cancels it.
-fn client_deadline(timeout: std::time::Duration) -> std::time::Duration {
-    let margin = (timeout / 10).min(std::time::Duration::from_millis(100));
-    timeout.saturating_sub(margin)
-}
-
 /// Records a call's outcome once: with the code given, or as CANCELLED if the call is dropped
 /// first (the client went away).
 struct Outcome<'a> {
@@ -532,304 +497,10 @@ fn log_rejection(e: &ApiError) {
     tracing::debug!(code = ?e.code, error = %e.message, "refused at the gate");
 }
 
-// ---------------------------------------------------------------------------------------------
-// gRPC
-// ---------------------------------------------------------------------------------------------
-
-/// tonic's router with the gate in front of every service.
-pub type GatedRouter = tonic::transport::server::Router<
-    tower::layer::util::Stack<GrpcGate, tower::layer::util::Identity>,
->;
-
-/// The gate as a tower layer for tonic's server.
-#[derive(Debug, Clone)]
-pub struct GrpcGate {
-    gate: Arc<Gate>,
-}
-
-impl GrpcGate {
-    pub fn new(gate: Arc<Gate>) -> GrpcGate {
-        GrpcGate { gate }
-    }
-}
-
-impl<S> tower::Layer<S> for GrpcGate {
-    type Service = GrpcGated<S>;
-
-    fn layer(&self, inner: S) -> GrpcGated<S> {
-        GrpcGated {
-            gate: self.gate.clone(),
-            inner,
-        }
-    }
-}
-
-/// A tonic service behind the gate.
-#[derive(Debug, Clone)]
-pub struct GrpcGated<S> {
-    gate: Arc<Gate>,
-    inner: S,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// A gRPC error answer (trailers-only) with the request ID.
-fn grpc_error<B: Default>(
-    e: ApiError,
-    request_id: &HeaderValue,
-) -> axum::http::Response<Guarded<B>> {
-    let mut response = tonic::Status::from(e).into_http::<Guarded<B>>();
-    response
-        .headers_mut()
-        .insert(REQUEST_ID, request_id.clone());
-    response
-}
-
-impl<S, ReqBody, ResBody> tower::Service<axum::http::Request<ReqBody>> for GrpcGated<S>
-where
-    S: tower::Service<axum::http::Request<ReqBody>, Response = axum::http::Response<ResBody>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: Default + Send + 'static,
-{
-    type Response = axum::http::Response<Guarded<ResBody>>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: axum::http::Request<ReqBody>) -> Self::Future {
-        // The clone is ready only if polled; the polled one goes with this call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let gate = self.gate.clone();
-        let request_id = request_id(request.headers());
-        // The connection is busy until the response ends (see crate::connections).
-        let conn = ConnInfo::of(request.extensions()).map(|c| c.activity.clone());
-        let active = conn.as_ref().map(Activity::start);
-        let Some(route) = gate.grpc_route(request.uri().path()).cloned() else {
-            return Box::pin(async move {
-                let mut response = inner.call(request).await?;
-                response
-                    .headers_mut()
-                    .insert(REQUEST_ID, request_id.clone());
-                Ok(response.map(|inner| Guarded::new(inner, None, active, None, None)))
-            });
-        };
-        let span = tracing::info_span!(
-            "request",
-            request_id = %String::from_utf8_lossy(request_id.as_bytes()),
-            transport = "grpc",
-            rpc = %route.rpc,
-        );
-        Box::pin(
-            async move {
-                let started = Instant::now();
-                let mut outcome = Outcome::new(&gate, "grpc", &route, started);
-                let mut finish = |code: &'static str| outcome.record(code);
-                let mut admitted = match gate.admit("grpc", &route, request.headers()).await {
-                    Ok(admitted) => admitted,
-                    Err(e) => {
-                        log_rejection(&e);
-                        finish(code_name(e.grpc_code()));
-                        return Ok(grpc_error(e, &request_id));
-                    }
-                };
-                let client = request
-                    .headers()
-                    .get("grpc-timeout")
-                    .map(HeaderValue::as_bytes)
-                    .and_then(crate::limits::parse_grpc_timeout)
-                    .map(client_deadline);
-                let deadline = match (gate.admission.limits().request_timeout, client) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                let call = inner.call(request);
-                let result = match deadline {
-                    Some(d) => match tokio::time::timeout(d, call).await {
-                        Ok(result) => result,
-                        Err(_) => {
-                            gate.metrics.reject("grpc", "deadline");
-                            let e = deadline_exceeded(d);
-                            log_rejection(&e);
-                            finish(code_name(e.grpc_code()));
-                            return Ok(grpc_error(e, &request_id));
-                        }
-                    },
-                    None => call.await,
-                };
-                let mut response = result?;
-                let mut code = response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map_or(tonic::Code::Ok, tonic::Code::from_i32);
-                if code == tonic::Code::OutOfRange && oversized(&response) {
-                    // tonic refuses a request message over the limit with OUT_OF_RANGE;
-                    // grpc-go (Permify's server) and Lookout's HTTP API say RESOURCE_EXHAUSTED.
-                    code = tonic::Code::ResourceExhausted;
-                    response
-                        .headers_mut()
-                        .insert("grpc-status", HeaderValue::from_static("8"));
-                }
-                finish(code_name(code));
-                response
-                    .headers_mut()
-                    .insert(REQUEST_ID, request_id.clone());
-                let permit = admitted.stream.take().filter(|_| code == tonic::Code::Ok);
-                let stall_limit = gate.admission.limits().request_timeout;
-                Ok(response.map(|inner| Guarded::new(inner, permit, active, conn, stall_limit)))
-            }
-            .instrument(span),
-        )
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP
-// ---------------------------------------------------------------------------------------------
-
-/// Adds `GET /metrics` to the HTTP router and puts every route behind the gate.
-pub fn http_router(router: axum::Router, gate: Arc<Gate>) -> axum::Router {
-    router
-        .route("/metrics", get(metrics).with_state(gate.clone()))
-        .layer(axum::middleware::from_fn_with_state(gate, http_gate))
-}
-
-async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
-    let text = gate.metrics.render(&gate.service);
-    let mut response = text.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
-}
-
-/// An HTTP error answer: Permify's error body, or for a streaming route the one
-/// `{"error": ...}` line a stream that fails before it starts answers (see `http::handler`).
-fn http_error(e: &ApiError, request_id: &HeaderValue, streaming: bool) -> Response {
-    let body = if streaming {
-        let mut line =
-            serde_json::to_vec(&serde_json::json!({ "error": e.json_body() })).unwrap_or_default();
-        line.push(b'\n');
-        line
-    } else {
-        serde_json::to_vec(&e.json_body()).unwrap_or_default()
-    };
-    let status = axum::http::StatusCode::from_u16(e.http_status())
-        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if e.code == ErrorCode::Unauthenticated {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
-        .headers_mut()
-        .insert(REQUEST_ID, request_id.clone());
-    response
-}
-
-async fn http_gate(
-    State(gate): State<Arc<Gate>>,
-    request: axum::extract::Request,
-    next: Next,
-) -> Response {
-    let request_id = request_id(request.headers());
-    // The connection is busy until the response is written (a stream's: until it ends).
-    let conn = ConnInfo::of(request.extensions()).map(|c| c.activity.clone());
-    let active = conn.as_ref().map(Activity::start);
-    let template = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let Some(route) = gate.http_route(template.as_deref()).cloned() else {
-        let mut response = next.run(request).await;
-        response
-            .headers_mut()
-            .insert(REQUEST_ID, request_id.clone());
-        return response;
-    };
-    let span = tracing::info_span!(
-        "request",
-        request_id = %String::from_utf8_lossy(request_id.as_bytes()),
-        transport = "http",
-        rpc = %route.rpc,
-    );
-    async move {
-        let started = Instant::now();
-        let mut outcome = Outcome::new(&gate, "http", &route, started);
-        let mut finish = |code: &'static str| outcome.record(code);
-        let mut admitted = match gate.admit("http", &route, request.headers()).await {
-            Ok(admitted) => admitted,
-            Err(e) => {
-                log_rejection(&e);
-                finish(code_name(e.grpc_code()));
-                return http_error(&e, &request_id, route.streaming);
-            }
-        };
-        let deadline = gate.admission.deadline(
-            request
-                .headers()
-                .get("grpc-timeout")
-                .map(HeaderValue::as_bytes),
-        );
-        let call = next.run(request);
-        let mut response = match deadline {
-            Some(d) => match tokio::time::timeout(d, call).await {
-                Ok(response) => response,
-                Err(_) => {
-                    gate.metrics.reject("http", "deadline");
-                    let e = deadline_exceeded(d);
-                    log_rejection(&e);
-                    finish(code_name(e.grpc_code()));
-                    return http_error(&e, &request_id, route.streaming);
-                }
-            },
-            None => call.await,
-        };
-        let status = response.status();
-        // Lookout's own errors name their gRPC code (several share an HTTP status).
-        finish(match response.extensions().get::<tonic::Code>() {
-            Some(&code) => code_name(code),
-            None => http_code_name(status.as_u16()),
-        });
-        response
-            .headers_mut()
-            .insert(REQUEST_ID, request_id.clone());
-        match admitted.stream.take() {
-            Some(permit) if status.is_success() => response.map(|inner| {
-                axum::body::Body::new(Guarded::new(
-                    inner,
-                    Some(permit),
-                    active,
-                    conn,
-                    gate.admission.limits().request_timeout,
-                ))
-            }),
-            _ => response,
-        }
-    }
-    .instrument(span)
-    .await
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 mod tests {
+    use super::http::http_code_name;
     use super::*;
 
     #[test]

@@ -44,7 +44,7 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The config of a test server: loopback, free ports, memory store.
 pub fn config() -> Config {
     Config {
-        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST).into(),
         grpc_port: 0,
         http_port: 0,
         shutdown_timeout: Duration::from_secs(5),

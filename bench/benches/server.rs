@@ -74,7 +74,7 @@ fn documents() -> u64 {
 /// A server on free loopback ports with the memory store, as the end-to-end tests start it.
 fn config(cache_capacity: u64) -> Config {
     Config {
-        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST).into(),
         grpc_port: 0,
         http_port: 0,
         shutdown_timeout: Duration::from_secs(5),

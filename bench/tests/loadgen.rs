@@ -15,7 +15,7 @@ use lookout_server::serve::{self, Handle};
 
 async fn server() -> Handle {
     serve::start(Config {
-        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST).into(),
         grpc_port: 0,
         http_port: 0,
         shutdown_timeout: Duration::from_secs(5),

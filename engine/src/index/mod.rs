@@ -384,6 +384,15 @@ impl Snapshot {
         relations.chain(attributes)
     }
 
+    /// The numbers of those of `ids` (of type `ty`) this snapshot knows, or `all` when `ids`
+    /// is empty: a filter's empty list matches everything, as in Permify.
+    fn numbers_or(&self, ty: &str, ids: &[String], all: &RoaringBitmap) -> RoaringBitmap {
+        if ids.is_empty() {
+            return all.clone();
+        }
+        ids.iter().filter_map(|id| self.number(ty, id)).collect()
+    }
+
     /// All tuples matching `filter`, sorted by relation key then entity and subject number.
     pub fn read_tuples(&self, filter: &TupleFilter) -> Vec<Tuple> {
         let mut keys: Vec<(&RelKey, &RelStore)> = self
@@ -393,26 +402,10 @@ impl Snapshot {
         keys.sort_by(|a, b| a.0.cmp(b.0));
         let mut out = Vec::new();
         for (key, store) in keys {
-            let entity_numbers: RoaringBitmap = if filter.entity_ids.is_empty() {
-                store.entities().clone()
-            } else {
-                filter
-                    .entity_ids
-                    .iter()
-                    .filter_map(|id| self.number(&key.entity_type, id))
-                    .collect()
-            };
-            let subject_filter: Option<RoaringBitmap> = if filter.subject_ids.is_empty() {
-                None
-            } else {
-                Some(
-                    filter
-                        .subject_ids
-                        .iter()
-                        .filter_map(|id| self.number(&key.subject_type, id))
-                        .collect(),
-                )
-            };
+            let entity_numbers =
+                self.numbers_or(&key.entity_type, &filter.entity_ids, store.entities());
+            let subject_filter = (!filter.subject_ids.is_empty())
+                .then(|| self.numbers_or(&key.subject_type, &filter.subject_ids, store.subjects()));
             for e in entity_numbers.iter() {
                 let Some(subjects) = store.subjects_of(e) else {
                     continue;
@@ -456,15 +449,7 @@ impl Snapshot {
         keys.sort_by(|a, b| a.0.cmp(b.0));
         let mut out = Vec::new();
         for (key, column) in keys {
-            let numbers: RoaringBitmap = if filter.entity_ids.is_empty() {
-                column.present().clone()
-            } else {
-                filter
-                    .entity_ids
-                    .iter()
-                    .filter_map(|id| self.number(&key.entity_type, id))
-                    .collect()
-            };
+            let numbers = self.numbers_or(&key.entity_type, &filter.entity_ids, column.present());
             for e in numbers.iter() {
                 let (Some(value), Some(id)) =
                     (column.get(e), self.interner.name(&key.entity_type, e))

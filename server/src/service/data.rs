@@ -165,6 +165,31 @@ fn page_of<T: Clone>(
     Ok((page, next))
 }
 
+/// What a paged read of stored data asks: its fingerprint (the request without tokens and
+/// paging, so a continuous token is accepted only by the same listing), page size and tokens.
+struct Listing {
+    query: u64,
+    page_size: u32,
+    snap: String,
+    continuous_token: String,
+}
+
+impl Listing {
+    fn of(
+        question: &impl Message,
+        page_size: u32,
+        snap: Option<String>,
+        continuous_token: String,
+    ) -> Listing {
+        Listing {
+            query: query_fingerprint(question),
+            page_size,
+            snap: snap.unwrap_or_default(),
+            continuous_token,
+        }
+    }
+}
+
 impl Service {
     fn check_batch(&self, size: usize, field: &str) -> Result<(), ApiError> {
         if size > self.limits.max_batch {
@@ -270,27 +295,29 @@ impl Service {
         &self,
         req: v1::RelationshipReadRequest,
     ) -> Result<v1::RelationshipReadResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id).await?;
-        let page_size = self.list_page_size(req.page_size)?;
-        let filter = match &req.filter {
-            Some(f) => convert::tuple_filter(f, "filter")?,
-            None => TupleFilter::default(),
-        };
-        let query = query_fingerprint(&v1::RelationshipReadRequest {
-            tenant_id: req.tenant_id.clone(),
-            filter: req.filter.clone(),
-            ..Default::default()
-        });
-        let snap = req.metadata.map(|m| m.snap_token).unwrap_or_default();
-        let (snapshot, start) = self
-            .read_start(&tenant, &snap, &req.continuous_token, query)
+        let filter = req.filter.clone();
+        let listing = Listing::of(
+            &v1::RelationshipReadRequest {
+                tenant_id: req.tenant_id.clone(),
+                filter: req.filter.clone(),
+                ..Default::default()
+            },
+            req.page_size,
+            req.metadata.map(|m| m.snap_token),
+            req.continuous_token,
+        );
+        let (tuples, continuous_token) = self
+            .read_page(&req.tenant_id, listing, move || {
+                let filter = match &filter {
+                    Some(f) => convert::tuple_filter(f, "filter")?,
+                    None => TupleFilter::default(),
+                };
+                Ok(move |s: &Snapshot| s.read_tuples(&filter))
+            })
             .await?;
-        let read = snapshot.clone();
-        let (tuples, next) =
-            run_cpu(move || page_of(&read.read_tuples(&filter), start, page_size)).await?;
         Ok(v1::RelationshipReadResponse {
             tuples: tuples.iter().map(convert::tuple_out).collect(),
-            continuous_token: next_page_token(&tenant, &snapshot, next, query),
+            continuous_token,
         })
     }
 
@@ -298,28 +325,63 @@ impl Service {
         &self,
         req: v1::AttributeReadRequest,
     ) -> Result<v1::AttributeReadResponse, ApiError> {
-        let tenant = self.tenant(&req.tenant_id).await?;
-        let page_size = self.list_page_size(req.page_size)?;
-        let filter = match &req.filter {
-            Some(f) => convert::attribute_filter(f, "filter")?,
-            None => AttributeFilter::default(),
-        };
-        let query = query_fingerprint(&v1::AttributeReadRequest {
-            tenant_id: req.tenant_id.clone(),
-            filter: req.filter.clone(),
-            ..Default::default()
-        });
-        let snap = req.metadata.map(|m| m.snap_token).unwrap_or_default();
-        let (snapshot, start) = self
-            .read_start(&tenant, &snap, &req.continuous_token, query)
+        let filter = req.filter.clone();
+        let listing = Listing::of(
+            &v1::AttributeReadRequest {
+                tenant_id: req.tenant_id.clone(),
+                filter: req.filter.clone(),
+                ..Default::default()
+            },
+            req.page_size,
+            req.metadata.map(|m| m.snap_token),
+            req.continuous_token,
+        );
+        let (attributes, continuous_token) = self
+            .read_page(&req.tenant_id, listing, move || {
+                let filter = match &filter {
+                    Some(f) => convert::attribute_filter(f, "filter")?,
+                    None => AttributeFilter::default(),
+                };
+                Ok(move |s: &Snapshot| s.read_attributes(&filter))
+            })
             .await?;
-        let read = snapshot.clone();
-        let (attributes, next) =
-            run_cpu(move || page_of(&read.read_attributes(&filter), start, page_size)).await?;
         Ok(v1::AttributeReadResponse {
             attributes: attributes.iter().map(convert::attribute_out).collect(),
-            continuous_token: next_page_token(&tenant, &snapshot, next, query),
+            continuous_token,
         })
+    }
+
+    /// One page of a listing of stored data: on the snapshot the continuous token pins (or the
+    /// head, at least as fresh as the snap token), the items the reader `prepare` makes (once
+    /// the tenant and page size are known to be valid) lists after the token's position, and
+    /// the token of the next page (empty after the last).
+    async fn read_page<T, R>(
+        &self,
+        tenant_id: &str,
+        listing: Listing,
+        prepare: impl FnOnce() -> Result<R, ApiError>,
+    ) -> Result<(Vec<T>, String), ApiError>
+    where
+        T: Clone + Send + 'static,
+        R: FnOnce(&Snapshot) -> Vec<T> + Send + 'static,
+    {
+        let tenant = self.tenant(tenant_id).await?;
+        let page_size = self.list_page_size(listing.page_size)?;
+        let read = prepare()?;
+        let (snapshot, start) = self
+            .read_start(
+                &tenant,
+                &listing.snap,
+                &listing.continuous_token,
+                listing.query,
+            )
+            .await?;
+        let on = snapshot.clone();
+        let (items, next) = run_cpu(move || page_of(&read(&on), start, page_size)).await?;
+        Ok((
+            items,
+            next_page_token(&tenant, &snapshot, next, listing.query),
+        ))
     }
 
     pub async fn data_delete(

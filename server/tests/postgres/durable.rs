@@ -78,6 +78,144 @@ async fn concurrent_writers_are_watched_exactly_once_in_commit_order() {
     );
 }
 
+/// 64 single-tuple writers start at once, one of them invalid: the writes are committed in
+/// groups (fewer transactions than writes), the invalid one fails alone, every valid one is
+/// acknowledged with its own revision, the revisions are dense, and Watch delivers each
+/// write once, in revision order, with its writer's snap token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_writers_fail_alone_and_keep_their_own_revisions() {
+    logs();
+    let uri = Cluster::get().database().await;
+    let f = postgres_at(pg_options(&uri)).await;
+    write_schema(&f.service, "t1").await;
+    let base = write(&f.service, &["doc:base#owner@user:b"], &[])
+        .await
+        .unwrap();
+    let r0 = revision(&base);
+    let mut rx = watch(&f.service, &base).await.unwrap();
+    const WRITERS: usize = 64;
+    const INVALID: usize = 17;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let service = f.service.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                let tuple = if w == INVALID {
+                    format!("doc:{w}#editor@user:{w}")
+                } else {
+                    format!("doc:{w}#owner@user:{w}")
+                };
+                start.wait().await;
+                (w, tuple.clone(), write(&service, &[&tuple], &[]).await)
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for writer in writers {
+        let (w, tuple, result) = writer.await.unwrap();
+        match result {
+            Ok(token) => {
+                assert_ne!(w, INVALID, "the invalid write was acknowledged");
+                acked.push((format!("+{tuple}"), token));
+            }
+            Err(e) => {
+                assert_eq!(w, INVALID, "a valid write failed: {e}");
+                assert_eq!(e.code, ErrorCode::InvalidArgument, "{e}");
+            }
+        }
+    }
+    assert_eq!(acked.len(), WRITERS - 1);
+    // Distinct and dense: exactly the revisions after the base.
+    let mut revisions: Vec<u64> = acked.iter().map(|(_, token)| revision(token)).collect();
+    revisions.sort_unstable();
+    let expected: Vec<u64> = (r0 + 1..=r0 + (WRITERS as u64 - 1)).collect();
+    assert_eq!(revisions, expected);
+    // Committed in groups: fewer transactions than revisions.
+    let pool = sqlx::PgPool::connect(&uri).await.unwrap();
+    let transactions: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT xmin::text) FROM lookout_revisions WHERE tenant_id = 't1' AND revision > $1",
+    )
+    .bind(r0 as i64)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        transactions < WRITERS as i64 - 1,
+        "{transactions} transactions for {} writes",
+        WRITERS - 1
+    );
+    pool.close().await;
+    // Watch: each write once, in revision order, with its writer's token.
+    let got = next_messages(&mut rx, WRITERS - 1).await;
+    let watched: Vec<u64> = got.iter().map(|(_, token)| revision(token)).collect();
+    assert_eq!(watched, expected);
+    let delivered: HashSet<(String, String)> = got
+        .into_iter()
+        .map(|(lines, token)| {
+            assert_eq!(lines.len(), 1, "one change per write: {lines:?}");
+            (lines[0].clone(), token)
+        })
+        .collect();
+    assert_eq!(delivered, acked.iter().cloned().collect::<HashSet<_>>());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .is_err()
+    );
+    // The data: every acknowledged tuple, not the rejected one.
+    let last = acked
+        .iter()
+        .map(|(_, t)| t.clone())
+        .max_by_key(|t| revision(t))
+        .unwrap();
+    let stored: HashSet<String> = read_all(&f.service, &last).await.into_iter().collect();
+    for (line, _) in &acked {
+        assert!(stored.contains(&line[1..]), "{line} is not stored");
+    }
+    assert_eq!(stored.len(), WRITERS);
+}
+
+/// Writes that depend on each other in one group: a delete by filter queued after a write of
+/// the tuple it matches sees that write, so the tuple is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_plans_each_write_after_the_ones_before_it() {
+    let f = postgres().await;
+    write_schema(&f.service, "t1").await;
+    for round in 0..20 {
+        let tuple = format!("doc:r{round}#owner@user:x");
+        let tuples = [tuple.as_str()];
+        let (a, b) = tokio::join!(
+            write(&f.service, &tuples, &[]),
+            f.service.data_delete(v1::DataDeleteRequest {
+                tenant_id: "t1".into(),
+                tuple_filter: Some(v1::TupleFilter {
+                    relation: "owner".into(),
+                    ..doc_filter(&[&format!("r{round}")])
+                }),
+                attribute_filter: None,
+            }),
+        );
+        let tokens = [a.unwrap(), b.unwrap().snap_token];
+        let last = tokens.iter().max_by_key(|t| revision(t)).unwrap();
+        // Whatever the order the two joined their groups in, the stored state is what running
+        // them one at a time in revision order leaves.
+        let mut order: Vec<(u64, usize)> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (revision(t), i))
+            .collect();
+        order.sort_unstable();
+        let present = order.last().is_some_and(|(_, i)| *i != 1);
+        let stored = read_all(&f.service, last).await;
+        assert_eq!(
+            stored.contains(&tuple),
+            present,
+            "round {round}: {order:?} {stored:?}"
+        );
+    }
+}
+
 /// Two servers on one database: a write through A is visible on B at A's snap token, B's
 /// Watch delivers it, and a lookup paged on A continues on B with A's continuous token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -522,6 +522,160 @@ async fn acknowledged_writes_survive_kill_9() {
     let _ = std::fs::remove_file(&log);
 }
 
+/// 16 writers write concurrently, so their writes commit in groups, until the server is
+/// killed with SIGKILL: after a restart every acknowledged write is stored, at most the
+/// writes in flight at the kill (one per writer) committed unacknowledged, and Watch replays
+/// the revisions densely, in order, each acknowledged write with its own token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_group_commits_survive_kill_9() {
+    const WRITERS: usize = 16;
+    let uri = Cluster::get().database().await;
+    let log = std::env::temp_dir().join(format!("lookout-kill9-group-{}.log", std::process::id()));
+    let (mut child, addr) = spawn_server(&uri, &log);
+    let channel = connect(&addr).await;
+    v1::schema_client::SchemaClient::new(channel.clone())
+        .write(v1::SchemaWriteRequest {
+            tenant_id: "t1".into(),
+            schema: SCHEMA.into(),
+        })
+        .await
+        .unwrap();
+    let (acks_tx, mut acks_rx) = tokio::sync::mpsc::unbounded_channel();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let channel = channel.clone();
+            let acks_tx = acks_tx.clone();
+            tokio::spawn(async move {
+                let mut data = v1::data_client::DataClient::new(channel);
+                for i in 0.. {
+                    let tuple = format!("doc:{w}-{i}#owner@user:k");
+                    let written = data
+                        .write(v1::DataWriteRequest {
+                            tenant_id: "t1".into(),
+                            metadata: None,
+                            tuples: vec![t(&tuple)],
+                            attributes: vec![],
+                        })
+                        .await;
+                    match written {
+                        Ok(r) => {
+                            if acks_tx.send((tuple, r.into_inner().snap_token)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(acks_tx);
+    let mut acked = Vec::new();
+    while acked.len() < 300 {
+        let ack = tokio::time::timeout(Duration::from_secs(30), acks_rx.recv())
+            .await
+            .expect("writes are acknowledged")
+            .expect("the writers run");
+        acked.push(ack);
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for w in writers {
+        let _ = w.await;
+    }
+    while let Ok(ack) = acks_rx.try_recv() {
+        acked.push(ack);
+    }
+    acked.sort_by_key(|(_, token)| revision(token));
+    let revisions: Vec<u64> = acked.iter().map(|(_, token)| revision(token)).collect();
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
+
+    let (mut child, addr) = spawn_server(&uri, &log);
+    let channel = connect(&addr).await;
+    let mut data = v1::data_client::DataClient::new(channel.clone());
+    let last = acked.last().map(|(_, token)| token.clone()).unwrap();
+    let mut stored = HashSet::new();
+    let mut token = String::new();
+    loop {
+        let page = data
+            .read_relationships(v1::RelationshipReadRequest {
+                tenant_id: "t1".into(),
+                metadata: Some(v1::RelationshipReadRequestMetadata {
+                    snap_token: last.clone(),
+                }),
+                filter: Some(doc_filter(&[])),
+                page_size: 100,
+                continuous_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        stored.extend(page.tuples.iter().map(text));
+        if page.continuous_token.is_empty() {
+            break;
+        }
+        token = page.continuous_token;
+    }
+    for (tuple, _) in &acked {
+        assert!(stored.contains(tuple), "acknowledged {tuple} was lost");
+    }
+    assert!(
+        stored.len() <= acked.len() + WRITERS,
+        "{} stored for {} acknowledged",
+        stored.len(),
+        acked.len()
+    );
+    // The writes did commit in groups.
+    let pool = sqlx::PgPool::connect(&uri).await.unwrap();
+    let (transactions, revisions): (i64, i64) = sqlx::query_as(
+        "SELECT count(DISTINCT xmin::text), count(*) FROM lookout_revisions WHERE tenant_id = 't1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        transactions < revisions,
+        "{transactions} transactions for {revisions} revisions"
+    );
+    pool.close().await;
+
+    // Watch from the 100th acknowledgement: every later revision once, densely, in order,
+    // each acknowledged write with the token its writer got.
+    let from = revision(&acked[99].1);
+    let mut watch = v1::watch_client::WatchClient::new(channel)
+        .watch(v1::WatchRequest {
+            tenant_id: "t1".into(),
+            snap_token: acked[99].1.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let expected: std::collections::HashMap<String, String> = acked[100..]
+        .iter()
+        .map(|(tuple, token)| (format!("+{tuple}"), token.clone()))
+        .collect();
+    let mut seen = 0;
+    let mut previous = from;
+    while seen < expected.len() {
+        let m = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("a watch message within 10 s")
+            .unwrap()
+            .expect("the watch stream is open");
+        let (lines, got_token) = watch_lines(&m);
+        assert_eq!(revision(&got_token), previous + 1, "dense, in order");
+        previous += 1;
+        assert_eq!(lines.len(), 1, "one change per write: {lines:?}");
+        if let Some(token) = expected.get(&lines[0]) {
+            assert_eq!(token, &got_token, "{}", lines[0]);
+            seen += 1;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(&log);
+}
+
 /// With Watch on, a database without commit timestamps is refused at start, naming the
 /// setting; with Watch off it is fine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -634,6 +634,16 @@ pub(super) fn apply_unchecked(
 }
 
 impl Snapshot {
+    /// This snapshot with an already validated batch applied, private to the caller: IDs it
+    /// has not numbered go into an overlay (see [`Snapshot::with_request_ids`]), never into
+    /// the tenant's interner, and nothing is published. A database store that commits several
+    /// writes in one transaction plans each of them with [`Snapshot::plan`] against the
+    /// snapshot the writes before it make.
+    pub fn staged(&self, batch: &WriteBatch) -> Result<Snapshot, WriteError> {
+        let (snap, _) = apply_unchecked(&self.with_request_ids(), batch)?;
+        Ok(snap)
+    }
+
     /// This snapshot with a request's contextual tuples and attributes added, validated against
     /// `schema`. The result is private to the request: nothing is published.
     pub fn with_context(
@@ -762,6 +772,57 @@ mod tests {
         }
         let bad = batch(&["doc:1#viewer@user:a"], &[], &[], &[]);
         assert!(store.head().plan(&schema, &bad).is_err());
+    }
+
+    /// Planning each batch against the staged snapshot of the batches before it reports
+    /// exactly what writing them one after another reports, and staging numbers no ID in the
+    /// store's interner.
+    #[test]
+    fn staged_snapshots_plan_as_sequential_writes() {
+        let schema = crate::schema::compile(SCHEMA).unwrap();
+        let store = Store::new();
+        store
+            .write(&schema, &batch(&["doc:1#owner@user:a"], &[], &[], &[]))
+            .unwrap();
+        let sequence = [
+            batch(&["doc:2#owner@user:b"], &["doc:1#owner@user:a"], &[], &[]),
+            batch(&["doc:1#owner@user:a", "doc:2#owner@user:b"], &[], &[], &[]),
+            batch(
+                &[],
+                &["doc:2#owner@user:b"],
+                &["doc:5$level|integer:3"],
+                &[],
+            ),
+            batch(&[], &[], &["doc:5$level|integer:3"], &["doc:5$level"]),
+            batch(&["doc:2#owner@user:b"], &[], &[], &["doc:5$level"]),
+        ];
+        let counts = |store: &Store| (store.interner().len("doc"), store.interner().len("user"));
+        let known = counts(&store);
+        let mut staged = (*store.head()).clone();
+        let mut planned = Vec::new();
+        for case in &sequence {
+            let changes = staged.plan(&schema, case).unwrap();
+            let mut effective = WriteBatch::default();
+            for change in &changes {
+                match change {
+                    Change::Tuple(ChangeOp::Create, t) => effective.tuple_writes.push(t.clone()),
+                    Change::Tuple(ChangeOp::Delete, t) => effective.tuple_deletes.push(t.clone()),
+                    Change::Attribute(ChangeOp::Create, a) => {
+                        effective.attribute_writes.push(a.clone())
+                    }
+                    Change::Attribute(ChangeOp::Delete, a) => effective
+                        .attribute_deletes
+                        .push((a.entity.clone(), a.name.clone())),
+                }
+            }
+            staged = staged.staged(&effective).unwrap();
+            planned.push(changes);
+        }
+        assert_eq!(counts(&store), known);
+        for (case, planned) in sequence.iter().zip(planned) {
+            let outcome = store.write(&schema, case).unwrap();
+            assert_eq!(planned, outcome.changes.to_vec(), "{case:?}");
+        }
     }
 
     /// The numbered change list reads back as the tuples written and deleted, in order, over

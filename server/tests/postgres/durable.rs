@@ -79,6 +79,144 @@ async fn concurrent_writers_are_watched_exactly_once_in_commit_order() {
     );
 }
 
+/// 64 single-tuple writers start at once, one of them invalid: the writes are committed in
+/// groups (fewer transactions than writes), the invalid one fails alone, every valid one is
+/// acknowledged with its own revision, the revisions are dense, and Watch delivers each
+/// write once, in revision order, with its writer's snap token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_writers_fail_alone_and_keep_their_own_revisions() {
+    logs();
+    let uri = Cluster::get().database().await;
+    let f = postgres_at(pg_options(&uri)).await;
+    write_schema(&f.service, "t1").await;
+    let base = write(&f.service, &["doc:base#owner@user:b"], &[])
+        .await
+        .unwrap();
+    let r0 = revision(&base);
+    let mut rx = watch(&f.service, &base).await.unwrap();
+    const WRITERS: usize = 64;
+    const INVALID: usize = 17;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let service = f.service.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                let tuple = if w == INVALID {
+                    format!("doc:{w}#editor@user:{w}")
+                } else {
+                    format!("doc:{w}#owner@user:{w}")
+                };
+                start.wait().await;
+                (w, tuple.clone(), write(&service, &[&tuple], &[]).await)
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for writer in writers {
+        let (w, tuple, result) = writer.await.unwrap();
+        match result {
+            Ok(token) => {
+                assert_ne!(w, INVALID, "the invalid write was acknowledged");
+                acked.push((format!("+{tuple}"), token));
+            }
+            Err(e) => {
+                assert_eq!(w, INVALID, "a valid write failed: {e}");
+                assert_eq!(e.code, ErrorCode::InvalidArgument, "{e}");
+            }
+        }
+    }
+    assert_eq!(acked.len(), WRITERS - 1);
+    // Distinct and dense: exactly the revisions after the base.
+    let mut revisions: Vec<u64> = acked.iter().map(|(_, token)| revision(token)).collect();
+    revisions.sort_unstable();
+    let expected: Vec<u64> = (r0 + 1..=r0 + (WRITERS as u64 - 1)).collect();
+    assert_eq!(revisions, expected);
+    // Committed in groups: fewer transactions than revisions.
+    let pool = sqlx::PgPool::connect(&uri).await.unwrap();
+    let transactions: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT xmin::text) FROM lookout_revisions WHERE tenant_id = 't1' AND revision > $1",
+    )
+    .bind(r0 as i64)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        transactions < WRITERS as i64 - 1,
+        "{transactions} transactions for {} writes",
+        WRITERS - 1
+    );
+    pool.close().await;
+    // Watch: each write once, in revision order, with its writer's token.
+    let got = next_messages(&mut rx, WRITERS - 1).await;
+    let watched: Vec<u64> = got.iter().map(|(_, token)| revision(token)).collect();
+    assert_eq!(watched, expected);
+    let delivered: HashSet<(String, String)> = got
+        .into_iter()
+        .map(|(lines, token)| {
+            assert_eq!(lines.len(), 1, "one change per write: {lines:?}");
+            (lines[0].clone(), token)
+        })
+        .collect();
+    assert_eq!(delivered, acked.iter().cloned().collect::<HashSet<_>>());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .is_err()
+    );
+    // The data: every acknowledged tuple, not the rejected one.
+    let last = acked
+        .iter()
+        .map(|(_, t)| t.clone())
+        .max_by_key(|t| revision(t))
+        .unwrap();
+    let stored: HashSet<String> = read_all(&f.service, &last).await.into_iter().collect();
+    for (line, _) in &acked {
+        assert!(stored.contains(&line[1..]), "{line} is not stored");
+    }
+    assert_eq!(stored.len(), WRITERS);
+}
+
+/// Writes that depend on each other in one group: a delete by filter queued after a write of
+/// the tuple it matches sees that write, so the tuple is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_plans_each_write_after_the_ones_before_it() {
+    let f = postgres().await;
+    write_schema(&f.service, "t1").await;
+    for round in 0..20 {
+        let tuple = format!("doc:r{round}#owner@user:x");
+        let tuples = [tuple.as_str()];
+        let (a, b) = tokio::join!(
+            write(&f.service, &tuples, &[]),
+            f.service.data_delete(v1::DataDeleteRequest {
+                tenant_id: "t1".into(),
+                tuple_filter: Some(v1::TupleFilter {
+                    relation: "owner".into(),
+                    ..doc_filter(&[&format!("r{round}")])
+                }),
+                attribute_filter: None,
+            }),
+        );
+        let tokens = [a.unwrap(), b.unwrap().snap_token];
+        let last = tokens.iter().max_by_key(|t| revision(t)).unwrap();
+        // Whatever the order the two joined their groups in, the stored state is what running
+        // them one at a time in revision order leaves.
+        let mut order: Vec<(u64, usize)> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (revision(t), i))
+            .collect();
+        order.sort_unstable();
+        let present = order.last().is_some_and(|(_, i)| *i != 1);
+        let stored = read_all(&f.service, last).await;
+        assert_eq!(
+            stored.contains(&tuple),
+            present,
+            "round {round}: {order:?} {stored:?}"
+        );
+    }
+}
+
 /// Two servers on one database: a write through A is visible on B at A's snap token, B's
 /// Watch delivers it, and a lookup paged on A continues on B with A's continuous token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,6 +513,160 @@ async fn acknowledged_writes_survive_kill_9() {
         let (lines, got_token) = watch_lines(&m);
         assert_eq!(lines, [format!("+{tuple}")]);
         assert_eq!(&got_token, token);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(&log);
+}
+
+/// 16 writers write concurrently, so their writes commit in groups, until the server is
+/// killed with SIGKILL: after a restart every acknowledged write is stored, at most the
+/// writes in flight at the kill (one per writer) committed unacknowledged, and Watch replays
+/// the revisions densely, in order, each acknowledged write with its own token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_group_commits_survive_kill_9() {
+    const WRITERS: usize = 16;
+    let uri = Cluster::get().database().await;
+    let log = std::env::temp_dir().join(format!("lookout-kill9-group-{}.log", std::process::id()));
+    let (mut child, addr) = spawn_server(&uri, &log);
+    let channel = connect(&addr).await;
+    v1::schema_client::SchemaClient::new(channel.clone())
+        .write(v1::SchemaWriteRequest {
+            tenant_id: "t1".into(),
+            schema: SCHEMA.into(),
+        })
+        .await
+        .unwrap();
+    let (acks_tx, mut acks_rx) = tokio::sync::mpsc::unbounded_channel();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let channel = channel.clone();
+            let acks_tx = acks_tx.clone();
+            tokio::spawn(async move {
+                let mut data = v1::data_client::DataClient::new(channel);
+                for i in 0.. {
+                    let tuple = format!("doc:{w}-{i}#owner@user:k");
+                    let written = data
+                        .write(v1::DataWriteRequest {
+                            tenant_id: "t1".into(),
+                            metadata: None,
+                            tuples: vec![t(&tuple)],
+                            attributes: vec![],
+                        })
+                        .await;
+                    match written {
+                        Ok(r) => {
+                            if acks_tx.send((tuple, r.into_inner().snap_token)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(acks_tx);
+    let mut acked = Vec::new();
+    while acked.len() < 300 {
+        let ack = tokio::time::timeout(Duration::from_secs(30), acks_rx.recv())
+            .await
+            .expect("writes are acknowledged")
+            .expect("the writers run");
+        acked.push(ack);
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for w in writers {
+        let _ = w.await;
+    }
+    while let Ok(ack) = acks_rx.try_recv() {
+        acked.push(ack);
+    }
+    acked.sort_by_key(|(_, token)| revision(token));
+    let revisions: Vec<u64> = acked.iter().map(|(_, token)| revision(token)).collect();
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
+
+    let (mut child, addr) = spawn_server(&uri, &log);
+    let channel = connect(&addr).await;
+    let mut data = v1::data_client::DataClient::new(channel.clone());
+    let last = acked.last().map(|(_, token)| token.clone()).unwrap();
+    let mut stored = HashSet::new();
+    let mut token = String::new();
+    loop {
+        let page = data
+            .read_relationships(v1::RelationshipReadRequest {
+                tenant_id: "t1".into(),
+                metadata: Some(v1::RelationshipReadRequestMetadata {
+                    snap_token: last.clone(),
+                }),
+                filter: Some(doc_filter(&[])),
+                page_size: 100,
+                continuous_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        stored.extend(page.tuples.iter().map(text));
+        if page.continuous_token.is_empty() {
+            break;
+        }
+        token = page.continuous_token;
+    }
+    for (tuple, _) in &acked {
+        assert!(stored.contains(tuple), "acknowledged {tuple} was lost");
+    }
+    assert!(
+        stored.len() <= acked.len() + WRITERS,
+        "{} stored for {} acknowledged",
+        stored.len(),
+        acked.len()
+    );
+    // The writes did commit in groups.
+    let pool = sqlx::PgPool::connect(&uri).await.unwrap();
+    let (transactions, revisions): (i64, i64) = sqlx::query_as(
+        "SELECT count(DISTINCT xmin::text), count(*) FROM lookout_revisions WHERE tenant_id = 't1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        transactions < revisions,
+        "{transactions} transactions for {revisions} revisions"
+    );
+    pool.close().await;
+
+    // Watch from the 100th acknowledgement: every later revision once, densely, in order,
+    // each acknowledged write with the token its writer got.
+    let from = revision(&acked[99].1);
+    let mut watch = v1::watch_client::WatchClient::new(channel)
+        .watch(v1::WatchRequest {
+            tenant_id: "t1".into(),
+            snap_token: acked[99].1.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let expected: std::collections::HashMap<String, String> = acked[100..]
+        .iter()
+        .map(|(tuple, token)| (format!("+{tuple}"), token.clone()))
+        .collect();
+    let mut seen = 0;
+    let mut previous = from;
+    while seen < expected.len() {
+        let m = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("a watch message within 10 s")
+            .unwrap()
+            .expect("the watch stream is open");
+        let (lines, got_token) = watch_lines(&m);
+        assert_eq!(revision(&got_token), previous + 1, "dense, in order");
+        previous += 1;
+        assert_eq!(lines.len(), 1, "one change per write: {lines:?}");
+        if let Some(token) = expected.get(&lines[0]) {
+            assert_eq!(token, &got_token, "{}", lines[0]);
+            seen += 1;
+        }
     }
     child.kill().unwrap();
     child.wait().unwrap();

@@ -170,6 +170,22 @@ pub struct ChangeColumns {
 }
 
 impl ChangeColumns {
+    /// Appends the rows of `other` after these.
+    pub fn extend(&mut self, other: ChangeColumns) {
+        self.seq.extend(other.seq);
+        self.op.extend(other.op);
+        self.kind.extend(other.kind);
+        self.entity_type.extend(other.entity_type);
+        self.entity_id.extend(other.entity_id);
+        self.entity_number.extend(other.entity_number);
+        self.relation.extend(other.relation);
+        self.subject_type.extend(other.subject_type);
+        self.subject_id.extend(other.subject_id);
+        self.subject_number.extend(other.subject_number);
+        self.subject_relation.extend(other.subject_relation);
+        self.value.extend(other.value);
+    }
+
     /// The rows of `changes`, with the numbers of their IDs from `numbers`.
     pub fn of(
         changes: &[Change],

@@ -3,28 +3,38 @@
 //!
 //! # Writes
 //!
-//! Every write, delete and bundle run is one transaction ([`Pg::commit`]):
+//! Every write, delete and bundle run becomes its own revision. The writes of one tenant that
+//! arrive while an earlier group is committing queue, and are committed together, as a group,
+//! in one transaction ([`Pg::commit`], [`group`]; the transaction is `Pg::commit_group`):
 //!
 //! 1. `pg_advisory_xact_lock` on the tenant. The lock is held until COMMIT, so the tenant's
-//!    writers run one after another.
+//!    groups run one after another.
 //! 2. Read the tenant's revision counter `R`; wait until the local index has applied `R` (so
-//!    the batch is built and validated against exactly the committed data: a delete by filter
-//!    deletes exactly what matches at that revision), build the batch and compute its
-//!    effective changes. A rejected batch rolls back: nothing changes.
-//! 3. Bump the counter to `R + 1` (recording the revision and queueing `NOTIFY lookout` in the
-//!    same statement), number new entity IDs (dense per type, table `lookout_entities`), apply
-//!    the tuple and attribute changes, append the change rows of revision `R + 1`, COMMIT.
-//! 4. Apply `R + 1` to the local index (the writer knows exactly what it committed, and the
-//!    index is at `R` since step 2; if the tailer got there first, that is that), and answer
-//!    with its snap token only once the local index has it, so a client reading its own write
-//!    on the same server never waits.
+//!    the batches are built and validated against exactly the committed data: a delete by
+//!    filter deletes exactly what matches at that revision). Build each write's batch and
+//!    compute its effective changes in queue order, each against `R` plus the accepted writes
+//!    before it (staged on a private snapshot, `Snapshot::staged`). A rejected batch fails
+//!    alone and takes no revision; the accepted ones get `R + 1 ..= R + n` in queue order.
+//!    If none is accepted, the transaction rolls back: nothing changes.
+//! 3. Bump the counter to `R + n` (recording each of the revisions and queueing one
+//!    `NOTIFY lookout` in the same statement), number new entity IDs (dense per type, table
+//!    `lookout_entities`), apply the tuple and attribute changes of the whole group (the last
+//!    change of each item counts), append the change rows of each revision under its own
+//!    revision, COMMIT.
+//! 4. Apply `R + 1 ..= R + n` in order to the local index (the leader knows exactly what it
+//!    committed, and the index is at `R` since step 2; if the tailer got there first, that is
+//!    that), and answer each writer with its revision's snap token (or its own error) only
+//!    once the local index has the group, so a client reading its own write on the same server
+//!    never waits. A database error fails the whole group; its writes were not committed
+//!    unless COMMIT itself was interrupted, as with any single transaction.
 //!
 //! # Why Watch is exactly-once and in commit order
 //!
 //! Revisions are assigned under the tenant's advisory lock and the lock is released only after
 //! the transaction is committed and visible. So revision `R + 1` is assigned only after
-//! revision `R` committed (or rolled back, and then `R` is assigned again): revisions are
-//! dense, and they are in commit order, however many writers run concurrently and however
+//! revision `R` committed (or rolled back, and then `R` is assigned again), whether in the
+//! same group's transaction or an earlier one: revisions are dense, and they are in commit
+//! order, however many writers run concurrently and however
 //! long a transaction takes. There is no window in which a reader sees revision `R + 1` but not
 //! `R`, which is the flaw of following a log by transaction IDs or sequence values (a lower
 //! ID can commit after a higher one was read). The tailer therefore reads, in one snapshot,
@@ -54,12 +64,13 @@
 //! has not heard of yet.
 
 mod codec;
+mod group;
 mod load;
 pub mod migrate;
 pub mod tail;
 mod write;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -277,6 +288,10 @@ pub struct Pg {
     kick: mpsc::UnboundedSender<String>,
     /// Serialises loading tenants, so a tenant is loaded once even if asked for twice.
     loading: tokio::sync::Mutex<()>,
+    /// Each tenant's writes waiting to be committed in a group ([`group`]).
+    groups: group::Queues,
+    /// This store, for the group leaders it spawns.
+    me: Weak<Pg>,
 }
 
 /// A database error as the client sees it: the store is unavailable.
@@ -456,7 +471,7 @@ impl Database for Pg {
         build: BuildBatch,
         rejected: RejectBatch,
     ) -> BoxFuture<'a, Result<u64, ApiError>> {
-        Box::pin(async move { Pg::commit(self, tenant, &model, build, rejected).await })
+        Box::pin(Pg::commit(self, tenant, model, build, rejected))
     }
 
     fn replay<'a>(
@@ -575,12 +590,14 @@ pub async fn start(
         })?;
     let tail_pool = connect(&options.uri, 2).await?;
     let (kick, kicks) = mpsc::unbounded_channel();
-    let pg = Arc::new(Pg {
+    let pg = Arc::new_cyclic(|me| Pg {
         pool,
         tail_pool,
         options,
         kick,
         loading: tokio::sync::Mutex::new(()),
+        groups: group::Queues::default(),
+        me: me.clone(),
     });
     let tenants = Tenants::empty(retention, Backend::Database(pg.clone()));
     pg.load_all(&tenants).await?;

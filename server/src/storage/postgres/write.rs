@@ -1,18 +1,21 @@
-//! Transactions of the PostgreSQL store: data commits (see the module docs of
-//! [`super`] for their protocol), schema versions, tenants, and Watch's replay.
+//! Transactions of the PostgreSQL store: data commits, a group of writes at a time (see the
+//! module docs of [`super`] for their protocol and [`super::group`] for the groups), schema
+//! versions, tenants, and Watch's replay.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lookout_engine::eval::Model;
-use lookout_engine::index::{Change, ChangeOp, Snapshot, WriteBatch, WriteError};
+use lookout_engine::index::{Change, ChangeOp, Snapshot, WriteBatch};
+use lookout_engine::model::Tuple;
 use sqlx::{Postgres, Transaction};
 
 use super::codec::{self, CHANGE_COLUMNS, ChangeColumns, ChangeRow};
+use super::group::Pending;
 use super::{LOCK_CLASS, Pg, db_error, read_only_tx, tenant_revisions};
 use crate::error::{ApiError, ErrorCode, Reason};
-use crate::tenants::{Commit, SchemaVersion, Tenant, Tenants};
+use crate::tenants::{BuildBatch, Commit, RejectBatch, SchemaVersion, Tenant, Tenants};
 
 fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
@@ -27,20 +30,38 @@ fn gone(tenant: &str) -> ApiError {
     ApiError::tenant_not_found(tenant)
 }
 
+/// A write of a group, planned: its effective changes, or why it fails alone.
+type Planned = Result<Vec<Change>, ApiError>;
+
 impl Pg {
-    /// Commits one batch as one revision (see the module docs) and returns the revision once
-    /// this replica has applied it.
-    pub(crate) async fn commit<B, R>(
+    /// Commits a group of writes (see [`super::group`]) in one transaction, each accepted
+    /// write as its own revision in queue order, and answers each writer with its revision or
+    /// its own error once this replica has applied the group (the protocol is in the module
+    /// docs of [`super`]). A write its builder or validation rejects fails alone; an error of
+    /// the database fails the whole group, which then changed nothing.
+    pub(super) async fn commit_group(&self, tenant: &Arc<Tenant>, group: Vec<Pending>) {
+        let mut answers = Vec::with_capacity(group.len());
+        let mut writes = Vec::with_capacity(group.len());
+        for p in group {
+            answers.push(p.answer);
+            writes.push((p.model, p.build, p.rejected));
+        }
+        let results = match self.commit_writes(tenant, writes).await {
+            Ok(results) => results,
+            Err(e) => vec![Err(e); answers.len()],
+        };
+        for (answer, result) in answers.into_iter().zip(results) {
+            // A writer that went away no longer needs its answer.
+            let _ = answer.send(result);
+        }
+    }
+
+    /// The transaction of [`Pg::commit_group`]: the result of each write, in order.
+    async fn commit_writes(
         &self,
         tenant: &Arc<Tenant>,
-        model: &Model,
-        build: B,
-        rejected: R,
-    ) -> Result<u64, ApiError>
-    where
-        B: FnOnce(&Snapshot) -> Result<WriteBatch, ApiError> + Send + 'static,
-        R: FnOnce(WriteError) -> ApiError + Send + 'static,
-    {
+        writes: Vec<(Arc<Model>, BuildBatch, RejectBatch)>,
+    ) -> Result<Vec<Result<u64, ApiError>>, ApiError> {
         let mut tx = self.pool.begin().await.map_err(db_error("begin a write"))?;
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(LOCK_CLASS)
@@ -84,43 +105,68 @@ impl Pg {
         }
         // CPU work (a delete by filter may match many tuples): off the async worker's duty
         // where the runtime allows it.
-        let work = || -> Result<Vec<Change>, ApiError> {
-            let batch = build(&head)?;
-            head.plan(&model.schema, &batch).map_err(rejected)
+        let work = || plan_group(&head, writes);
+        let planned = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+            _ => work(),
         };
-        let changes = match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work)?,
-            _ => work()?,
-        };
-        let next = current + 1;
-        let next_db =
-            i64::try_from(next).map_err(|_| ApiError::internal("revision counter overflow"))?;
-        // One round trip: bump the counter, record the revision, and queue the notification
-        // (delivered at COMMIT, and only if it commits).
+        // Revisions in queue order, dense: the accepted writes number `current + 1..=last`.
+        let mut results = Vec::with_capacity(planned.len());
+        let mut committed: Vec<(u64, Vec<Change>)> = Vec::new();
+        let mut last = current;
+        for p in planned {
+            match p {
+                Ok(changes) => {
+                    last += 1;
+                    committed.push((last, changes));
+                    results.push(Ok(last));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if committed.is_empty() {
+            // Every write failed alone; dropping the transaction rolls it back.
+            return Ok(results);
+        }
+        let db_revision =
+            |r: u64| i64::try_from(r).map_err(|_| ApiError::internal("revision counter overflow"));
+        let (first_db, last_db) = (db_revision(current + 1)?, db_revision(last)?);
+        // One round trip: bump the counter to the group's last revision, record every revision
+        // of the group, and queue one notification (delivered at COMMIT, and only if it
+        // commits; the tailer reads every revision up to the counter).
         sqlx::query(
-            "WITH bumped AS (UPDATE lookout_tenants SET revision = $2 WHERE id = $1 RETURNING id),
+            "WITH bumped AS (UPDATE lookout_tenants SET revision = $3 WHERE id = $1 RETURNING id),
                   recorded AS (INSERT INTO lookout_revisions (tenant_id, revision)
-                               SELECT id, $2 FROM bumped RETURNING 1)
-             SELECT pg_notify($3, $4) FROM recorded",
+                               SELECT id, r FROM bumped, generate_series($2::bigint, $3::bigint) AS r
+                               RETURNING 1)
+             SELECT pg_notify($4, $5) FROM (SELECT 1 FROM recorded LIMIT 1) AS once",
         )
         .bind(&tenant.id)
-        .bind(next_db)
+        .bind(first_db)
+        .bind(last_db)
         .bind(super::CHANNEL)
-        .bind(format!("c:{}:{next}", tenant.id))
+        .bind(format!("c:{}:{last}", tenant.id))
         .execute(&mut *tx)
         .await
-        .map_err(db_error("record the revision"))?;
+        .map_err(db_error("record the revisions"))?;
+        let all = || committed.iter().flat_map(|(_, changes)| changes.iter());
         let mut numbers = HashMap::new();
-        if !changes.is_empty() {
-            numbers = number_entities(&mut tx, &tenant.id, &changes).await?;
-            apply_changes(&mut tx, &tenant.id, &changes).await?;
-            let c = ChangeColumns::of(&changes, &numbers).map_err(ApiError::internal)?;
+        if all().next().is_some() {
+            numbers = number_entities(&mut tx, &tenant.id, all()).await?;
+            apply_changes(&mut tx, &tenant.id, all()).await?;
+            let mut revisions: Vec<i64> = Vec::new();
+            let mut c = ChangeColumns::default();
+            for (revision, changes) in &committed {
+                let rows = ChangeColumns::of(changes, &numbers).map_err(ApiError::internal)?;
+                revisions.extend(std::iter::repeat_n(db_revision(*revision)?, rows.seq.len()));
+                c.extend(rows);
+            }
             sqlx::query(
                 "INSERT INTO lookout_changes (tenant_id, revision, seq, op, kind, entity_type, entity_id, entity_number, relation, subject_type, subject_id, subject_number, subject_relation, value)
-                 SELECT $1, $2, * FROM UNNEST($3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::int[], $13::text[], $14::text[])",
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::int[], $13::text[], $14::text[])",
             )
             .bind(&tenant.id)
-            .bind(next_db)
+            .bind(&revisions)
             .bind(&c.seq)
             .bind(&c.op)
             .bind(&c.kind)
@@ -139,23 +185,23 @@ impl Pg {
         }
         tx.commit().await.map_err(db_error("commit the write"))?;
         // This server knows what it committed: apply it now unless the tailer got there first
-        // (or another server's later revision is already waiting, then the tailer applies both).
-        if let Err(e) = apply_own(tenant, next, &batch_of(&changes), changes, &numbers) {
-            tracing::warn!(tenant = %tenant.id, revision = next, error = %e, "applying an own write failed; the tailer will");
+        // (or another server's later revision is already waiting, then the tailer applies all).
+        if let Err(e) = apply_own(tenant, committed, &numbers) {
+            tracing::warn!(tenant = %tenant.id, revision = last, error = %e, "applying own writes failed; the tailer will");
         }
         self.kick(&tenant.id);
         if !tenant
-            .wait_applied(next, self.options.snap_token_wait)
+            .wait_applied(last, self.options.snap_token_wait)
             .await
         {
-            // Committed and durable: the token is right, only this replica is slow.
+            // Committed and durable: the tokens are right, only this replica is slow.
             tracing::warn!(
                 tenant = %tenant.id,
-                revision = next,
+                revision = last,
                 "the write committed but this server did not apply it within snap-token-wait"
             );
         }
-        Ok(next)
+        Ok(results)
     }
 
     /// Stores a schema version (already compiled) and returns it with its `seq`.
@@ -334,35 +380,66 @@ fn batch_of(changes: &[Change]) -> WriteBatch {
     batch
 }
 
-/// Applies a revision this server just committed to its own replica.
+/// Builds and plans each write of a group in order, each against the head plus the writes
+/// before it that were accepted (staged on a private snapshot), so that a delete by filter
+/// or a duplicate sees exactly what committing the group one write at a time would show it.
+fn plan_group(head: &Snapshot, writes: Vec<(Arc<Model>, BuildBatch, RejectBatch)>) -> Vec<Planned> {
+    let count = writes.len();
+    let mut staged: Option<Snapshot> = None;
+    let mut planned = Vec::with_capacity(count);
+    for (i, (model, build, rejected)) in writes.into_iter().enumerate() {
+        let base = staged.as_ref().unwrap_or(head);
+        let mut result =
+            build(base).and_then(|batch| base.plan(&model.schema, &batch).map_err(rejected));
+        let mut next = None;
+        if let Ok(changes) = &result
+            && !changes.is_empty()
+            && i + 1 < count
+        {
+            match base.staged(&batch_of(changes)) {
+                Ok(snapshot) => next = Some(snapshot),
+                Err(e) => result = Err(ApiError::internal(format!("staging a write: {e}"))),
+            }
+        }
+        if next.is_some() {
+            staged = next;
+        }
+        planned.push(result);
+    }
+    planned
+}
+
+/// Applies the revisions this server just committed, in order, to its own replica.
 fn apply_own(
     tenant: &Tenant,
-    revision: u64,
-    batch: &WriteBatch,
-    changes: Vec<Change>,
+    committed: Vec<(u64, Vec<Change>)>,
     numbers: &HashMap<(String, String), i32>,
-) -> Result<bool, String> {
+) -> Result<(), String> {
     let interner = tenant.store().interner();
     for ((ty, id), n) in numbers {
         let n = u32::try_from(*n).map_err(|_| format!("entity number {n} is negative"))?;
         interner.intern_as(ty, id, n).map_err(|e| e.to_string())?;
     }
-    // Defensive: the writer waited for revision - 1 under the lock, so the head is at least
-    // that; were it not, the tailer would apply both in order. (The head only moves forward,
-    // so passing this check rules out a gap inside `apply_committed`.)
-    if tenant.head().revision() + 1 < revision {
-        return Ok(false);
+    for (revision, changes) in committed {
+        // Defensive: the writer waited for the revision before the group under the lock, so
+        // the head is at least that; were it not, the tailer would apply them all in order.
+        // (The head only moves forward, so passing this check rules out a gap inside
+        // `apply_committed`.)
+        if tenant.head().revision() + 1 < revision {
+            return Ok(());
+        }
+        tenant
+            .apply_committed(revision, &batch_of(&changes), changes)
+            .map_err(|e| e.to_string())?;
     }
-    tenant
-        .apply_committed(revision, batch, changes)
-        .map_err(|e| e.to_string())
+    Ok(())
 }
 
 /// The durable numbers of every ID `changes` mention, numbering new ones densely per type.
-async fn number_entities(
+async fn number_entities<'c>(
     tx: &mut Transaction<'static, Postgres>,
     tenant: &str,
-    changes: &[Change],
+    changes: impl Iterator<Item = &'c Change>,
 ) -> Result<HashMap<(String, String), i32>, ApiError> {
     let mut wanted: BTreeSet<(&str, &str)> = BTreeSet::new();
     for change in changes {
@@ -449,12 +526,14 @@ async fn number_entities(
     Ok(numbers)
 }
 
-/// Applies effective changes (tuple deletes, tuple writes, attribute deletes, attribute
-/// writes, in that order, as [`Snapshot::plan`] lists them) to the data tables.
-async fn apply_changes(
+/// Applies effective changes to the data tables: those of one or more revisions, each
+/// revision's listed as [`Snapshot::plan`] lists them (tuple deletes, tuple writes, attribute
+/// deletes, attribute writes), the revisions in commit order. Only the last change of each
+/// tuple and attribute counts, so one statement per table and kind applies them all.
+async fn apply_changes<'c>(
     tx: &mut Transaction<'static, Postgres>,
     tenant: &str,
-    changes: &[Change],
+    changes: impl Iterator<Item = &'c Change>,
 ) -> Result<(), ApiError> {
     #[derive(Default)]
     struct Tuples {
@@ -469,19 +548,12 @@ async fn apply_changes(
     let mut attr_deleted: Vec<(String, String, String)> = Vec::new();
     // Last write per attribute wins.
     let mut attr_written: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    // Last change per tuple wins.
+    let mut tuples: BTreeMap<&Tuple, ChangeOp> = BTreeMap::new();
     for change in changes {
         match change {
             Change::Tuple(op, t) => {
-                let into = match op {
-                    ChangeOp::Create => &mut created,
-                    ChangeOp::Delete => &mut deleted,
-                };
-                into.et.push(t.entity.ty.clone());
-                into.ei.push(t.entity.id.clone());
-                into.rel.push(t.relation.clone());
-                into.st.push(t.subject.ty.clone());
-                into.si.push(t.subject.id.clone());
-                into.sr.push(t.subject.relation.clone().unwrap_or_default());
+                tuples.insert(t, *op);
             }
             Change::Attribute(ChangeOp::Delete, a) => {
                 let key = (a.entity.ty.clone(), a.entity.id.clone(), a.name.clone());
@@ -495,6 +567,18 @@ async fn apply_changes(
                 );
             }
         }
+    }
+    for (t, op) in tuples {
+        let into = match op {
+            ChangeOp::Create => &mut created,
+            ChangeOp::Delete => &mut deleted,
+        };
+        into.et.push(t.entity.ty.clone());
+        into.ei.push(t.entity.id.clone());
+        into.rel.push(t.relation.clone());
+        into.st.push(t.subject.ty.clone());
+        into.si.push(t.subject.id.clone());
+        into.sr.push(t.subject.relation.clone().unwrap_or_default());
     }
     if !deleted.et.is_empty() {
         sqlx::query(

@@ -62,24 +62,32 @@ impl fmt::Debug for AuthnSettings {
     }
 }
 
+/// Why the authentication settings cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthnSettingsError {
+    #[error("authn-method preshared needs at least one key in --authn-preshared-keys")]
+    NoPresharedKeys,
+    #[error("authn-preshared-keys: a key is empty")]
+    EmptyPresharedKey,
+    #[error(transparent)]
+    Oidc(#[from] oidc::OidcSettingsError),
+}
+
 impl AuthnSettings {
     /// Checks that the chosen method has what it needs.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), AuthnSettingsError> {
         match self.method {
             AuthnMethod::None => Ok(()),
             AuthnMethod::Preshared => {
                 if self.preshared_keys.is_empty() {
-                    return Err(
-                        "authn-method preshared needs at least one key in --authn-preshared-keys"
-                            .to_owned(),
-                    );
+                    return Err(AuthnSettingsError::NoPresharedKeys);
                 }
                 if self.preshared_keys.iter().any(|k| k.trim().is_empty()) {
-                    return Err("authn-preshared-keys: a key is empty".to_owned());
+                    return Err(AuthnSettingsError::EmptyPresharedKey);
                 }
                 Ok(())
             }
-            AuthnMethod::Oidc => self.oidc.check(),
+            AuthnMethod::Oidc => Ok(self.oidc.check()?),
         }
     }
 }
@@ -99,16 +107,14 @@ impl Authenticator {
     pub async fn start(
         settings: &AuthnSettings,
         shutdown: &CancellationToken,
-    ) -> Result<Authenticator, String> {
+    ) -> Result<Authenticator, oidc::OidcError> {
         Ok(match settings.method {
             AuthnMethod::None => Authenticator::Open,
             AuthnMethod::Preshared => {
                 Authenticator::Preshared(Arc::new(PresharedKeys::new(&settings.preshared_keys)))
             }
             AuthnMethod::Oidc => Authenticator::Oidc(
-                oidc::OidcVerifier::start(settings.oidc.clone(), shutdown)
-                    .await
-                    .map_err(|e| e.to_string())?,
+                oidc::OidcVerifier::start(settings.oidc.clone(), shutdown).await?,
             ),
         })
     }
@@ -254,11 +260,17 @@ mod tests {
             method: AuthnMethod::Preshared,
             ..AuthnSettings::default()
         };
-        assert!(settings.check().unwrap_err().contains("preshared"));
+        assert!(
+            settings
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("preshared")
+        );
         let settings = AuthnSettings {
             method: AuthnMethod::Oidc,
             ..AuthnSettings::default()
         };
-        assert!(settings.check().unwrap_err().contains("issuer"));
+        assert!(settings.check().unwrap_err().to_string().contains("issuer"));
     }
 }

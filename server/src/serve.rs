@@ -49,9 +49,11 @@ pub enum ServeError {
     #[error("cannot set up gRPC reflection: {0}")]
     Reflection(String),
     #[error("cannot set up the HTTP routes: {0}")]
-    Routes(String),
-    #[error("cannot set up authentication or metrics: {0}")]
-    Gate(String),
+    Routes(#[from] crate::http::MissingHandler),
+    #[error("cannot set up authentication: {0}")]
+    Authentication(#[from] crate::auth::oidc::OidcError),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
     #[error("the {0} server failed: {1}")]
     Server(&'static str, String),
 }
@@ -146,8 +148,7 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
         shutdown: shutdown.clone(),
         max_request_bytes: config.max_request_bytes,
         watch: config.watch,
-    })
-    .map_err(ServeError::Routes)?;
+    })?;
     let http_router = crate::gate::http_router(http_router, gate);
 
     // Both listeners count their connections against one limit (see crate::connections).
@@ -211,10 +212,8 @@ async fn start_gate(
     service: &Arc<Service>,
     shutdown: &CancellationToken,
 ) -> Result<Arc<crate::gate::Gate>, ServeError> {
-    let auth = crate::auth::Authenticator::start(&config.authn, shutdown)
-        .await
-        .map_err(ServeError::Gate)?;
-    let metrics = crate::metrics::Metrics::new().map_err(|e| ServeError::Gate(e.to_string()))?;
+    let auth = crate::auth::Authenticator::start(&config.authn, shutdown).await?;
+    let metrics = crate::metrics::Metrics::new().map_err(|e| ServeError::Metrics(e.to_string()))?;
     let admission = crate::limits::Admission::new(config.traffic);
     Ok(crate::gate::Gate::new(
         auth,

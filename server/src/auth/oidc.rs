@@ -113,34 +113,61 @@ pub enum OidcError {
     },
 }
 
+/// Why a name is not an algorithm OIDC tokens may be signed with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlgorithmError {
+    #[error("`{0}` is not a JWS algorithm name")]
+    Unknown(String),
+    #[error(
+        "`{0}` is a shared-secret algorithm; OIDC keys are public keys (use e.g. RS256 or ES256)"
+    )]
+    SharedSecret(String),
+}
+
 /// Parses an algorithm name of the allow-list: asymmetric JWS algorithms only.
-pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, AlgorithmError> {
     let alg: Algorithm = name
         .trim()
         .parse()
-        .map_err(|_| format!("`{name}` is not a JWS algorithm name"))?;
+        .map_err(|_| AlgorithmError::Unknown(name.to_owned()))?;
     match alg {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => Err(format!(
-            "`{name}` is a shared-secret algorithm; OIDC keys are public keys (use e.g. RS256 or ES256)"
-        )),
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            Err(AlgorithmError::SharedSecret(name.to_owned()))
+        }
         other => Ok(other),
     }
 }
 
+/// Why the OIDC settings cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OidcSettingsError {
+    #[error("authn-method oidc needs --authn-oidc-issuer")]
+    NoIssuer,
+    /// The issuer URL is not one this server fetches from (the reason, as [`OidcError`] says).
+    #[error("{0}")]
+    Issuer(String),
+    #[error("authn-method oidc needs --authn-oidc-audience")]
+    NoAudience,
+    #[error("authn-oidc-algorithms must name at least one algorithm")]
+    NoAlgorithms,
+    #[error("authn-oidc-refresh-interval must be more than 0")]
+    ZeroRefreshInterval,
+}
+
 impl OidcSettings {
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), OidcSettingsError> {
         let Some(issuer) = &self.issuer else {
-            return Err("authn-method oidc needs --authn-oidc-issuer".to_owned());
+            return Err(OidcSettingsError::NoIssuer);
         };
-        issuer_base(issuer).map_err(|e| e.to_string())?;
+        issuer_base(issuer).map_err(|e| OidcSettingsError::Issuer(e.to_string()))?;
         if self.audience.as_deref().is_none_or(str::is_empty) {
-            return Err("authn-method oidc needs --authn-oidc-audience".to_owned());
+            return Err(OidcSettingsError::NoAudience);
         }
         if self.algorithms.is_empty() {
-            return Err("authn-oidc-algorithms must name at least one algorithm".to_owned());
+            return Err(OidcSettingsError::NoAlgorithms);
         }
         if self.refresh_interval.is_zero() {
-            return Err("authn-oidc-refresh-interval must be more than 0".to_owned());
+            return Err(OidcSettingsError::ZeroRefreshInterval);
         }
         Ok(())
     }
@@ -522,6 +549,7 @@ mod tests {
         assert!(
             parse_algorithm("HS256")
                 .unwrap_err()
+                .to_string()
                 .contains("shared-secret")
         );
         assert!(parse_algorithm("none").is_err());

@@ -228,7 +228,7 @@ pub(super) fn check(
     connections: &ConnectionLimits,
     telemetry: &TelemetrySettings,
 ) -> Result<(), ConfigError> {
-    authn.check().map_err(ConfigError)?;
+    authn.check().map_err(|e| ConfigError(e.to_string()))?;
     if traffic.max_inflight == 0 {
         return Err(ConfigError("max-inflight must be at least 1".to_owned()));
     }

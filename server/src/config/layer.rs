@@ -98,7 +98,7 @@ impl FileValue for Vec<Algorithm> {
     fn from_file(raw: List) -> Result<Self, String> {
         raw.items()
             .iter()
-            .map(|a| crate::auth::oidc::parse_algorithm(a))
+            .map(|a| crate::auth::oidc::parse_algorithm(a).map_err(|e| e.to_string()))
             .collect()
     }
 }

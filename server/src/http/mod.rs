@@ -52,17 +52,23 @@ fn route_handler(route: &'static Route, watch: bool) -> Option<MethodRouter<AppS
     routes::handler(route, method_filter(route.method)?, watch)
 }
 
+/// A route of the table without a handler.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no HTTP handler for {method} {path} ({grpc_path})")]
+pub struct MissingHandler {
+    pub method: String,
+    pub path: String,
+    pub grpc_path: String,
+}
+
 /// The router with every route of the table; an error names a route without a handler.
-pub fn router(state: AppState) -> Result<Router, String> {
+pub fn router(state: AppState) -> Result<Router, MissingHandler> {
     let mut router = Router::new().route("/healthz", get(healthz));
     for route in ROUTES {
-        let handler = route_handler(route, state.watch).ok_or_else(|| {
-            format!(
-                "no HTTP handler for {} {} ({})",
-                route.method,
-                route.path,
-                route.grpc_path()
-            )
+        let handler = route_handler(route, state.watch).ok_or_else(|| MissingHandler {
+            method: route.method.to_string(),
+            path: route.path.to_string(),
+            grpc_path: route.grpc_path().to_string(),
         })?;
         router = router.route(route.path, handler);
     }

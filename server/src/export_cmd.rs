@@ -75,6 +75,31 @@ pub enum ExportError {
     /// Creating, syncing or renaming the output file, or flushing stdout.
     #[error("{}: {source}", .path.display())]
     Output { path: PathBuf, source: io::Error },
+    /// Ctrl-C (SIGINT) before the export was complete.
+    #[error("interrupted; nothing was written to {}", .0.display())]
+    Interrupted(PathBuf),
+}
+
+/// The partial file of an export in progress: removed when dropped before [`Partial::keep`],
+/// so a failed or interrupted export leaves no `FILE.tmp` behind.
+struct Partial {
+    path: Option<PathBuf>,
+}
+
+impl Partial {
+    /// The file is complete and renamed: nothing to remove.
+    fn keep(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            // Best effort: the error that ended the export is the one worth reporting.
+            let _ = fs::remove_file(path);
+        }
+    }
 }
 
 /// Runs the command.
@@ -123,7 +148,8 @@ pub fn run(args: &ExportArgs) -> ExitCode {
     }
 }
 
-/// Exports into `path` (through `path.tmp`, renamed when complete).
+/// Exports into `path` (through `path.tmp`, renamed when complete). An export that fails or
+/// is interrupted with Ctrl-C removes its `path.tmp`; only a killed process can leave one.
 pub async fn export_to_file(
     args: &ExportArgs,
     path: &std::path::Path,
@@ -136,8 +162,14 @@ pub async fn export_to_file(
         path: tmp.clone(),
         source,
     })?;
+    let partial = Partial {
+        path: Some(tmp.clone()),
+    };
     let mut out = BufWriter::new(file);
-    let summary = export(args, &mut out, progress).await?;
+    let summary = tokio::select! {
+        summary = export(args, &mut out, progress) => summary?,
+        _ = tokio::signal::ctrl_c() => return Err(ExportError::Interrupted(path.to_owned())),
+    };
     out.flush()
         .and_then(|()| out.get_ref().sync_all())
         .and_then(|()| fs::rename(&tmp, path))
@@ -145,6 +177,7 @@ pub async fn export_to_file(
             path: path.to_owned(),
             source,
         })?;
+    partial.keep();
     Ok(summary)
 }
 

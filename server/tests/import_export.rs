@@ -343,6 +343,35 @@ async fn a_bad_line_is_named_and_everything_before_it_is_committed() {
     handle.shutdown().await.unwrap();
 }
 
+/// An export the server refuses part-way (here, from the first page: the tenant does not
+/// exist) leaves neither the output file nor its `FILE.tmp` behind.
+#[tokio::test]
+async fn a_failed_export_leaves_no_partial_file() {
+    let dir = scratch("failed-export");
+    let handle = start().await;
+    let output = dir.join("backup.txt");
+    let args = ExportArgs {
+        connect: ConnectArgs {
+            tenant: "no-such-tenant".into(),
+            ..connect_args(&handle)
+        },
+        format: Format::Text,
+        output: Some(output.clone()),
+        snap_token: None,
+        page_size: 100,
+        quiet: true,
+    };
+    let e = export_cmd::export_to_file(&args, &output, false)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no-such-tenant"), "{e}");
+    let mut tmp = output.as_os_str().to_owned();
+    tmp.push(".tmp");
+    assert!(!output.exists(), "no output file");
+    assert!(!PathBuf::from(tmp).exists(), "no FILE.tmp left behind");
+    handle.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn import_and_export_send_the_bearer_key() {
     let dir = scratch("auth");

@@ -112,7 +112,7 @@ pub(super) fn run_progressive(
         .and_then(|r| schema.entity_at(subject_ty).member(r));
     // A subject set is its own member: give it a number so the result can hold it.
     let subject_num = if subject_member.is_some() {
-        ev.snapshot.interner().intern(&subject.ty, &subject.id).ok()
+        ev.request_interner().intern(&subject.ty, &subject.id).ok()
     } else {
         ev.snapshot.number(&subject.ty, &subject.id)
     };

@@ -25,11 +25,11 @@ mod subjects;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use roaring::RoaringBitmap;
 
-use crate::index::{RelStore, ResolvedStores, Snapshot, WriteError};
+use crate::index::{Interner, RelStore, ResolvedStores, Snapshot, WriteError};
 use crate::model::{Attribute, EntityRef, SubjectRef, Tuple};
 use crate::schema::{Member, Schema, SchemaError, TypeId};
 
@@ -175,6 +175,8 @@ pub struct Evaluator<'a> {
     data: &'a serde_json::Map<String, serde_json::Value>,
     /// Set by the caller to stop the evaluation early (see [`cancel`]).
     cancel: Option<Arc<AtomicBool>>,
+    /// See [`Evaluator::request_interner`].
+    overlay: OnceLock<Arc<Interner>>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -184,11 +186,8 @@ impl<'a> Evaluator<'a> {
         snapshot: &Snapshot,
         context: &'a Context,
     ) -> Result<Evaluator<'a>, EvalError> {
-        // Lookups number a subject set's own entity when no stored data names it: in the
-        // request's overlay, never in the tenant's interner.
-        let snapshot = snapshot
-            .with_context(&model.schema, &context.tuples, &context.attributes)?
-            .with_request_ids();
+        let snapshot =
+            snapshot.with_context(&model.schema, &context.tuples, &context.attributes)?;
         let stores = snapshot.resolved(model.plan.id(), model.plan.keys());
         Ok(Evaluator {
             model,
@@ -196,7 +195,24 @@ impl<'a> Evaluator<'a> {
             stores,
             data: &context.data,
             cancel: cancel::current(),
+            overlay: OnceLock::new(),
         })
+    }
+
+    /// The interner to number IDs only this request knows in: the snapshot's own when it is
+    /// already a request's overlay (contextual data, or a caller that made one), else an
+    /// overlay made at the first need, so that an evaluation that numbers nothing (most
+    /// checks) allocates nothing for it.
+    ///
+    /// INVARIANT: evaluators never intern into the tenant's interner; they number through
+    /// this, and name through [`Evaluator::names`], which reads the same overlay.
+    pub(crate) fn request_interner(&self) -> &Arc<Interner> {
+        let own = self.snapshot.interner();
+        if own.is_overlay() {
+            return own;
+        }
+        self.overlay
+            .get_or_init(|| Arc::new(Interner::overlay(own.clone())))
     }
 
     /// Stops this evaluator's work with [`EvalError::Cancelled`] once `flag` is set.
@@ -473,6 +489,9 @@ impl<'a> Evaluator<'a> {
 
     /// The IDs for entity numbers of one type, in the given order.
     pub fn names(&self, entity_type: &str, numbers: &RoaringBitmap) -> Vec<String> {
-        self.snapshot.interner().names(entity_type, numbers.iter())
+        self.overlay
+            .get()
+            .unwrap_or(self.snapshot.interner())
+            .names(entity_type, numbers.iter())
     }
 }

@@ -59,7 +59,7 @@ pub(super) fn run(
     // be in the universe that attributes and rules grant.
     let root_candidate = target_ty == ty && target_member.is_some();
     let entity = if root_candidate {
-        ev.snapshot.interner().intern(type_name, id).ok()
+        ev.request_interner().intern(type_name, id).ok()
     } else {
         ev.snapshot.number(type_name, id)
     };

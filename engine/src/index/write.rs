@@ -24,6 +24,23 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// The batch that replays effective changes (listed as [`Snapshot::plan`] lists them):
+    /// applied to the snapshot they were planned on, it makes exactly those changes.
+    pub fn of_changes(changes: &[Change]) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        for change in changes {
+            match change {
+                Change::Tuple(ChangeOp::Create, t) => batch.tuple_writes.push(t.clone()),
+                Change::Tuple(ChangeOp::Delete, t) => batch.tuple_deletes.push(t.clone()),
+                Change::Attribute(ChangeOp::Create, a) => batch.attribute_writes.push(a.clone()),
+                Change::Attribute(ChangeOp::Delete, a) => batch
+                    .attribute_deletes
+                    .push((a.entity.clone(), a.name.clone())),
+            }
+        }
+        batch
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tuple_writes.is_empty()
             && self.tuple_deletes.is_empty()
@@ -802,20 +819,7 @@ mod tests {
         let mut planned = Vec::new();
         for case in &sequence {
             let changes = staged.plan(&schema, case).unwrap();
-            let mut effective = WriteBatch::default();
-            for change in &changes {
-                match change {
-                    Change::Tuple(ChangeOp::Create, t) => effective.tuple_writes.push(t.clone()),
-                    Change::Tuple(ChangeOp::Delete, t) => effective.tuple_deletes.push(t.clone()),
-                    Change::Attribute(ChangeOp::Create, a) => {
-                        effective.attribute_writes.push(a.clone())
-                    }
-                    Change::Attribute(ChangeOp::Delete, a) => effective
-                        .attribute_deletes
-                        .push((a.entity.clone(), a.name.clone())),
-                }
-            }
-            staged = staged.staged(&effective).unwrap();
+            staged = staged.staged(&WriteBatch::of_changes(&changes)).unwrap();
             planned.push(changes);
         }
         assert_eq!(counts(&store), known);

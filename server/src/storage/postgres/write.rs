@@ -364,22 +364,6 @@ impl Pg {
     }
 }
 
-/// The batch that replays effective changes (listed as [`Snapshot::plan`] lists them).
-fn batch_of(changes: &[Change]) -> WriteBatch {
-    let mut batch = WriteBatch::default();
-    for change in changes {
-        match change {
-            Change::Tuple(ChangeOp::Create, t) => batch.tuple_writes.push(t.clone()),
-            Change::Tuple(ChangeOp::Delete, t) => batch.tuple_deletes.push(t.clone()),
-            Change::Attribute(ChangeOp::Create, a) => batch.attribute_writes.push(a.clone()),
-            Change::Attribute(ChangeOp::Delete, a) => batch
-                .attribute_deletes
-                .push((a.entity.clone(), a.name.clone())),
-        }
-    }
-    batch
-}
-
 /// Builds and plans each write of a group in order, each against the head plus the writes
 /// before it that were accepted (staged on a private snapshot), so that a delete by filter
 /// or a duplicate sees exactly what committing the group one write at a time would show it.
@@ -396,7 +380,7 @@ fn plan_group(head: &Snapshot, writes: Vec<(Arc<Model>, BuildBatch, RejectBatch)
             && !changes.is_empty()
             && i + 1 < count
         {
-            match base.staged(&batch_of(changes)) {
+            match base.staged(&WriteBatch::of_changes(changes)) {
                 Ok(snapshot) => next = Some(snapshot),
                 Err(e) => result = Err(ApiError::internal(format!("staging a write: {e}"))),
             }
@@ -429,7 +413,7 @@ fn apply_own(
             return Ok(());
         }
         tenant
-            .apply_committed(revision, &batch_of(&changes), changes)
+            .apply_committed(revision, &WriteBatch::of_changes(&changes), changes)
             .map_err(|e| e.to_string())?;
     }
     Ok(())

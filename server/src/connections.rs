@@ -41,6 +41,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
+use crate::limits::Permit;
+
 /// The connection settings of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -99,9 +101,14 @@ impl ConnectionLimits {
 
 /// The soft limit of open files of this process (Linux: `/proc/self/limits`).
 fn open_file_limit() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
+    max_open_files(&std::fs::read_to_string("/proc/self/limits").ok()?)
+}
+
+/// The soft limit of open files in the text of `/proc/PID/limits` (`None` when unlimited).
+pub(crate) fn max_open_files(limits: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?
         .split_whitespace()
         .next()?
         .parse()
@@ -144,15 +151,8 @@ impl Connections {
         self.open.load(Ordering::Acquire)
     }
 
-    fn admit(&self) -> Option<ConnPermit> {
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| ConnPermit {
-                open: self.open.clone(),
-            })
+    fn admit(&self) -> Option<Permit> {
+        crate::limits::acquire(&self.open, self.max)
     }
 
     /// Counts a refused connection and warns, at most once a second.
@@ -176,18 +176,6 @@ impl Connections {
                 "connection refused: --max-connections connections are open"
             );
         }
-    }
-}
-
-/// A place among the open connections; given back when the connection is dropped.
-#[derive(Debug)]
-struct ConnPermit {
-    open: Arc<AtomicUsize>,
-}
-
-impl Drop for ConnPermit {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -392,16 +380,11 @@ pub struct Conn {
     /// started then (a call started since means those headers were read).
     request_bytes: Option<(Instant, u64)>,
     timer: Pin<Box<Sleep>>,
-    _permit: ConnPermit,
+    _permit: Permit,
 }
 
 impl Conn {
-    fn new(
-        tcp: TcpStream,
-        remote: SocketAddr,
-        permit: ConnPermit,
-        limits: &ConnectionLimits,
-    ) -> Conn {
+    fn new(tcp: TcpStream, remote: SocketAddr, permit: Permit, limits: &ConnectionLimits) -> Conn {
         let activity = Activity::new();
         let timer = Box::pin(tokio::time::sleep_until(activity.0.opened));
         Conn {

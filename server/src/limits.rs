@@ -60,7 +60,8 @@ impl Drop for Permit {
     }
 }
 
-fn acquire(counter: &Arc<AtomicUsize>, max: usize) -> Option<Permit> {
+/// A place in `counter` if it is below `max` (the counter of calls, streams or connections).
+pub(crate) fn acquire(counter: &Arc<AtomicUsize>, max: usize) -> Option<Permit> {
     counter
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
             (n < max).then_some(n + 1)

@@ -272,10 +272,7 @@ impl ProcessStats {
             .trim()
             .parse::<u64>()
             .ok()?;
-        let max_fds = limits
-            .lines()
-            .find_map(|l| l.strip_prefix("Max open files"))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok());
+        let max_fds = crate::connections::max_open_files(limits);
         Some(ProcessStats {
             cpu_seconds,
             resident_bytes: kib("VmRSS:").unwrap_or(0),

@@ -92,11 +92,15 @@ async fn http_gate(
     // The connection is busy until the response is written (a stream's: until it ends).
     let conn = ConnInfo::of(request.extensions()).map(|c| c.activity.clone());
     let active = conn.as_ref().map(Activity::start);
-    let template = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let Some(route) = gate.http_route(template.as_deref()).cloned() else {
+    let route = gate
+        .http_route(
+            request
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str),
+        )
+        .cloned();
+    let Some(route) = route else {
         let mut response = next.run(request).await;
         response
             .headers_mut()

@@ -76,7 +76,7 @@ impl Pg {
     ) -> Result<u64, ApiError> {
         let (answer, answered) = oneshot::channel();
         let lead = {
-            let mut queues = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queues = crate::sync::lock(&self.groups);
             let queue = queues.entry(key(tenant)).or_default();
             queue.pending.push(Pending {
                 model,
@@ -92,12 +92,7 @@ impl Pg {
                     tokio::spawn(lead_groups(pg, tenant.clone()));
                 }
                 // Only while the store is being dropped: fail what is queued.
-                None => drop(
-                    self.groups
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&key(tenant)),
-                ),
+                None => drop(crate::sync::lock(&self.groups).remove(&key(tenant))),
             }
         }
         answered.await.unwrap_or_else(|_| {
@@ -117,7 +112,7 @@ async fn lead_groups(pg: Arc<Pg>, tenant: Arc<Tenant>) {
     };
     loop {
         let group = {
-            let mut queues = pg.groups.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queues = crate::sync::lock(&pg.groups);
             let Some(queue) = queues.get_mut(&leader.key) else {
                 leader.done = true;
                 return;
@@ -145,7 +140,7 @@ struct Leader<'a> {
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let mut queues = self.pg.groups.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queues = crate::sync::lock(&self.pg.groups);
             queues.remove(&self.key);
         }
     }

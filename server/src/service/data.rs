@@ -165,90 +165,6 @@ fn page_of<T: Clone>(
     Ok((page, next))
 }
 
-/// A paged read of stored data: ReadRelationships and ReadAttributes, whose requests have the
-/// same fields and differ in their filter, what they list and how they answer.
-trait StoredRead: Message + Sized {
-    type Item: Clone + Send + 'static;
-    type Response;
-
-    fn tenant_id(&self) -> &str;
-    fn page_size(&self) -> u32;
-    fn snap_token(&self) -> Option<String>;
-    fn continuous_token(&self) -> String;
-    /// The request without tokens and paging: the listing's fingerprint.
-    fn question(&self) -> Self;
-    /// The snapshot reader the request's filter selects, or the filter's error.
-    fn reader(&self) -> Result<Reader<Self::Item>, ApiError>;
-    fn respond(items: &[Self::Item], continuous_token: String) -> Self::Response;
-}
-
-/// Lists items of one snapshot.
-type Reader<T> = Box<dyn FnOnce(&Snapshot) -> Vec<T> + Send>;
-
-/// Implements [`StoredRead`] for a read request type: its response type and field of items,
-/// the filter's conversion and default, the snapshot's listing and the item's conversion out.
-macro_rules! stored_read {
-    ($request:ty, $response:ident . $items:ident, $item:ty, $filter:path, $default:ty,
-     $list:ident, $out:path) => {
-        impl StoredRead for $request {
-            type Item = $item;
-            type Response = v1::$response;
-
-            fn tenant_id(&self) -> &str {
-                &self.tenant_id
-            }
-            fn page_size(&self) -> u32 {
-                self.page_size
-            }
-            fn snap_token(&self) -> Option<String> {
-                self.metadata.as_ref().map(|m| m.snap_token.clone())
-            }
-            fn continuous_token(&self) -> String {
-                self.continuous_token.clone()
-            }
-            fn question(&self) -> Self {
-                Self {
-                    tenant_id: self.tenant_id.clone(),
-                    filter: self.filter.clone(),
-                    ..Default::default()
-                }
-            }
-            fn reader(&self) -> Result<Reader<$item>, ApiError> {
-                let filter = match &self.filter {
-                    Some(f) => $filter(f, "filter")?,
-                    None => <$default>::default(),
-                };
-                Ok(Box::new(move |s: &Snapshot| s.$list(&filter)))
-            }
-            fn respond(items: &[$item], continuous_token: String) -> v1::$response {
-                v1::$response {
-                    $items: items.iter().map($out).collect(),
-                    continuous_token,
-                }
-            }
-        }
-    };
-}
-
-stored_read!(
-    v1::RelationshipReadRequest,
-    RelationshipReadResponse.tuples,
-    lookout_engine::model::Tuple,
-    convert::tuple_filter,
-    TupleFilter,
-    read_tuples,
-    convert::tuple_out
-);
-stored_read!(
-    v1::AttributeReadRequest,
-    AttributeReadResponse.attributes,
-    lookout_engine::model::Attribute,
-    convert::attribute_filter,
-    AttributeFilter,
-    read_attributes,
-    convert::attribute_out
-);
-
 /// What a paged read of stored data asks: its fingerprint (the request without tokens and
 /// paging, so a continuous token is accepted only by the same listing), page size and tokens.
 struct Listing {
@@ -379,28 +295,60 @@ impl Service {
         &self,
         req: v1::RelationshipReadRequest,
     ) -> Result<v1::RelationshipReadResponse, ApiError> {
-        self.read_stored(req).await
+        let filter = req.filter.clone();
+        let listing = Listing::of(
+            &v1::RelationshipReadRequest {
+                tenant_id: req.tenant_id.clone(),
+                filter: req.filter.clone(),
+                ..Default::default()
+            },
+            req.page_size,
+            req.metadata.map(|m| m.snap_token),
+            req.continuous_token,
+        );
+        let (tuples, continuous_token) = self
+            .read_page(&req.tenant_id, listing, move || {
+                let filter = match &filter {
+                    Some(f) => convert::tuple_filter(f, "filter")?,
+                    None => TupleFilter::default(),
+                };
+                Ok(move |s: &Snapshot| s.read_tuples(&filter))
+            })
+            .await?;
+        Ok(v1::RelationshipReadResponse {
+            tuples: tuples.iter().map(convert::tuple_out).collect(),
+            continuous_token,
+        })
     }
 
     pub async fn read_attributes(
         &self,
         req: v1::AttributeReadRequest,
     ) -> Result<v1::AttributeReadResponse, ApiError> {
-        self.read_stored(req).await
-    }
-
-    /// A paged read of stored data (see [`StoredRead`]).
-    async fn read_stored<R: StoredRead>(&self, req: R) -> Result<R::Response, ApiError> {
+        let filter = req.filter.clone();
         let listing = Listing::of(
-            &req.question(),
-            req.page_size(),
-            req.snap_token(),
-            req.continuous_token(),
+            &v1::AttributeReadRequest {
+                tenant_id: req.tenant_id.clone(),
+                filter: req.filter.clone(),
+                ..Default::default()
+            },
+            req.page_size,
+            req.metadata.map(|m| m.snap_token),
+            req.continuous_token,
         );
-        let (items, continuous_token) = self
-            .read_page(req.tenant_id(), listing, || req.reader())
+        let (attributes, continuous_token) = self
+            .read_page(&req.tenant_id, listing, move || {
+                let filter = match &filter {
+                    Some(f) => convert::attribute_filter(f, "filter")?,
+                    None => AttributeFilter::default(),
+                };
+                Ok(move |s: &Snapshot| s.read_attributes(&filter))
+            })
             .await?;
-        Ok(R::respond(&items, continuous_token))
+        Ok(v1::AttributeReadResponse {
+            attributes: attributes.iter().map(convert::attribute_out).collect(),
+            continuous_token,
+        })
     }
 
     /// One page of a listing of stored data: on the snapshot the continuous token pins (or the

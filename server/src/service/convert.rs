@@ -92,17 +92,7 @@ pub fn tuple(t: &v1::Tuple, field: &str) -> Result<Tuple, ApiError> {
 
 /// As [`tuple`], naming the field only in an error: for the many tuples of one request.
 fn tuple_at(t: &v1::Tuple, field: &dyn Fn() -> String) -> Result<Tuple, ApiError> {
-    let e = present(&t.entity, &|| format!("{}.entity", field()))?;
-    check_entity(e, &|| format!("{}.entity", field()))?;
-    model::check_name("relation", &t.relation)
-        .map_err(|err| field_error(&format!("{}.relation", field()), err))?;
-    let s = present(&t.subject, &|| format!("{}.subject", field()))?;
-    let relation = check_subject(s, &|| format!("{}.subject", field()))?;
-    Ok(Tuple::new(
-        EntityRef::new(e.r#type.clone(), e.id.clone()),
-        t.relation.clone(),
-        SubjectRef::new(s.r#type.clone(), s.id.clone(), relation),
-    ))
+    tuple_owned_at(t.clone(), field)
 }
 
 pub fn tuples(list: &[v1::Tuple], field: &str) -> Result<Vec<Tuple>, ApiError> {

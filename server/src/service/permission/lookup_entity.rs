@@ -139,8 +139,6 @@ impl Service {
             position,
             mut question,
         } = self.lookup_start(&mut p, req).await?;
-        // IDs only this request knows are numbered in its own overlay, and named from it.
-        p.snapshot = Arc::new(p.snapshot.with_request_ids());
         question.tenant_id = String::from("lookup_entity");
         let cache = self.cache_slot(&p, &req.entity_type, &req.permission, &question);
         if let Some((key, _)) = &cache
@@ -159,6 +157,9 @@ impl Service {
                 source: SetSource::Ready(set),
             });
         }
+        // IDs only this request knows are numbered in its own overlay, and named from it (a
+        // cached set holds none: see the insert below).
+        p.snapshot = Arc::new(p.snapshot.with_request_ids());
         let scope = scope_ids(&req.scope, &req.entity_type);
         let model = p.schema.model.clone();
         let snapshot = p.snapshot.clone();

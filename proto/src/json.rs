@@ -93,18 +93,11 @@ pub fn from_json<M: Message + Name + Default>(json: &[u8]) -> Result<M, JsonErro
 }
 
 /// Decodes a JSON body into `M`, ignoring unknown fields and unknown enum names as Permify's
-/// gateway does.
-pub fn from_json_lenient<M: Message + Name + Default>(json: &[u8]) -> Result<M, JsonError> {
-    decode(json, false)
-}
-
-/// As [`from_json_lenient`], taking the body: a large body is dropped as soon as it has been
-/// parsed, before the message is built, so the two never take memory at the same time.
-pub fn from_json_lenient_owned<M, B>(json: B) -> Result<M, JsonError>
-where
-    M: Message + Name + Default,
-    B: AsRef<[u8]>,
-{
+/// gateway does. Given the body itself (not a reference), a large body is dropped as soon as
+/// it has been parsed, before the message is built, so the two never take memory at once.
+pub fn from_json_lenient<M: Message + Name + Default>(
+    json: impl AsRef<[u8]>,
+) -> Result<M, JsonError> {
     decode(json, false)
 }
 

@@ -143,17 +143,7 @@ fn dynamic(
 
 /// Appends field `number` with the length-delimited payload `bytes`.
 fn length_delimited(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
-    const LENGTH_DELIMITED: u64 = 2;
-    varint((u64::from(number) << 3) | LENGTH_DELIMITED, out);
-    varint(bytes.len() as u64, out);
+    prost::encoding::encode_key(number, prost::encoding::WireType::LengthDelimited, out);
+    prost::encoding::encode_varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
-}
-
-fn varint(mut value: u64, out: &mut Vec<u8>) {
-    while value >= 0x80 {
-        // The low seven bits, with the continuation bit.
-        out.push((value & 0x7f) as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
 }

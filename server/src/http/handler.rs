@@ -236,7 +236,7 @@ fn decode<Req: Message + Name + Default + PathFields>(
         }
     })?;
     let mut request = if route.body {
-        json::from_json_lenient_owned::<Req, _>(body).map_err(decode_error)?
+        json::from_json_lenient::<Req>(body).map_err(decode_error)?
     } else {
         Req::default()
     };

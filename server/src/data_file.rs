@@ -40,6 +40,18 @@ pub enum Item {
     Attribute(Attribute),
 }
 
+/// The single-threaded runtime a client command runs on; failing to start one is said on
+/// stderr and is the command's exit status.
+pub fn cli_runtime() -> Result<tokio::runtime::Runtime, std::process::ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::ExitCode::FAILURE
+        })
+}
+
 /// Whether a line carries nothing: blank, or a `//` comment.
 pub fn is_skipped(line: &str) -> bool {
     let line = line.trim();

@@ -127,6 +127,15 @@ impl ApiError {
             .with_reason(Reason::TenantNotFound)
     }
 
+    /// Creating a tenant whose ID is taken.
+    pub fn tenant_exists(id: &str) -> Self {
+        ApiError::new(
+            ErrorCode::AlreadyExists,
+            format!("tenant `{id}` already exists"),
+        )
+        .with_reason(Reason::UniqueConstraint)
+    }
+
     /// The ErrorInfo `reason`: `ERROR_CODE_*`.
     pub fn reason_name(&self) -> &'static str {
         self.reason.as_str_name()

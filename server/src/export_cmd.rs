@@ -104,15 +104,9 @@ impl Drop for Partial {
 
 /// Runs the command.
 pub fn run(args: &ExportArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match data_file::cli_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let show = !args.quiet && io::stderr().is_terminal();
     let result = match &args.output {

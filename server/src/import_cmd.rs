@@ -189,15 +189,9 @@ fn write_state(file: &Path, state: &State) -> Result<(), ImportError> {
 
 /// Runs the command.
 pub fn run(args: &ImportArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match data_file::cli_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let show = !args.quiet && io::stderr().is_terminal();
     match runtime.block_on(import(args, show)) {

@@ -44,15 +44,9 @@ pub enum SchemaAction {
 
 /// Runs the command.
 pub fn run(args: &SchemaArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match data_file::cli_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(schema(&args.action)) {
         Ok(text) => {

@@ -1027,11 +1027,7 @@ impl Tenants {
             self.check_room()?;
         }
         match self.map.entry(id.to_string()) {
-            Entry::Occupied(_) => Err(ApiError::new(
-                ErrorCode::AlreadyExists,
-                format!("tenant `{id}` already exists"),
-            )
-            .with_reason(Reason::UniqueConstraint)),
+            Entry::Occupied(_) => Err(ApiError::tenant_exists(id)),
             Entry::Vacant(slot) => {
                 let tenant = Arc::new(Tenant::new(id, name, self.retention));
                 slot.insert(tenant.clone());

@@ -14,7 +14,7 @@ use sqlx::{Postgres, Transaction};
 use super::codec::{self, CHANGE_COLUMNS, ChangeColumns, ChangeRow};
 use super::group::Pending;
 use super::{LOCK_CLASS, Pg, db_error, read_only_tx, tenant_revisions};
-use crate::error::{ApiError, ErrorCode, Reason};
+use crate::error::{ApiError, ErrorCode};
 use crate::tenants::{BuildBatch, Commit, RejectBatch, SchemaVersion, Tenant, Tenants};
 
 fn millis(time: SystemTime) -> i64 {
@@ -24,10 +24,6 @@ fn millis(time: SystemTime) -> i64 {
 
 pub(super) fn from_millis(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-fn gone(tenant: &str) -> ApiError {
-    ApiError::tenant_not_found(tenant)
 }
 
 /// A write of a group, planned: its effective changes, or why it fails alone.
@@ -79,7 +75,7 @@ impl Pg {
             Some((revision, incarnation)) if incarnation as u64 == tenant.incarnation => {
                 revision as u64
             }
-            _ => return Err(gone(&tenant.id)),
+            _ => return Err(ApiError::tenant_not_found(&tenant.id)),
         };
         // Build and validate against exactly the committed data.
         self.kick(&tenant.id);
@@ -223,7 +219,7 @@ impl Pg {
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error("store the schema"))?;
-        let seq = seq.ok_or_else(|| gone(&tenant.id))?;
+        let seq = seq.ok_or_else(|| ApiError::tenant_not_found(&tenant.id))?;
         self.notify(format!("s:{}", tenant.id)).await?;
         Ok(SchemaVersion {
             seq: seq as u64,
@@ -269,16 +265,12 @@ impl Pg {
         .await
         .map_err(db_error("create the tenant"))?;
         if created.is_none() {
-            return Err(ApiError::new(
-                ErrorCode::AlreadyExists,
-                format!("tenant `{id}` already exists"),
-            )
-            .with_reason(Reason::UniqueConstraint));
+            return Err(ApiError::tenant_exists(id));
         }
         self.notify(format!("t:{id}")).await?;
         self.load_tenant_by_id(tenants, id)
             .await?
-            .ok_or_else(|| gone(id))
+            .ok_or_else(|| ApiError::tenant_not_found(id))
     }
 
     pub(crate) async fn delete_tenant(
@@ -293,7 +285,7 @@ impl Pg {
                 .await
                 .map_err(db_error("delete the tenant"))?;
         let Some(incarnation) = deleted else {
-            return Err(gone(id));
+            return Err(ApiError::tenant_not_found(id));
         };
         self.notify(format!("t:{id}")).await?;
         match tenants.remove_local(id) {
@@ -323,7 +315,7 @@ impl Pg {
     ) -> Result<(Vec<Commit>, u64), ApiError> {
         let mut tx = read_only_tx(&self.pool, "begin a watch replay").await?;
         let Some((head, gc)) = tenant_revisions(&mut tx, tenant).await? else {
-            return Err(gone(&tenant.id));
+            return Err(ApiError::tenant_not_found(&tenant.id));
         };
         if after > head {
             return Err(ApiError::invalid(format!(

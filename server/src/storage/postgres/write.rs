@@ -27,7 +27,9 @@ pub(super) fn from_millis(ms: i64) -> SystemTime {
 }
 
 /// A write of a group, planned: its effective changes, or why it fails alone.
-type Planned = Result<Vec<Change>, ApiError>;
+/// A write of a group planned: its effective changes and the batch that replays them (made
+/// once, to stage the writes after it and to apply it to this replica), or why it fails.
+type Planned = Result<(Vec<Change>, WriteBatch), ApiError>;
 
 impl Pg {
     /// Commits a group of writes (see [`super::group`]) in one transaction, each accepted
@@ -108,13 +110,13 @@ impl Pg {
         };
         // Revisions in queue order, dense: the accepted writes number `current + 1..=last`.
         let mut results = Vec::with_capacity(planned.len());
-        let mut committed: Vec<(u64, Vec<Change>)> = Vec::new();
+        let mut committed: Vec<(u64, Vec<Change>, WriteBatch)> = Vec::new();
         let mut last = current;
         for p in planned {
             match p {
-                Ok(changes) => {
+                Ok((changes, batch)) => {
                     last += 1;
-                    committed.push((last, changes));
+                    committed.push((last, changes, batch));
                     results.push(Ok(last));
                 }
                 Err(e) => results.push(Err(e)),
@@ -145,14 +147,14 @@ impl Pg {
         .execute(&mut *tx)
         .await
         .map_err(db_error("record the revisions"))?;
-        let all = || committed.iter().flat_map(|(_, changes)| changes.iter());
+        let all = || committed.iter().flat_map(|(_, changes, _)| changes.iter());
         let mut numbers = HashMap::new();
         if all().next().is_some() {
             numbers = number_entities(&mut tx, &tenant.id, all()).await?;
             apply_changes(&mut tx, &tenant.id, all()).await?;
             let mut revisions: Vec<i64> = Vec::new();
             let mut c = ChangeColumns::default();
-            for (revision, changes) in &committed {
+            for (revision, changes, _) in &committed {
                 let rows = ChangeColumns::of(changes, &numbers).map_err(ApiError::internal)?;
                 revisions.extend(std::iter::repeat_n(db_revision(*revision)?, rows.seq.len()));
                 c.extend(rows);
@@ -365,14 +367,18 @@ fn plan_group(head: &Snapshot, writes: Vec<(Arc<Model>, BuildBatch, RejectBatch)
     let mut planned = Vec::with_capacity(count);
     for (i, (model, build, rejected)) in writes.into_iter().enumerate() {
         let base = staged.as_ref().unwrap_or(head);
-        let mut result =
-            build(base).and_then(|batch| base.plan(&model.schema, &batch).map_err(rejected));
+        let mut result = build(base)
+            .and_then(|batch| base.plan(&model.schema, &batch).map_err(rejected))
+            .map(|changes| {
+                let replay = WriteBatch::of_changes(&changes);
+                (changes, replay)
+            });
         let mut next = None;
-        if let Ok(changes) = &result
+        if let Ok((changes, replay)) = &result
             && !changes.is_empty()
             && i + 1 < count
         {
-            match base.staged(&WriteBatch::of_changes(changes)) {
+            match base.staged(replay) {
                 Ok(snapshot) => next = Some(snapshot),
                 Err(e) => result = Err(ApiError::internal(format!("staging a write: {e}"))),
             }
@@ -388,7 +394,7 @@ fn plan_group(head: &Snapshot, writes: Vec<(Arc<Model>, BuildBatch, RejectBatch)
 /// Applies the revisions this server just committed, in order, to its own replica.
 fn apply_own(
     tenant: &Tenant,
-    committed: Vec<(u64, Vec<Change>)>,
+    committed: Vec<(u64, Vec<Change>, WriteBatch)>,
     numbers: &HashMap<(String, String), i32>,
 ) -> Result<(), String> {
     let interner = tenant.store().interner();
@@ -396,7 +402,7 @@ fn apply_own(
         let n = u32::try_from(*n).map_err(|_| format!("entity number {n} is negative"))?;
         interner.intern_as(ty, id, n).map_err(|e| e.to_string())?;
     }
-    for (revision, changes) in committed {
+    for (revision, changes, batch) in committed {
         // Defensive: the writer waited for the revision before the group under the lock, so
         // the head is at least that; were it not, the tailer would apply them all in order.
         // (The head only moves forward, so passing this check rules out a gap inside
@@ -405,7 +411,7 @@ fn apply_own(
             return Ok(());
         }
         tenant
-            .apply_committed(revision, &WriteBatch::of_changes(&changes), changes)
+            .apply_committed(revision, &batch, changes)
             .map_err(|e| e.to_string())?;
     }
     Ok(())

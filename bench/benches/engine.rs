@@ -1,5 +1,5 @@
 //! Engine benches on the generated document model (about 1M tuples at 300k documents):
-//! check and lookup entity, straight on a snapshot (no server, no cache).
+//! check, lookup entity and listing pages, straight on a snapshot (no server, no cache).
 //!
 //! Run: `cargo bench -p lookout-bench --bench engine` (`LOOKOUT_BENCH_DOCS=N` to resize).
 
@@ -12,7 +12,7 @@ use std::time::Instant;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lookout_bench::{docs, social};
 use lookout_engine::eval::{Context, Evaluator, Model};
-use lookout_engine::index::{Store, WriteBatch};
+use lookout_engine::index::{Store, TupleFilter, WriteBatch};
 use lookout_engine::model::{EntityRef, SubjectRef};
 
 fn documents() -> u64 {
@@ -181,5 +181,26 @@ fn bulk_write(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(engine, benches, social, bulk_write);
+/// ReadRelationships' pages: 100 tuples from the start, from the middle and from near the end
+/// of the whole listing (about 1M tuples at 300k documents). A page costs its own size
+/// wherever it starts.
+fn listing(c: &mut Criterion) {
+    let model = Model::compile(docs::SCHEMA).unwrap_or_else(|e| panic!("schema: {e}"));
+    let store = load(&model, documents());
+    let snapshot = store.head();
+    let all = TupleFilter::default();
+    let total = snapshot.tuple_count() as usize;
+    let mut group = c.benchmark_group("listing");
+    for (name, skip) in [("start", 0), ("middle", total / 2), ("end", total - 200)] {
+        let after = (skip > 0)
+            .then(|| snapshot.tuples_page(&all, None, skip).next)
+            .flatten();
+        group.bench_function(format!("100 tuples from the {name} of {total}"), |b| {
+            b.iter(|| black_box(snapshot.tuples_page(&all, after, 100).items.len()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(engine, benches, social, bulk_write, listing);
 criterion_main!(engine);

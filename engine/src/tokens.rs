@@ -14,9 +14,12 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::index::ListPosition;
+
 const VERSION: u8 = 1;
 const KIND_SNAP: u8 = b'S';
 const KIND_CONTINUOUS: u8 = b'C';
+const KIND_LISTING: u8 = b'L';
 /// Longest encoded token accepted, so decoding garbage is cheap.
 const MAX_TOKEN_LEN: usize = 256;
 
@@ -42,6 +45,14 @@ pub struct ContinuousToken {
     pub revision: u64,
     /// The number of the last item already returned; the next page starts after it.
     pub after: u64,
+}
+
+/// A decoded listing token: resume a listing of stored tuples or attributes after `after`
+/// at `revision` (see [`crate::index::ListPosition`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingToken {
+    pub revision: u64,
+    pub after: ListPosition,
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -185,13 +196,62 @@ impl ContinuousToken {
     pub fn decode(token: &str, tenant: &str, query: u64) -> Result<ContinuousToken, TokenError> {
         let [tenant_fp, query_fp, revision, after] =
             decode::<4>(token, KIND_CONTINUOUS, "continuous")?;
-        if tenant_fp != fingerprint(&[tenant]) {
-            return Err(TokenError::ForeignTenant { kind: "continuous" });
-        }
-        if query_fp != query {
-            return Err(TokenError::ForeignQuery);
-        }
+        check_scope((tenant_fp, query_fp), tenant, query)?;
         Ok(ContinuousToken { revision, after })
+    }
+}
+
+/// Refuses a continuous token of another tenant or another query.
+fn check_scope(
+    (tenant_fp, query_fp): (u64, u64),
+    tenant: &str,
+    query: u64,
+) -> Result<(), TokenError> {
+    if tenant_fp != fingerprint(&[tenant]) {
+        return Err(TokenError::ForeignTenant { kind: "continuous" });
+    }
+    if query_fp != query {
+        return Err(TokenError::ForeignQuery);
+    }
+    Ok(())
+}
+
+impl ListingToken {
+    /// `query` fingerprints the listing's filter, so a token cannot resume another listing.
+    pub fn encode(&self, tenant: &str, query: u64) -> String {
+        let ListPosition {
+            key,
+            entity,
+            subject,
+        } = self.after;
+        let place = (u64::from(key) << 32) | u64::from(entity);
+        encode(
+            KIND_LISTING,
+            &[
+                fingerprint(&[tenant]),
+                query,
+                self.revision,
+                place,
+                u64::from(subject),
+            ],
+        )
+    }
+
+    /// Decodes a listing token issued for `tenant` and the listing fingerprinted `query`.
+    pub fn decode(token: &str, tenant: &str, query: u64) -> Result<ListingToken, TokenError> {
+        let [tenant_fp, query_fp, revision, place, subject] =
+            decode::<5>(token, KIND_LISTING, "continuous")?;
+        check_scope((tenant_fp, query_fp), tenant, query)?;
+        let subject = u32::try_from(subject).map_err(|_| TokenError::Malformed {
+            kind: "continuous",
+            reason: "position out of range".to_string(),
+        })?;
+        let after = ListPosition {
+            key: (place >> 32) as u32,
+            entity: place as u32,
+            subject,
+        };
+        Ok(ListingToken { revision, after })
     }
 }
 
@@ -251,6 +311,33 @@ mod tests {
             Err(TokenError::ForeignQuery)
         );
         assert!(SnapToken::decode(&t, "t1").is_err());
+    }
+
+    #[test]
+    fn listing_round_trip_and_scope_checks() {
+        let q = fingerprint(&["doc", "viewer"]);
+        let token = ListingToken {
+            revision: 9,
+            after: ListPosition {
+                key: u32::MAX,
+                entity: 7,
+                subject: u32::MAX - 1,
+            },
+        };
+        let t = token.encode("t1", q);
+        assert_eq!(ListingToken::decode(&t, "t1", q), Ok(token));
+        assert_eq!(
+            ListingToken::decode(&t, "t1", q + 1),
+            Err(TokenError::ForeignQuery)
+        );
+        assert!(ListingToken::decode(&t, "t2", q).is_err());
+        let other = ContinuousToken {
+            revision: 9,
+            after: 7,
+        }
+        .encode("t1", q);
+        assert!(ListingToken::decode(&other, "t1", q).is_err());
+        assert!(ContinuousToken::decode(&t, "t1", q).is_err());
     }
 
     #[test]

@@ -181,6 +181,15 @@ impl<'a> SetRef<'a> {
         }
     }
 
+    /// The numbers from `start` on, in increasing order: a binary search into a slice, a
+    /// range of a bitmap, so resuming costs nothing for the numbers before `start`.
+    pub fn iter_from(&self, start: u32) -> SetIter<'a> {
+        match *self {
+            SetRef::Slice(s) => SetIter::Slice(s[s.partition_point(|x| *x < start)..].iter()),
+            SetRef::Bitmap(b) => SetIter::Bitmap(b.range(start..)),
+        }
+    }
+
     pub fn to_bitmap(&self) -> RoaringBitmap {
         match self {
             SetRef::Slice(s) => RoaringBitmap::from_sorted_iter(s.iter().copied())

@@ -11,6 +11,7 @@
 mod cow;
 mod idset;
 mod interner;
+mod listing;
 mod write;
 
 use std::collections::HashMap;
@@ -18,11 +19,12 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use roaring::RoaringBitmap;
 
-use crate::model::{AttrValue, Attribute, EntityRef, SubjectRef, Tuple};
+use crate::model::{AttrValue, EntityRef, Tuple};
 
 pub use cow::{CowVec, SparseVec};
 pub use idset::{IdSet, SetIter, SetRef, union_all};
 pub use interner::{InternConflict, Interner, InternerFull, LOCAL_BASE, OVERLAY_BASE};
+pub use listing::{ListPosition, Page};
 pub use write::{Change, ChangeList, ChangeOp, WriteBatch, WriteError, WriteOutcome};
 
 /// A hash map with a fast hasher (foldhash, through hashbrown) for the lookups every
@@ -382,88 +384,6 @@ impl Snapshot {
             .filter(move |(key, _)| &*key.entity_type == ty)
             .map(|(_, column)| column.present());
         relations.chain(attributes)
-    }
-
-    /// The numbers of those of `ids` (of type `ty`) this snapshot knows, or `all` when `ids`
-    /// is empty: a filter's empty list matches everything, as in Permify.
-    fn numbers_or(&self, ty: &str, ids: &[String], all: &RoaringBitmap) -> RoaringBitmap {
-        if ids.is_empty() {
-            return all.clone();
-        }
-        ids.iter().filter_map(|id| self.number(ty, id)).collect()
-    }
-
-    /// All tuples matching `filter`, sorted by relation key then entity and subject number.
-    pub fn read_tuples(&self, filter: &TupleFilter) -> Vec<Tuple> {
-        let mut keys: Vec<(&RelKey, &RelStore)> = self
-            .relation_keys()
-            .filter(|(k, _)| filter.matches_key(k))
-            .collect();
-        keys.sort_by(|a, b| a.0.cmp(b.0));
-        let mut out = Vec::new();
-        for (key, store) in keys {
-            let entity_numbers =
-                self.numbers_or(&key.entity_type, &filter.entity_ids, store.entities());
-            let subject_filter = (!filter.subject_ids.is_empty())
-                .then(|| self.numbers_or(&key.subject_type, &filter.subject_ids, store.subjects()));
-            for e in entity_numbers.iter() {
-                let Some(subjects) = store.subjects_of(e) else {
-                    continue;
-                };
-                let Some(entity_id) = self.interner.name(&key.entity_type, e) else {
-                    continue;
-                };
-                let subjects = match &subject_filter {
-                    Some(f) => subjects.to_bitmap() & f,
-                    None => subjects.to_bitmap(),
-                };
-                let names = self.interner.names(&key.subject_type, subjects.iter());
-                for subject_id in names {
-                    out.push(Tuple {
-                        entity: EntityRef::new(&*key.entity_type, &*entity_id),
-                        relation: key.relation.to_string(),
-                        subject: SubjectRef::new(
-                            &*key.subject_type,
-                            &*subject_id,
-                            key.subject_relation.as_deref().map(str::to_string),
-                        ),
-                    });
-                }
-            }
-        }
-        out
-    }
-
-    /// All attributes matching `filter`, sorted by key then entity number.
-    pub fn read_attributes(&self, filter: &AttributeFilter) -> Vec<Attribute> {
-        let mut keys: Vec<(&AttrKey, &AttrColumn)> = self
-            .attribute_keys()
-            .filter(|(k, _)| {
-                filter
-                    .entity_type
-                    .as_deref()
-                    .is_none_or(|t| t == &*k.entity_type)
-                    && (filter.names.is_empty() || filter.names.iter().any(|n| n == &*k.name))
-            })
-            .collect();
-        keys.sort_by(|a, b| a.0.cmp(b.0));
-        let mut out = Vec::new();
-        for (key, column) in keys {
-            let numbers = self.numbers_or(&key.entity_type, &filter.entity_ids, column.present());
-            for e in numbers.iter() {
-                let (Some(value), Some(id)) =
-                    (column.get(e), self.interner.name(&key.entity_type, e))
-                else {
-                    continue;
-                };
-                out.push(Attribute {
-                    entity: EntityRef::new(&*key.entity_type, &*id),
-                    name: key.name.to_string(),
-                    value: value.clone(),
-                });
-            }
-        }
-        out
     }
 
     /// The stored value of one attribute of one entity.

@@ -5,25 +5,24 @@
 //! batch changes nothing. Deletes by filter compute what they delete from the head snapshot
 //! inside the commit, so nothing written concurrently slips between the match and the delete.
 //!
-//! Reads page through the deterministic order of `Snapshot::read_tuples` /
-//! `read_attributes`. A continuous token pins the snapshot's revision and holds the position
-//! of the last item returned, so the pages of one listing come from one snapshot and cover
-//! every item exactly once.
+//! Reads page through the listing order of `Snapshot::tuples_page` / `attributes_page`. A
+//! continuous token pins the snapshot's revision and holds the position of the last item
+//! returned, so the pages of one listing come from one snapshot, cover every item exactly
+//! once, and each costs its own size, not the items before it.
 
 use std::sync::Arc;
 
-use lookout_engine::index::{AttributeFilter, Snapshot, TupleFilter, WriteBatch, WriteError};
-use lookout_engine::tokens::ContinuousToken;
+use lookout_engine::index::{
+    AttributeFilter, ListPosition, Page, Snapshot, TupleFilter, WriteBatch, WriteError,
+};
+use lookout_engine::tokens::{ListingToken, fingerprint_bytes};
 use lookout_proto::v1;
 use prost::Message;
 
 use super::convert::{self, required};
-use super::{
-    Service, bundle, next_page_token, pinned_snapshot, query_fingerprint, read_snapshot, run_cpu,
-    schema_of, snap_token_at,
-};
+use super::{Service, bundle, pinned_snapshot, read_snapshot, run_cpu, schema_of, snap_token_at};
 use crate::error::{ApiError, ErrorCode, Reason};
-use crate::tenants::{SchemaVersion, Tenant};
+use crate::tenants::Tenant;
 
 /// Turns the store's rejection of a batch into the client's error, naming the request field
 /// of the offending item: `tuples[3] (`doc:1#owner@team:2`): relation ...`. `label` maps the
@@ -48,62 +47,65 @@ fn rejected(e: WriteError, label: impl Fn(&str, usize) -> Option<String>) -> Api
     }
 }
 
-/// Commits the batch `build` makes from the head snapshot as one revision; returns it.
+/// Commits the batch `build` makes from the head snapshot as one revision, validated against
+/// the schema `version` (the head schema when empty); returns the revision's snap token.
 async fn commit<B, L>(
-    tenant: Arc<Tenant>,
-    schema: Arc<SchemaVersion>,
+    tenant: &Arc<Tenant>,
+    version: &str,
     build: B,
     label: L,
-) -> Result<u64, ApiError>
+) -> Result<String, ApiError>
 where
     B: FnOnce(&Snapshot) -> Result<WriteBatch, ApiError> + Send + 'static,
     L: Fn(&str, usize) -> Option<String> + Send + 'static,
 {
-    tenant
+    let schema = schema_of(tenant, version).await?;
+    let revision = tenant
+        .clone()
         .commit_with(schema.model.clone(), build, move |e| rejected(e, label))
-        .await
+        .await?;
+    Ok(snap_token_at(tenant, revision))
 }
 
-/// A tuple filter of a delete: `None` when it selects nothing (absent or all fields empty);
-/// otherwise the entity type is required, as in Permify.
+/// The filter of a delete, converted by `convert`: `None` when it selects nothing (absent, or
+/// every field empty); otherwise its entity type is required, as in Permify.
+fn delete_filter<V, F: Default + PartialEq>(
+    filter: Option<&V>,
+    field: &str,
+    convert: impl FnOnce(&V, &str) -> Result<F, ApiError>,
+    entity_type: impl FnOnce(&F) -> bool,
+) -> Result<Option<F>, ApiError> {
+    let Some(f) = filter else {
+        return Ok(None);
+    };
+    let converted = convert(f, field)?;
+    if converted == F::default() {
+        return Ok(None);
+    }
+    if !entity_type(&converted) {
+        return Err(ApiError::invalid(format!(
+            "{field}.entity.type is required to delete by filter"
+        )));
+    }
+    Ok(Some(converted))
+}
+
 fn delete_tuple_filter(
     filter: Option<&v1::TupleFilter>,
     field: &str,
 ) -> Result<Option<TupleFilter>, ApiError> {
-    let Some(f) = filter else {
-        return Ok(None);
-    };
-    let converted = convert::tuple_filter(f, field)?;
-    if converted == TupleFilter::default() {
-        return Ok(None);
-    }
-    if converted.entity_type.is_none() {
-        return Err(ApiError::invalid(format!(
-            "{field}.entity.type is required to delete by filter"
-        )));
-    }
-    Ok(Some(converted))
+    delete_filter(filter, field, convert::tuple_filter, |f| {
+        f.entity_type.is_some()
+    })
 }
 
-/// An attribute filter of a delete: `None` when it selects nothing; otherwise the entity type
-/// is required.
 fn delete_attribute_filter(
     filter: Option<&v1::AttributeFilter>,
     field: &str,
 ) -> Result<Option<AttributeFilter>, ApiError> {
-    let Some(f) = filter else {
-        return Ok(None);
-    };
-    let converted = convert::attribute_filter(f, field)?;
-    if converted == AttributeFilter::default() {
-        return Ok(None);
-    }
-    if converted.entity_type.is_none() {
-        return Err(ApiError::invalid(format!(
-            "{field}.entity.type is required to delete by filter"
-        )));
-    }
-    Ok(Some(converted))
+    delete_filter(filter, field, convert::attribute_filter, |f| {
+        f.entity_type.is_some()
+    })
 }
 
 /// The batch deleting everything the filters match in `head`, within `max_batch`.
@@ -147,24 +149,6 @@ fn delete_label(what: &str, _index: usize) -> Option<String> {
     }
 }
 
-/// One page of `items` starting at `start`, and the position of its last item if more follow.
-fn page_of<T: Clone>(
-    items: &[T],
-    start: usize,
-    page_size: usize,
-) -> Result<(Vec<T>, Option<u64>), ApiError> {
-    if start > items.len() {
-        return Err(
-            ApiError::invalid("continuous_token: position out of range for this listing")
-                .with_reason(Reason::InvalidContinuousToken),
-        );
-    }
-    let end = start.saturating_add(page_size).min(items.len());
-    let page = items[start..end].to_vec();
-    let next = (end < items.len() && end > start).then(|| (end - 1) as u64);
-    Ok((page, next))
-}
-
 /// What a paged read of stored data asks: its fingerprint (the request without tokens and
 /// paging, so a continuous token is accepted only by the same listing), page size and tokens.
 struct Listing {
@@ -175,19 +159,47 @@ struct Listing {
 }
 
 impl Listing {
+    /// The listing of `kind` ("tuples" or "attributes") selected by `filter`.
     fn of(
-        question: &impl Message,
+        kind: &str,
+        filter: &impl Message,
         page_size: u32,
         snap: Option<String>,
         continuous_token: String,
     ) -> Listing {
+        let mut question = kind.as_bytes().to_vec();
+        filter.encode_raw(&mut question);
         Listing {
-            query: query_fingerprint(question),
+            query: fingerprint_bytes(&question),
             page_size,
             snap: snap.unwrap_or_default(),
             continuous_token,
         }
     }
+}
+
+/// A paged read of stored data (ReadRelationships, ReadAttributes): the two requests and
+/// responses have the same fields for different items, and no common trait, so one body
+/// serves both: the filter converted by `$filter`, a page of `$page` on [`Service::read_page`],
+/// each item given out by `$out`.
+macro_rules! read_listing {
+    (
+        $(#[$doc:meta])*
+        $name:ident($request:ty) -> $response:ident { $items:ident },
+        $kind:literal, $filter:path, $page:path, $out:path
+    ) => {
+        $(#[$doc])*
+        pub async fn $name(&self, req: $request) -> Result<v1::$response, ApiError> {
+            let filter = req.filter.unwrap_or_default();
+            let snap = req.metadata.map(|m| m.snap_token);
+            let listing = Listing::of($kind, &filter, req.page_size, snap, req.continuous_token);
+            let read = move || $filter(&filter, "filter");
+            let (items, continuous_token) =
+                self.read_page(&req.tenant_id, listing, read, $page).await?;
+            let $items = items.iter().map($out).collect();
+            Ok(v1::$response { $items, continuous_token })
+        }
+    };
 }
 
 impl Service {
@@ -204,26 +216,20 @@ impl Service {
         Ok(())
     }
 
-    /// The snapshot and first position of a paged read: pinned by the continuous token, or
+    /// The snapshot and resume position of a paged read: pinned by the continuous token, or
     /// the head (at least as fresh as the snap token) from the start.
     async fn read_start(
         &self,
         tenant: &Tenant,
-        snap: &str,
-        continuous_token: &str,
-        query: u64,
-    ) -> Result<(Arc<Snapshot>, usize), ApiError> {
-        if continuous_token.is_empty() {
-            return Ok((read_snapshot(tenant, snap).await?, 0));
+        listing: &Listing,
+    ) -> Result<(Arc<Snapshot>, Option<ListPosition>), ApiError> {
+        if listing.continuous_token.is_empty() {
+            return Ok((read_snapshot(tenant, &listing.snap).await?, None));
         }
-        let token = ContinuousToken::decode(continuous_token, &tenant.id, query)
+        let token = ListingToken::decode(&listing.continuous_token, &tenant.id, listing.query)
             .map_err(|e| ApiError::invalid(format!("continuous_token: {e}")))?;
         let snapshot = pinned_snapshot(tenant, token.revision).await?;
-        let start = usize::try_from(token.after)
-            .ok()
-            .and_then(|after| after.checked_add(1))
-            .ok_or_else(|| ApiError::invalid("continuous_token: position out of range"))?;
-        Ok((snapshot, start))
+        Ok((snapshot, Some(token.after)))
     }
 
     pub async fn data_write(
@@ -247,10 +253,9 @@ impl Service {
         };
         drop(req.attributes);
         let version = req.metadata.map(|m| m.schema_version).unwrap_or_default();
-        let schema = schema_of(&tenant, &version).await?;
-        let revision = commit(
-            tenant.clone(),
-            schema,
+        let snap_token = commit(
+            &tenant,
+            &version,
             move |_| Ok(batch),
             |what, i| match what {
                 "tuple" => Some(format!("tuples[{i}]")),
@@ -259,9 +264,7 @@ impl Service {
             },
         )
         .await?;
-        Ok(v1::DataWriteResponse {
-            snap_token: snap_token_at(&tenant, revision),
-        })
+        Ok(v1::DataWriteResponse { snap_token })
     }
 
     pub async fn write_relationships(
@@ -278,110 +281,59 @@ impl Service {
             ..WriteBatch::default()
         };
         let version = req.metadata.map(|m| m.schema_version).unwrap_or_default();
-        let schema = schema_of(&tenant, &version).await?;
-        let revision = commit(
-            tenant.clone(),
-            schema,
+        let snap_token = commit(
+            &tenant,
+            &version,
             move |_| Ok(batch),
             |what, i| (what == "tuple").then(|| format!("tuples[{i}]")),
         )
         .await?;
-        Ok(v1::RelationshipWriteResponse {
-            snap_token: snap_token_at(&tenant, revision),
-        })
+        Ok(v1::RelationshipWriteResponse { snap_token })
     }
 
-    pub async fn read_relationships(
-        &self,
-        req: v1::RelationshipReadRequest,
-    ) -> Result<v1::RelationshipReadResponse, ApiError> {
-        let filter = req.filter.clone();
-        let listing = Listing::of(
-            &v1::RelationshipReadRequest {
-                tenant_id: req.tenant_id.clone(),
-                filter: req.filter.clone(),
-                ..Default::default()
-            },
-            req.page_size,
-            req.metadata.map(|m| m.snap_token),
-            req.continuous_token,
-        );
-        let (tuples, continuous_token) = self
-            .read_page(&req.tenant_id, listing, move || {
-                let filter = match &filter {
-                    Some(f) => convert::tuple_filter(f, "filter")?,
-                    None => TupleFilter::default(),
-                };
-                Ok(move |s: &Snapshot| s.read_tuples(&filter))
-            })
-            .await?;
-        Ok(v1::RelationshipReadResponse {
-            tuples: tuples.iter().map(convert::tuple_out).collect(),
-            continuous_token,
-        })
-    }
+    read_listing!(
+        /// ReadRelationships: one page of the stored tuples the filter matches.
+        read_relationships(v1::RelationshipReadRequest) -> RelationshipReadResponse { tuples },
+        "tuples", convert::tuple_filter, Snapshot::tuples_page, convert::tuple_out
+    );
 
-    pub async fn read_attributes(
-        &self,
-        req: v1::AttributeReadRequest,
-    ) -> Result<v1::AttributeReadResponse, ApiError> {
-        let filter = req.filter.clone();
-        let listing = Listing::of(
-            &v1::AttributeReadRequest {
-                tenant_id: req.tenant_id.clone(),
-                filter: req.filter.clone(),
-                ..Default::default()
-            },
-            req.page_size,
-            req.metadata.map(|m| m.snap_token),
-            req.continuous_token,
-        );
-        let (attributes, continuous_token) = self
-            .read_page(&req.tenant_id, listing, move || {
-                let filter = match &filter {
-                    Some(f) => convert::attribute_filter(f, "filter")?,
-                    None => AttributeFilter::default(),
-                };
-                Ok(move |s: &Snapshot| s.read_attributes(&filter))
-            })
-            .await?;
-        Ok(v1::AttributeReadResponse {
-            attributes: attributes.iter().map(convert::attribute_out).collect(),
-            continuous_token,
-        })
-    }
+    read_listing!(
+        /// ReadAttributes: one page of the stored attributes the filter matches.
+        read_attributes(v1::AttributeReadRequest) -> AttributeReadResponse { attributes },
+        "attributes", convert::attribute_filter, Snapshot::attributes_page, convert::attribute_out
+    );
 
     /// One page of a listing of stored data: on the snapshot the continuous token pins (or the
-    /// head, at least as fresh as the snap token), the items the reader `prepare` makes (once
-    /// the tenant and page size are known to be valid) lists after the token's position, and
-    /// the token of the next page (empty after the last).
-    async fn read_page<T, R>(
+    /// head, at least as fresh as the snap token), the items after the token's position that
+    /// `page` lists for the filter `filter` makes (once the tenant and page size are known to
+    /// be valid), and the token of the next page (empty after the last).
+    async fn read_page<F, T>(
         &self,
         tenant_id: &str,
         listing: Listing,
-        prepare: impl FnOnce() -> Result<R, ApiError>,
+        filter: impl FnOnce() -> Result<F, ApiError>,
+        page: fn(&Snapshot, &F, Option<ListPosition>, usize) -> Page<T>,
     ) -> Result<(Vec<T>, String), ApiError>
     where
-        T: Clone + Send + 'static,
-        R: FnOnce(&Snapshot) -> Vec<T> + Send + 'static,
+        F: Send + 'static,
+        T: Send + 'static,
     {
         let tenant = self.tenant(tenant_id).await?;
         let page_size = self.list_page_size(listing.page_size)?;
-        let read = prepare()?;
-        let (snapshot, start) = self
-            .read_start(
-                &tenant,
-                &listing.snap,
-                &listing.continuous_token,
-                listing.query,
-            )
-            .await?;
+        let filter = filter()?;
+        let (snapshot, after) = self.read_start(&tenant, &listing).await?;
         let on = snapshot.clone();
-        let (items, next) = run_cpu(move || page_of(&read(&on), start, page_size)).await?;
-        Ok((
-            items,
-            next_page_token(&tenant, &snapshot, next, listing.query),
-        ))
+        let Page { items, next } =
+            run_cpu(move || Ok(page(&on, &filter, after, page_size))).await?;
+        let token = match next {
+            Some(after) => {
+                tenant.pin(&snapshot);
+                let revision = snapshot.revision();
+                ListingToken { revision, after }.encode(&tenant.id, listing.query)
+            }
+            None => String::new(),
+        };
+        Ok((items, token))
     }
 
     pub async fn data_delete(
@@ -397,18 +349,15 @@ impl Service {
                 "tuple_filter and attribute_filter: at least one filter must select something (an entity type)",
             ));
         }
-        let schema = schema_of(&tenant, "").await?;
         let max_batch = self.limits.max_batch;
-        let revision = commit(
-            tenant.clone(),
-            schema,
+        let snap_token = commit(
+            &tenant,
+            "",
             move |head| delete_batch(head, tuples.as_ref(), attributes.as_ref(), max_batch),
             delete_label,
         )
         .await?;
-        Ok(v1::DataDeleteResponse {
-            snap_token: snap_token_at(&tenant, revision),
-        })
+        Ok(v1::DataDeleteResponse { snap_token })
     }
 
     pub async fn delete_relationships(
@@ -420,18 +369,15 @@ impl Service {
         let tuples = delete_tuple_filter(Some(filter), "filter")?.ok_or_else(|| {
             ApiError::invalid("filter.entity.type is required to delete by filter")
         })?;
-        let schema = schema_of(&tenant, "").await?;
         let max_batch = self.limits.max_batch;
-        let revision = commit(
-            tenant.clone(),
-            schema,
+        let snap_token = commit(
+            &tenant,
+            "",
             move |head| delete_batch(head, Some(&tuples), None, max_batch),
             |what, _| (what == "tuple delete").then(|| "filter: stored tuple".to_string()),
         )
         .await?;
-        Ok(v1::RelationshipDeleteResponse {
-            snap_token: snap_token_at(&tenant, revision),
-        })
+        Ok(v1::RelationshipDeleteResponse { snap_token })
     }
 
     /// Renders every operation of the named bundle with the request's arguments and applies
@@ -444,17 +390,14 @@ impl Service {
         let bundle = stored_bundle(&tenant, &req.name).await?;
         self.check_batch(bundle::size(&bundle), &format!("bundle `{}`", bundle.name))?;
         let (batch, labels) = bundle::render_all(&bundle, &req.arguments)?;
-        let schema = schema_of(&tenant, "").await?;
-        let revision = commit(
-            tenant.clone(),
-            schema,
+        let snap_token = commit(
+            &tenant,
+            "",
             move |_| Ok(batch),
             move |what, i| labels.get(what, i),
         )
         .await?;
-        Ok(v1::BundleRunResponse {
-            snap_token: snap_token_at(&tenant, revision),
-        })
+        Ok(v1::BundleRunResponse { snap_token })
     }
 
     /// Stores bundles by name, replacing bundles of the same names. All are checked first:

@@ -1,6 +1,7 @@
 //! Permify's official clients against the server, as a Permify user's code calls it:
 //! - the Node client (`@permify/permify-node`, tests/node) over gRPC: schema, data, checks,
-//!   lookups with paging and resumed streams, subject permission, tenancy and Watch;
+//!   lookups with paging and resumed streams, subject permission, tenancy and Watch; and over
+//!   TLS, trusting a test CA (`newClient({ cert, insecure: false })`);
 //! - the Python client (`permify` on PyPI, tests/python) over HTTP/JSON: the same calls plus
 //!   bulk check, expand, reads, bundles, deletes and error statuses, every answer parsed into
 //!   the client's strict models.
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::harness::start;
+use crate::harness::{config, start, start_with};
 
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 const CLIENT_TEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -74,22 +75,18 @@ async fn run(mut command: Command, what: &str, limit: Duration) -> (bool, String
     (output.status.success(), text)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permify_node_client() {
+/// tests/node with Permify's Node client installed; None (the test skipped) without node and
+/// npm.
+async fn node_client(test: &str) -> Option<PathBuf> {
     let mut missing = Vec::new();
     for program in ["node", "npm"] {
         if !installed(program, &["--version"]).await {
             missing.push(program);
         }
     }
-    if !runnable(
-        "permify_node_client",
-        &missing,
-        "apt-get install nodejs npm",
-    ) {
-        return;
+    if !runnable(test, &missing, "apt-get install nodejs npm") {
+        return None;
     }
-
     let dir = client_dir("node");
     // Installed once; an install that stopped halfway is redone.
     if !dir
@@ -102,18 +99,95 @@ async fn permify_node_client() {
         let (ok, output) = run(npm, "npm install", INSTALL_TIMEOUT).await;
         assert!(ok, "npm install failed in {}:\n{output}", dir.display());
     }
+    Some(dir)
+}
 
-    let server = start().await;
+/// Runs `node --test file` in `dir` with `env`; fails unless every node test passed.
+async fn node_test(dir: &Path, file: &str, env: &[(&str, String)]) {
     let mut node = Command::new("node");
-    node.args(["--test", "compat.test.mjs"])
-        .current_dir(&dir)
-        .env("LOOKOUT_GRPC", server.grpc_addr.to_string());
-    let (ok, output) = run(node, "node --test compat.test.mjs", CLIENT_TEST_TIMEOUT).await;
-    assert!(ok, "Permify's Node client test failed:\n{output}");
+    node.args(["--test", file]).current_dir(dir);
+    for (name, value) in env {
+        node.env(name, value);
+    }
+    let what = format!("node --test {file}");
+    let (ok, output) = run(node, &what, CLIENT_TEST_TIMEOUT).await;
+    assert!(ok, "Permify's Node client test {file} failed:\n{output}");
     assert!(output.contains("# fail 0"), "{output}");
     assert!(!output.contains("# pass 0"), "no node test ran:\n{output}");
     println!("{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permify_node_client() {
+    let Some(dir) = node_client("permify_node_client").await else {
+        return;
+    };
+    let server = start().await;
+    node_test(
+        &dir,
+        "compat.test.mjs",
+        &[("LOOKOUT_GRPC", server.grpc_addr.to_string())],
+    )
+    .await;
     server.shutdown().await.expect("a clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permify_node_client_over_tls() {
+    let Some(dir) = node_client("permify_node_client_over_tls").await else {
+        return;
+    };
+    let certs = std::env::temp_dir().join(format!("lookout-node-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = test_certificates();
+    let ca_file = certs.join("ca.pem");
+    let paths = lookout_server::tls::CertPaths {
+        cert: certs.join("cert.pem"),
+        key: certs.join("key.pem"),
+    };
+    std::fs::write(&ca_file, ca).unwrap();
+    std::fs::write(&paths.cert, cert).unwrap();
+    std::fs::write(&paths.key, key).unwrap();
+    let mut config = config();
+    config.tls.grpc = Some(paths);
+    let server = start_with(config).await;
+    node_test(
+        &dir,
+        "tls.test.mjs",
+        &[
+            ("LOOKOUT_GRPC_TLS", server.grpc_addr.to_string()),
+            ("LOOKOUT_GRPC_CA", ca_file.display().to_string()),
+        ],
+    )
+    .await;
+    server.shutdown().await.expect("a clean shutdown");
+    let _ = std::fs::remove_dir_all(&certs);
+}
+
+/// A CA's certificate, and a server certificate it issued for `localhost` and 127.0.0.1 with
+/// its key, all PEM.
+fn test_certificates() -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    // Distinct subjects: a certificate whose issuer is its subject reads as self-signed.
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Lookout test CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "lookout test server");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &*ca).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,9 +29,10 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use self::layer::settings;
-use self::permify::{TracerField, Treatment};
+use self::permify::{TlsField, TracerField, Treatment};
 use crate::auth::AuthnSettings;
 use crate::connections::ConnectionLimits;
+pub use crate::http::CorsSettings;
 use crate::limits::TrafficLimits;
 use crate::service::Limits;
 pub use crate::storage::postgres::PgSettings;
@@ -39,6 +40,8 @@ use crate::storage::postgres::{WatchRetention, parse_watch_retention};
 pub use crate::telemetry::LogFormat;
 use crate::telemetry::TelemetrySettings;
 use crate::tenants::Retention;
+use crate::tls::Port;
+pub use crate::tls::TlsSettings;
 pub use crate::units::parse_duration;
 
 mod hardening;
@@ -250,6 +253,10 @@ pub struct Config {
     pub traffic: TrafficLimits,
     /// Connection limit and timeouts of both listeners.
     pub connections: ConnectionLimits,
+    /// TLS of each port.
+    pub tls: TlsSettings,
+    /// CORS on the HTTP port.
+    pub cors: CorsSettings,
     /// OpenTelemetry export.
     pub telemetry: TelemetrySettings,
     /// Settings that were read but have no effect (Permify's keys and `PERMIFY_*` variables
@@ -279,6 +286,8 @@ impl Default for Config {
             authn: AuthnSettings::default(),
             traffic: TrafficLimits::default(),
             connections: ConnectionLimits::default(),
+            tls: TlsSettings::default(),
+            cors: CorsSettings::default(),
             telemetry: TelemetrySettings::default(),
             warnings: Vec::new(),
         }
@@ -375,6 +384,9 @@ struct PermifyRead {
     /// Lookout's settings from Permify's names.
     theirs: Vec<(String, Sourced)>,
     tracer: Tracer,
+    /// Permify's TLS settings of the gRPC and the HTTP port.
+    grpc_tls: PermifyTls,
+    http_tls: PermifyTls,
     /// Warnings about ignored keys, with the key each is about.
     ignored: Vec<(&'static str, String)>,
     /// The sections switched on or off (`meter` by `meter.enabled`), and whether by a variable.
@@ -411,6 +423,21 @@ impl PermifyRead {
             ),
             Treatment::Tracer(field) => {
                 self.tracer.set(
+                    field,
+                    Sourced {
+                        origin: name.to_owned(),
+                        from_env,
+                        value,
+                    },
+                );
+                Ok(())
+            }
+            Treatment::Tls(port, field) => {
+                let tls = match port {
+                    Port::Grpc => &mut self.grpc_tls,
+                    Port::Http => &mut self.http_tls,
+                };
+                tls.set(
                     field,
                     Sourced {
                         origin: name.to_owned(),
@@ -461,6 +488,17 @@ struct Tracer {
     protocol: Option<Sourced>,
 }
 
+/// Sets `slot` to `value` unless it holds a variable's value and `value` is from the file (a
+/// `PERMIFY_*` variable wins over the file).
+fn keep_over_file(slot: &mut Option<Sourced>, value: Sourced) {
+    if slot
+        .as_ref()
+        .is_none_or(|old| value.from_env || !old.from_env)
+    {
+        *slot = Some(value);
+    }
+}
+
 impl Tracer {
     fn set(&mut self, field: TracerField, value: Sourced) {
         let slot = match field {
@@ -470,12 +508,7 @@ impl Tracer {
             TracerField::Insecure => &mut self.insecure,
             TracerField::Protocol => &mut self.protocol,
         };
-        if slot
-            .as_ref()
-            .is_none_or(|old| value.from_env || !old.from_env)
-        {
-            *slot = Some(value);
-        }
+        keep_over_file(slot, value);
     }
 
     /// With `tracer.enabled`, the OTLP endpoint Lookout exports to (`otel-endpoint`); Permify's
@@ -541,6 +574,92 @@ impl Tracer {
             from_env: endpoint.from_env,
             value: serde_norway::Value::String(url),
         }))
+    }
+}
+
+/// Permify's TLS settings of one port, applied together (see [`PermifyTls::resolve`]).
+#[derive(Default)]
+struct PermifyTls {
+    enabled: Option<Sourced>,
+    cert: Option<Sourced>,
+    key: Option<Sourced>,
+}
+
+impl PermifyTls {
+    fn set(&mut self, field: TlsField, value: Sourced) {
+        let slot = match field {
+            TlsField::Enabled => &mut self.enabled,
+            TlsField::Cert => &mut self.cert,
+            TlsField::Key => &mut self.key,
+        };
+        keep_over_file(slot, value);
+    }
+
+    /// As in Permify: with `enabled: true`, the port's certificate and key (both required) set
+    /// Lookout's `{port}-tls-cert` and `{port}-tls-key`; otherwise the port stays plaintext and
+    /// a certificate or key given anyway is named in a warning.
+    fn resolve(
+        self,
+        port: Port,
+        theirs: &mut Vec<(String, Sourced)>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let path =
+            |s: Option<Sourced>| s.filter(|s| !text_of(&s.value).unwrap_or_default().is_empty());
+        let (cert, key) = (path(self.cert), path(self.key));
+        let enabled = match self.enabled {
+            Some(enabled) => match bool_of(&enabled.value) {
+                Some(true) => enabled,
+                Some(false) => {
+                    ignore_paths(port, [cert, key], warnings);
+                    return Ok(());
+                }
+                None => return Err(format!("{}: expected true or false", enabled.origin)),
+            },
+            None => {
+                ignore_paths(port, [cert, key], warnings);
+                return Ok(());
+            }
+        };
+        let (Some(cert), Some(key)) = (cert, key) else {
+            let named = |field: TlsField| {
+                let key = permify::tls_key(port, field);
+                match permify::by_key(key).and_then(|k| k.env) {
+                    Some(env) => format!("{key} ({env})"),
+                    None => key.to_owned(),
+                }
+            };
+            return Err(format!(
+                "{}: TLS on the {} port needs a certificate and a key: set {} and {}",
+                enabled.origin,
+                port.name(),
+                named(TlsField::Cert),
+                named(TlsField::Key),
+            ));
+        };
+        for (setting, value) in [(port.cert_setting(), cert), (port.key_setting(), key)] {
+            put(
+                theirs,
+                setting.to_owned(),
+                Sourced {
+                    origin: format!("{} ({setting})", value.origin),
+                    ..value
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Warns about a TLS certificate or key of a port whose TLS is not enabled.
+fn ignore_paths(port: Port, paths: [Option<Sourced>; 2], warnings: &mut Vec<String>) {
+    for path in paths.into_iter().flatten() {
+        warnings.push(format!(
+            "{} is ignored: {} is not true, so the {} port serves plaintext (as in Permify)",
+            path.origin,
+            permify::tls_key(port, TlsField::Enabled),
+            port.name(),
+        ));
     }
 }
 
@@ -693,11 +812,17 @@ impl FileConfig {
             }
         }
         let PermifyRead {
-            mut theirs, tracer, ..
+            mut theirs,
+            tracer,
+            grpc_tls,
+            http_tls,
+            ..
         } = gathered;
         if let Some(endpoint) = tracer.resolve(&mut warnings)? {
             put(&mut theirs, "otel-endpoint".to_owned(), endpoint)?;
         }
+        grpc_tls.resolve(Port::Grpc, &mut theirs, &mut warnings)?;
+        http_tls.resolve(Port::Http, &mut theirs, &mut warnings)?;
         // Lookout's own keys win over Permify's.
         let mut entries = own;
         for (key, value) in theirs {
@@ -875,6 +1000,8 @@ impl Config {
         c.authn = hardened.authn;
         c.traffic = hardened.traffic;
         c.connections = hardened.connections;
+        c.tls = hardened.tls;
+        c.cors = hardened.cors;
         c.telemetry = hardened.telemetry;
         c.check()?;
         Ok(c)
@@ -936,6 +1063,7 @@ impl Config {
             &self.authn,
             &self.traffic,
             &self.connections,
+            &self.cors,
             &self.telemetry,
         )?;
         Ok(())
@@ -1176,16 +1304,6 @@ mod tests {
     fn refused_keys_fail_by_name_with_the_reason() {
         for (file, vars, name) in [
             (
-                "server:\n  grpc:\n    tls:\n      enabled: true\n",
-                &[][..],
-                "server.grpc.tls.enabled",
-            ),
-            (
-                "server:\n  http:\n    tls:\n      enabled: true\n",
-                &[][..],
-                "server.http.tls.enabled",
-            ),
-            (
                 "distributed:\n  enabled: true\n",
                 &[][..],
                 "distributed.enabled",
@@ -1195,11 +1313,6 @@ mod tests {
                 "server:\n  http:\n    enabled: false\n",
                 &[][..],
                 "server.http.enabled",
-            ),
-            (
-                "",
-                &[("PERMIFY_GRPC_TLS_ENABLED", "true")][..],
-                "PERMIFY_GRPC_TLS_ENABLED",
             ),
             (
                 "",
@@ -1217,6 +1330,132 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("tracer.exporter") && e.contains("zipkin"), "{e}");
+    }
+
+    #[test]
+    fn permifys_tls_keys_turn_tls_on_together() {
+        use crate::tls::CertPaths;
+        let paths = |cert: &str, key: &str| {
+            Some(CertPaths {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            })
+        };
+        let config = resolve(
+            "server:\n  grpc:\n    tls:\n      enabled: true\n      cert: /g/cert.pem\n      key: /g/key.pem\n  http:\n    tls:\n      enabled: true\n      cert: /h/cert.pem\n      key: /h/key.pem\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.tls.grpc, paths("/g/cert.pem", "/g/key.pem"));
+        assert_eq!(config.tls.http, paths("/h/cert.pem", "/h/key.pem"));
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+
+        // Variables win over the file, as in Permify.
+        let config = resolve(
+            "server:\n  http:\n    tls:\n      enabled: false\n      cert: /h/cert.pem\n      key: /h/key.pem\n",
+            &[
+                ("PERMIFY_HTTP_TLS_ENABLED", "true"),
+                ("PERMIFY_HTTP_TLS_CERT_PATH", "/env/cert.pem"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.tls.http, paths("/env/cert.pem", "/h/key.pem"));
+        assert_eq!(config.tls.grpc, None);
+
+        // Enabled without both files names the keys it needs.
+        for (file, vars, name) in [
+            (
+                "server:\n  grpc:\n    tls:\n      enabled: true\n",
+                &[][..],
+                "server.grpc.tls.enabled",
+            ),
+            (
+                "server:\n  http:\n    tls:\n      enabled: true\n      cert: /h/cert.pem\n",
+                &[][..],
+                "server.http.tls.enabled",
+            ),
+            (
+                "",
+                &[
+                    ("PERMIFY_GRPC_TLS_ENABLED", "true"),
+                    ("PERMIFY_GRPC_TLS_KEY_PATH", "/k.pem"),
+                ][..],
+                "PERMIFY_GRPC_TLS_ENABLED",
+            ),
+        ] {
+            let e = resolve(file, vars).unwrap_err();
+            assert!(e.starts_with(name), "{name}: {e}");
+            let port = if name.contains("GRPC") || name.contains("grpc") {
+                "grpc"
+            } else {
+                "http"
+            };
+            let upper = port.to_ascii_uppercase();
+            for key in [
+                format!("server.{port}.tls.cert"),
+                format!("server.{port}.tls.key"),
+                format!("PERMIFY_{upper}_TLS_CERT_PATH"),
+                format!("PERMIFY_{upper}_TLS_KEY_PATH"),
+            ] {
+                assert!(e.contains(&key), "{key} missing from: {e}");
+            }
+        }
+
+        // Files without `enabled: true` leave the port plaintext, with a warning; `false`
+        // alone asks for nothing.
+        let config = resolve("server:\n  grpc:\n    tls:\n      cert: /g/cert.pem\n", &[]).unwrap();
+        assert_eq!(config.tls.grpc, None);
+        assert!(
+            config.warnings[0].starts_with("server.grpc.tls.cert is ignored"),
+            "{:?}",
+            config.warnings
+        );
+        let config = resolve("server:\n  grpc:\n    tls:\n      enabled: false\n", &[]).unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let e = resolve("server:\n  grpc:\n    tls:\n      enabled: maybe\n", &[]).unwrap_err();
+        assert!(e.starts_with("server.grpc.tls.enabled"), "{e}");
+
+        // Lookout's own names: both files or neither.
+        let config = resolve("grpc-tls-cert: /c.pem\ngrpc-tls-key: /k.pem\n", &[]).unwrap();
+        assert_eq!(config.tls.grpc, paths("/c.pem", "/k.pem"));
+        let e = resolve("http-tls-cert: /c.pem\n", &[]).unwrap_err();
+        assert!(
+            e.contains("http-tls-cert is set but http-tls-key is not"),
+            "{e}"
+        );
+        let e = resolve("grpc-tls-key: /k.pem\n", &[]).unwrap_err();
+        assert!(
+            e.contains("grpc-tls-key is set but grpc-tls-cert is not"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cors_comes_from_lookouts_and_permifys_keys() {
+        let config = resolve(
+            "server:\n  http:\n    cors_allowed_origins: [\"https://app.example.com\"]\n    cors_allowed_headers: [x-custom]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.cors.allowed_origins,
+            vec!["https://app.example.com".to_owned()]
+        );
+        assert_eq!(config.cors.allowed_headers, vec!["x-custom".to_owned()]);
+        let config = resolve(
+            "",
+            &[(
+                "PERMIFY_HTTP_CORS_ALLOWED_ORIGINS",
+                "https://a.example.com,https://b.example.com",
+            )],
+        )
+        .unwrap();
+        assert_eq!(config.cors.allowed_origins.len(), 2);
+        let config = resolve("cors-allowed-origins: \"*\"\n", &[]).unwrap();
+        assert!(config.cors.enabled());
+        assert!(!Config::default().cors.enabled());
+        let e = resolve("cors-allowed-origins: [app.example.com]\n", &[]).unwrap_err();
+        assert!(e.contains("cors-allowed-origins"), "{e}");
     }
 
     #[test]

@@ -10,16 +10,18 @@
 //!   waiting in the kernel's backlog — and a warning is logged (at most once a second, with the
 //!   count refused since the last one). Connections already open keep working.
 //! - **Header read timeout** (`--header-read-timeout`): a new connection must deliver its first
-//!   request's headers (HTTP/1) or its connection preface (HTTP/2) within it; and once an idle
-//!   HTTP/1 connection receives the first bytes of a request, the request's headers must be
-//!   complete within it. Otherwise the connection is closed.
+//!   request's headers (HTTP/1) or its connection preface (HTTP/2) within it — on a TLS port,
+//!   its TLS handshake included; and once an idle HTTP/1 connection receives the first bytes of
+//!   a request, the request's headers must be complete within it. Otherwise the connection is
+//!   closed.
 //! - **Idle timeout** (`--idle-timeout`): a connection with no call in progress (no request
 //!   being handled, no response stream open) for this long is closed, whatever the client sends
 //!   meanwhile (HTTP/2 pings do not keep it open).
 //!
 //! Both timeouts are enforced by [`Conn`], the I/O object the HTTP servers (axum's and tonic's)
 //! read from: a read that waits past the current deadline fails, and the server closes the
-//! connection. Whether a call is in progress comes from [`Activity`], which reaches the gate
+//! connection. On a TLS port a [`Conn`] reads through TLS ([`MaybeTls`]): the limit and the
+//! timeouts apply to TLS connections as they are, and the timeouts look at the decrypted bytes. Whether a call is in progress comes from [`Activity`], which reaches the gate
 //! (see [`crate::gate`]) as connection info of each request; the gate holds an
 //! [`ActiveCall`] while a call is handled and, for a stream, until its response ends.
 //!
@@ -27,6 +29,7 @@
 //! a response body only when it has room to send. The gate's stall watch closes such a
 //! stream's connection through [`Activity::close`] (see [`crate::gate`]).
 
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -38,10 +41,12 @@ use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
 
 use crate::limits::Permit;
+use crate::tls::MaybeTls;
 
 /// The connection settings of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,11 +185,22 @@ impl Connections {
 }
 
 /// A listening socket whose connections are counted and timed (see the module docs).
-#[derive(Debug)]
 pub struct Listener {
     listener: TcpListener,
     what: &'static str,
     connections: Arc<Connections>,
+    /// TLS of this port; plaintext without.
+    tls: Option<TlsAcceptor>,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("listener", &self.listener)
+            .field("what", &self.what)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Listener {
@@ -193,7 +209,14 @@ impl Listener {
             listener,
             what,
             connections,
+            tls: None,
         }
+    }
+
+    /// This listener with its connections through TLS with `acceptor` (plaintext with `None`).
+    pub fn with_tls(mut self, acceptor: Option<TlsAcceptor>) -> Self {
+        self.tls = acceptor;
+        self
     }
 
     /// The next connection within the limit; those beyond it are closed as they come.
@@ -217,7 +240,11 @@ impl Listener {
             };
             // Small responses go out at once; failing to set it only costs latency.
             let _ = tcp.set_nodelay(true);
-            let conn = Conn::new(tcp, remote, permit, &self.connections.limits);
+            let io = match &self.tls {
+                Some(acceptor) => MaybeTls::accept(tcp, acceptor),
+                None => MaybeTls::Plain(tcp),
+            };
+            let conn = Conn::new(io, remote, permit, &self.connections.limits);
             return (conn, remote);
         }
     }
@@ -366,11 +393,11 @@ enum Protocol {
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// An accepted connection: a TCP stream whose reads fail once a timeout of the module docs
-/// passes, and which holds its place among the open connections.
+/// An accepted connection: a TCP stream (through TLS on a TLS port) whose reads fail once a
+/// timeout of the module docs passes, and which holds its place among the open connections.
 #[derive(Debug)]
 pub struct Conn {
-    tcp: TcpStream,
+    io: MaybeTls,
     remote: SocketAddr,
     activity: Activity,
     idle_timeout: Option<Duration>,
@@ -384,11 +411,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn new(tcp: TcpStream, remote: SocketAddr, permit: Permit, limits: &ConnectionLimits) -> Conn {
+    fn new(io: MaybeTls, remote: SocketAddr, permit: Permit, limits: &ConnectionLimits) -> Conn {
         let activity = Activity::new();
         let timer = Box::pin(tokio::time::sleep_until(activity.0.opened));
         Conn {
-            tcp,
+            io,
             remote,
             activity,
             idle_timeout: limits.idle_timeout,
@@ -465,6 +492,35 @@ impl Conn {
         tracing::debug!(remote = %self.remote, reason = why, "closing a connection");
         io::Error::new(io::ErrorKind::TimedOut, why)
     }
+
+    /// Ready with the error once `deadline` has passed; until then the timer wakes the task
+    /// at it.
+    fn poll_deadline(
+        &mut self,
+        cx: &mut Context<'_>,
+        deadline: Option<(Instant, &'static str)>,
+    ) -> Poll<io::Error> {
+        if let Some((at, why)) = deadline {
+            if self.timer.deadline() != at {
+                self.timer.as_mut().reset(at);
+            }
+            if self.timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(self.timed_out(why));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// For a write that waits on the TLS handshake: ready with the error once the deadline has
+    /// passed (the server may write before it reads, as an HTTP/2 server sends its settings
+    /// first, and then the read that would time the handshake out does not come).
+    fn poll_handshake_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        if !self.io.is_handshaking() {
+            return Poll::Pending;
+        }
+        let deadline = self.deadline();
+        self.poll_deadline(cx, deadline)
+    }
 }
 
 impl AsyncRead for Conn {
@@ -486,7 +542,7 @@ impl AsyncRead for Conn {
             return Poll::Ready(Err(this.timed_out(why)));
         }
         let before = buf.filled().len();
-        match Pin::new(&mut this.tcp).poll_read(cx, buf) {
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
                 if !new.is_empty() {
@@ -495,17 +551,10 @@ impl AsyncRead for Conn {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                if let Some((at, why)) = deadline {
-                    if this.timer.deadline() != at {
-                        this.timer.as_mut().reset(at);
-                    }
-                    if this.timer.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Err(this.timed_out(why)));
-                    }
-                }
-                Poll::Pending
-            }
+            Poll::Pending => match this.poll_deadline(cx, deadline) {
+                Poll::Ready(e) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }
@@ -520,23 +569,26 @@ impl AsyncWrite for Conn {
         if this.activity.closing() {
             return Poll::Ready(Err(this.timed_out("stalled response stream")));
         }
-        let result = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        let result = Pin::new(&mut this.io).poll_write(cx, buf);
         if result.is_pending() {
             // Woken by `Activity::close` as well as by room in the socket.
             this.activity.0.reader.register(cx.waker());
             if this.activity.closing() {
                 return Poll::Ready(Err(this.timed_out("stalled response stream")));
             }
+            if let Poll::Ready(e) = this.poll_handshake_deadline(cx) {
+                return Poll::Ready(Err(e));
+            }
         }
         result
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -548,17 +600,20 @@ impl AsyncWrite for Conn {
         if this.activity.closing() {
             return Poll::Ready(Err(this.timed_out("stalled response stream")));
         }
-        let result = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         if result.is_pending() {
             this.activity.0.reader.register(cx.waker());
             if this.activity.closing() {
                 return Poll::Ready(Err(this.timed_out("stalled response stream")));
+            }
+            if let Poll::Ready(e) = this.poll_handshake_deadline(cx) {
+                return Poll::Ready(Err(e));
             }
         }
         result
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
+        self.io.is_write_vectored()
     }
 }

@@ -21,6 +21,7 @@ pub mod storage;
 pub mod sync;
 pub mod telemetry;
 pub mod tenants;
+pub mod tls;
 pub mod transport;
 pub mod units;
 pub mod validate_cmd;

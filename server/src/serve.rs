@@ -5,6 +5,9 @@
 //! the [`Handle`]); [`run`] is the command, which builds the tokio runtime, sets up logging,
 //! calls [`start`] and waits for a signal.
 //!
+//! With TLS configured on a port, that port speaks TLS only; its certificate is reloaded on SIGHUP
+//! and when its files change (see [`crate::tls`]).
+//!
 //! Shutdown, in order: health checks turn NOT_SERVING (gRPC health and `/healthz`), both
 //! listeners close, open streams end with UNAVAILABLE (their clients resume from the last token
 //! they received), calls in flight finish, and the process exits 0. Whatever is still running
@@ -29,6 +32,7 @@ use crate::connections::{ConnInfo, Connections, Listener};
 use crate::service::Service;
 use crate::storage::postgres::{self, PgOptions};
 use crate::tenants::Tenants;
+use crate::tls::{ServerTls, TlsError};
 use crate::{grpc, http};
 
 /// Why the server could not start or did not stop cleanly.
@@ -50,6 +54,10 @@ pub enum ServeError {
     Reflection(String),
     #[error("cannot set up the HTTP routes: {0}")]
     Routes(#[from] crate::http::MissingHandler),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("{0}")]
+    Cors(String),
     #[error("cannot set up authentication: {0}")]
     Authentication(#[from] crate::auth::oidc::OidcError),
     #[error("cannot set up metrics: {0}")]
@@ -79,6 +87,8 @@ pub struct Handle {
 /// Binds both ports and starts serving in the background (on the current tokio runtime).
 pub async fn start(config: Config) -> Result<Handle, ServeError> {
     config.check()?;
+    // Before anything starts: a certificate that cannot be read stops the server here.
+    let tls = ServerTls::load(&config.tls)?;
     let shutdown = CancellationToken::new();
     let tenants = match config.database_engine {
         DatabaseEngine::Memory => {
@@ -150,10 +160,13 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
         watch: config.watch,
     })?;
     let http_router = crate::gate::http_router(http_router, gate);
+    let http_router = http::with_cors(http_router, &config.cors).map_err(ServeError::Cors)?;
 
     // Both listeners count their connections against one limit (see crate::connections).
     let connections = Connections::new(config.connections);
-    let incoming = Listener::new(grpc_listener, "gRPC", connections.clone()).into_stream();
+    let incoming = Listener::new(grpc_listener, "gRPC", connections.clone())
+        .with_tls(tls.grpc.clone())
+        .into_stream();
     let grpc = spawn_server("gRPC", &shutdown, {
         let stop = shutdown.clone().cancelled_owned();
         async move {
@@ -163,7 +176,8 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
                 .map_err(|e| e.to_string())
         }
     });
-    let listener = Listener::new(http_listener, "HTTP", connections.clone());
+    let listener =
+        Listener::new(http_listener, "HTTP", connections.clone()).with_tls(tls.http.clone());
     let http = spawn_server("HTTP", &shutdown, {
         let stop = shutdown.clone().cancelled_owned();
         async move {
@@ -175,6 +189,8 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
         }
     });
 
+    // Takes over SIGHUP before the server says it is serving.
+    tls.watch(&shutdown);
     let authn = config
         .authn
         .method
@@ -186,8 +202,9 @@ pub async fn start(config: Config) -> Result<Handle, ServeError> {
         http = %http_addr,
         database,
         authn,
-        // TLS is not implemented: both ports speak plaintext.
-        tls = false,
+        grpc_tls = tls.grpc.is_some(),
+        http_tls = tls.http.is_some(),
+        cors = config.cors.enabled(),
         watch = config.watch,
         max_connections = connections.max(),
         "lookout is serving"

@@ -26,7 +26,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("service", &["service"]),
     (
         "transport parts",
-        &["transport", "auth", "limits", "metrics", "connections"],
+        &[
+            "transport",
+            "auth",
+            "limits",
+            "metrics",
+            "tls",
+            "connections",
+        ],
     ),
     ("gate", &["gate"]),
     ("transports", &["grpc", "http"]),

@@ -3,11 +3,14 @@
 //! throwaway clusters.
 
 mod cache;
+mod certs;
 mod client_cli;
+mod cors;
 mod import_export;
 mod layering;
 mod permify_config;
 mod postgres;
 mod spawn;
+mod tls;
 mod transport;
 mod validate_cli;

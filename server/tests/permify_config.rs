@@ -116,3 +116,97 @@ async fn host_localhost_binds() {
     assert!(http.is_ok(), "{http:?}");
     server.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permifys_tls_and_cors_keys_are_applied() {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    use crate::certs::{Files, TestCa, temp_dir};
+
+    let ca = TestCa::new();
+    let dir = temp_dir("permify-config");
+    let files = Files::in_dir(&dir);
+    let leaf = ca.issue();
+    files.write(&leaf);
+    let (grpc, http) = (free_port(), free_port());
+    let path = permify_file(grpc, http);
+    let example = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    // The HTTP section of Permify's reference, TLS on and CORS for one origin.
+    let http_section = format!(
+        "  http:\n    enabled: true\n    port: {http}\n    tls:\n      enabled: true\n      cert: {}\n      key: {}\n    cors_allowed_origins:\n      - https://app.example.com\n    cors_allowed_headers: [authorization, content-type]\n",
+        files.cert_str(),
+        files.key_str()
+    );
+    let text = example.replace(
+        &format!("  http:\n    enabled: true\n    port: {http}\n    tls:\n      enabled: false\n"),
+        &http_section,
+    );
+    assert_ne!(text, example, "the example's http section changed");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    let args = serve_args(&[
+        "lookout",
+        "serve",
+        "-c",
+        path.to_str().unwrap_or_default(),
+        "--host",
+        "127.0.0.1",
+    ]);
+    let config = Config::resolve_with_env(&args, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(&path);
+    assert!(config.tls.http.is_some() && config.tls.grpc.is_none());
+    assert_eq!(config.cors.allowed_origins, vec!["https://app.example.com"]);
+    let server = serve::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("the server starts: {e}"));
+
+    // HTTPS, and the certificate is the configured one.
+    let presented = ca
+        .presented(server.http_addr, &[b"http/1.1"])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(presented, leaf.der);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(ca.client_config(&[]))
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let preflight = hyper::Request::builder()
+        .method("OPTIONS")
+        .uri(format!(
+            "https://localhost:{}/v1/tenants/t1/permissions/check",
+            server.http_addr.port()
+        ))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let response = client
+        .request(preflight)
+        .await
+        .unwrap_or_else(|e| panic!("HTTPS preflight: {e:?}"));
+    assert!(response.status().is_success(), "{response:?}");
+    assert_eq!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://app.example.com"),
+        "{response:?}"
+    );
+    let _ = response.into_body().collect().await;
+    // gRPC stays plaintext: its section has TLS off.
+    let channel = crate::transport::common::channel(server.grpc_addr).await;
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await;
+    assert!(health.is_ok(), "{health:?}");
+    server.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

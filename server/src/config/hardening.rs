@@ -1,5 +1,6 @@
-//! The settings of authentication, traffic and connection limits, and telemetry: their flags (flattened into
-//! [`super::ServeArgs`]), their config-file keys, and their resolution.
+//! The settings of authentication, traffic and connection limits, TLS and CORS, and telemetry:
+//! their flags (flattened into [`super::ServeArgs`]), their config-file keys, and their
+//! resolution.
 //!
 //! In the config file these keys can be written flat, as the flags are named
 //! (`authn-preshared-keys: [k1]`), or nested as Permify writes them
@@ -7,6 +8,7 @@
 //! joining their keys with `-`. Lists (keys, algorithms) are YAML lists or comma-separated text.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -17,11 +19,13 @@ use super::{ConfigError, parse_duration, set};
 use crate::auth::oidc::parse_algorithm;
 use crate::auth::{AuthnMethod, AuthnSettings, OidcSettings};
 use crate::connections::ConnectionLimits;
+use crate::http::CorsSettings;
 use crate::limits::TrafficLimits;
 use crate::telemetry::TelemetrySettings;
+use crate::tls::{CertPaths, Port, TlsSettings};
 
 settings! {
-    /// The flags of authentication, limits and telemetry.
+    /// The flags of authentication, limits, TLS, CORS and telemetry.
     #[derive(Clone, Default, Args)]
     pub struct HardeningArgs, file HardeningFile {
         before {}
@@ -114,6 +118,45 @@ settings! {
         #[arg(long, value_name = "DURATION", env = "LOOKOUT_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
         pub header_read_timeout: Option<Duration>,
 
+        /// PEM certificate chain (the server's certificate first) for TLS on the gRPC port;
+        /// with `--grpc-tls-key`, the port speaks TLS only. Reloaded on SIGHUP and when the file
+        /// changes [default: none, plaintext].
+        #[arg(long, value_name = "FILE", env = "LOOKOUT_GRPC_TLS_CERT")]
+        pub grpc_tls_cert: Option<PathBuf>,
+
+        /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `--grpc-tls-cert`.
+        #[arg(long, value_name = "FILE", env = "LOOKOUT_GRPC_TLS_KEY")]
+        pub grpc_tls_key: Option<PathBuf>,
+
+        /// PEM certificate chain for TLS on the HTTP port; with `--http-tls-key`, the port speaks
+        /// HTTPS only. Reloaded on SIGHUP and when the file changes [default: none, plaintext].
+        #[arg(long, value_name = "FILE", env = "LOOKOUT_HTTP_TLS_CERT")]
+        pub http_tls_cert: Option<PathBuf>,
+
+        /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `--http-tls-cert`.
+        #[arg(long, value_name = "FILE", env = "LOOKOUT_HTTP_TLS_KEY")]
+        pub http_tls_key: Option<PathBuf>,
+
+        /// Origins whose pages may call the HTTP API from a browser (CORS), comma-separated, such
+        /// as `https://app.example.com`; `*` allows any [default: none, no CORS headers].
+        #[arg(
+            long,
+            value_name = "ORIGINS",
+            env = "LOOKOUT_CORS_ALLOWED_ORIGINS",
+            value_delimiter = ','
+        )]
+        pub cors_allowed_origins: Option<Vec<String>>,
+
+        /// Request headers those pages may send, comma-separated; `*` allows any they ask for
+        /// [default: accept, authorization, content-type, x-request-id].
+        #[arg(
+            long,
+            value_name = "HEADERS",
+            env = "LOOKOUT_CORS_ALLOWED_HEADERS",
+            value_delimiter = ','
+        )]
+        pub cors_allowed_headers: Option<Vec<String>>,
+
         /// OpenTelemetry OTLP/gRPC endpoint to export traces to, e.g. `http://localhost:4317`
         /// (needs a build with the `otel` feature) [default: no export].
         #[arg(long, value_name = "URL", env = "LOOKOUT_OTEL_ENDPOINT")]
@@ -142,6 +185,9 @@ impl fmt::Debug for HardeningArgs {
             .field("max_connections", &self.max_connections)
             .field("idle_timeout", &self.idle_timeout)
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("grpc_tls_cert", &self.grpc_tls_cert)
+            .field("http_tls_cert", &self.http_tls_cert)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +197,8 @@ pub(super) struct Resolved {
     pub authn: AuthnSettings,
     pub traffic: TrafficLimits,
     pub connections: ConnectionLimits,
+    pub tls: TlsSettings,
+    pub cors: CorsSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -208,6 +256,22 @@ pub(super) fn merge(args: &HardeningArgs, file: HardeningFile) -> Result<Resolve
     connections.idle_timeout = optional(l.idle_timeout, connections.idle_timeout);
     connections.header_read_timeout =
         optional(l.header_read_timeout, connections.header_read_timeout);
+    let tls = TlsSettings {
+        grpc: cert_paths(Port::Grpc, l.grpc_tls_cert, l.grpc_tls_key)?,
+        http: cert_paths(Port::Http, l.http_tls_cert, l.http_tls_key)?,
+    };
+    let list = |items: Option<Vec<String>>| {
+        items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let cors = CorsSettings {
+        allowed_origins: list(l.cors_allowed_origins),
+        allowed_headers: list(l.cors_allowed_headers),
+    };
     let mut telemetry = TelemetrySettings {
         otel_endpoint: l.otel_endpoint.filter(|s| !s.is_empty()),
         ..TelemetrySettings::default()
@@ -217,8 +281,30 @@ pub(super) fn merge(args: &HardeningArgs, file: HardeningFile) -> Result<Resolve
         authn,
         traffic,
         connections,
+        tls,
+        cors,
         telemetry,
     })
+}
+
+/// The TLS files of `port`: both or neither (an empty path is none).
+fn cert_paths(
+    port: Port,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<CertPaths>, ConfigError> {
+    let given = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+    let (cert_setting, key_setting) = (port.cert_setting(), port.key_setting());
+    match (given(cert), given(key)) {
+        (Some(cert), Some(key)) => Ok(Some(CertPaths { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError(format!(
+            "{cert_setting} is set but {key_setting} is not: TLS on the {port} port needs both the certificate and its key"
+        ))),
+        (None, Some(_)) => Err(ConfigError(format!(
+            "{key_setting} is set but {cert_setting} is not: TLS on the {port} port needs both the certificate and its key"
+        ))),
+    }
 }
 
 /// Checks the resolved settings of this module.
@@ -226,9 +312,11 @@ pub(super) fn check(
     authn: &AuthnSettings,
     traffic: &TrafficLimits,
     connections: &ConnectionLimits,
+    cors: &CorsSettings,
     telemetry: &TelemetrySettings,
 ) -> Result<(), ConfigError> {
     authn.check().map_err(|e| ConfigError(e.to_string()))?;
+    cors.check().map_err(ConfigError)?;
     if traffic.max_inflight == 0 {
         return Err(ConfigError("max-inflight must be at least 1".to_owned()));
     }

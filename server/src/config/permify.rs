@@ -5,12 +5,14 @@
 //! must configure it without edits. [`KEYS`] is the one table of Permify's settings; each is
 //!
 //! - applied to a Lookout setting ([`Treatment::Setting`]), read exactly as Lookout's own key;
-//! - refused ([`Treatment::Refused`]): a value asking for something Lookout does not do (TLS,
-//!   the profiler, a distributed cluster) is an error naming the key and the reason;
+//! - applied together with the other keys of its group: the tracer ([`Treatment::Tracer`]) and
+//!   each port's TLS ([`Treatment::Tls`]);
+//! - refused ([`Treatment::Refused`]): a value asking for something Lookout does not do (the
+//!   profiler, a distributed cluster) is an error naming the key and the reason;
 //! - or ignored ([`Treatment::Ignored`]): a tuning knob of Permify's internals with no
 //!   counterpart here; Lookout starts, and a warning names the key and the reason.
 //!
-//! Refused and ignored keys are quiet at their inert value (TLS `enabled: false`, an empty
+//! Refused and ignored keys are quiet at their inert value (`enabled: false`, an empty
 //! path), which asks nothing of either server, and so are the keys of a section switched off
 //! (`profiler.port` with `profiler.enabled: false`). A `PERMIFY_*` variable that is not in the table
 //! is warned about too: never silently dropped.
@@ -19,6 +21,8 @@
 //! Lookout's file keys); among Permify's names, a `PERMIFY_*` variable wins over the file, as in
 //! Permify.
 
+use crate::tls::Port;
+
 /// What Lookout does with one of Permify's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Treatment {
@@ -26,6 +30,9 @@ pub enum Treatment {
     Setting(&'static str),
     /// Part of Permify's tracer settings: applied together to `otel-endpoint`.
     Tracer(TracerField),
+    /// Part of a port's TLS settings: with `enabled: true`, the certificate and key set the
+    /// port's `*-tls-cert` and `*-tls-key`, and are required.
+    Tls(Port, TlsField),
     /// An error unless its value is `quiet`; the reason says what Lookout lacks.
     Refused { quiet: Quiet, reason: &'static str },
     /// Has no effect; a warning names it unless its value is `quiet`.
@@ -40,6 +47,26 @@ pub enum TracerField {
     Endpoint,
     Insecure,
     Protocol,
+}
+
+/// Which of Permify's TLS settings of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsField {
+    Enabled,
+    Cert,
+    Key,
+}
+
+/// Permify's key of `field` of `port`'s TLS (`server.grpc.tls.cert`).
+pub const fn tls_key(port: Port, field: TlsField) -> &'static str {
+    match (port, field) {
+        (Port::Grpc, TlsField::Enabled) => "server.grpc.tls.enabled",
+        (Port::Grpc, TlsField::Cert) => "server.grpc.tls.cert",
+        (Port::Grpc, TlsField::Key) => "server.grpc.tls.key",
+        (Port::Http, TlsField::Enabled) => "server.http.tls.enabled",
+        (Port::Http, TlsField::Cert) => "server.http.tls.cert",
+        (Port::Http, TlsField::Key) => "server.http.tls.key",
+    }
 }
 
 /// The value of a refused or ignored key that asks for nothing (besides null and empty text or
@@ -98,6 +125,14 @@ const fn ignored(
     }
 }
 
+const fn tls(port: Port, field: TlsField, env: &'static str) -> PermifyKey {
+    PermifyKey {
+        key: tls_key(port, field),
+        env: Some(env),
+        treatment: Treatment::Tls(port, field),
+    }
+}
+
 const fn tracer(key: &'static str, env: &'static str, field: TracerField) -> PermifyKey {
     PermifyKey {
         key,
@@ -106,7 +141,6 @@ const fn tracer(key: &'static str, env: &'static str, field: TracerField) -> Per
     }
 }
 
-const NO_TLS: &str = "TLS is not built in; terminate TLS in front of Lookout (a proxy or mesh)";
 const NO_PROFILER: &str = "there is no pprof profiler";
 const NO_CLUSTER: &str =
     "Lookout has no distributed mode; replicas share the PostgreSQL database instead";
@@ -142,24 +176,9 @@ pub const KEYS: &[PermifyKey] = &[
         NO_RATE,
     ),
     setting("server.grpc.port", "PERMIFY_GRPC_PORT", "grpc-port"),
-    refused(
-        "server.grpc.tls.enabled",
-        "PERMIFY_GRPC_TLS_ENABLED",
-        Quiet::False,
-        NO_TLS,
-    ),
-    ignored(
-        "server.grpc.tls.cert",
-        "PERMIFY_GRPC_TLS_CERT_PATH",
-        Quiet::Empty,
-        NO_TLS,
-    ),
-    ignored(
-        "server.grpc.tls.key",
-        "PERMIFY_GRPC_TLS_KEY_PATH",
-        Quiet::Empty,
-        NO_TLS,
-    ),
+    tls(Port::Grpc, TlsField::Enabled, "PERMIFY_GRPC_TLS_ENABLED"),
+    tls(Port::Grpc, TlsField::Cert, "PERMIFY_GRPC_TLS_CERT_PATH"),
+    tls(Port::Grpc, TlsField::Key, "PERMIFY_GRPC_TLS_KEY_PATH"),
     refused(
         "server.http.enabled",
         "PERMIFY_HTTP_ENABLED",
@@ -167,35 +186,18 @@ pub const KEYS: &[PermifyKey] = &[
         "the HTTP/JSON API is always served, on http-port",
     ),
     setting("server.http.port", "PERMIFY_HTTP_PORT", "http-port"),
-    refused(
-        "server.http.tls.enabled",
-        "PERMIFY_HTTP_TLS_ENABLED",
-        Quiet::False,
-        NO_TLS,
-    ),
-    ignored(
-        "server.http.tls.cert",
-        "PERMIFY_HTTP_TLS_CERT_PATH",
-        Quiet::Empty,
-        NO_TLS,
-    ),
-    ignored(
-        "server.http.tls.key",
-        "PERMIFY_HTTP_TLS_KEY_PATH",
-        Quiet::Empty,
-        NO_TLS,
-    ),
-    ignored(
+    tls(Port::Http, TlsField::Enabled, "PERMIFY_HTTP_TLS_ENABLED"),
+    tls(Port::Http, TlsField::Cert, "PERMIFY_HTTP_TLS_CERT_PATH"),
+    tls(Port::Http, TlsField::Key, "PERMIFY_HTTP_TLS_KEY_PATH"),
+    setting(
         "server.http.cors_allowed_origins",
         "PERMIFY_HTTP_CORS_ALLOWED_ORIGINS",
-        Quiet::Empty,
-        "Lookout's HTTP API sends no CORS headers",
+        "cors-allowed-origins",
     ),
-    ignored(
+    setting(
         "server.http.cors_allowed_headers",
         "PERMIFY_HTTP_CORS_ALLOWED_HEADERS",
-        Quiet::Empty,
-        "Lookout's HTTP API sends no CORS headers",
+        "cors-allowed-headers",
     ),
     refused(
         "profiler.enabled",
@@ -580,6 +582,11 @@ pub fn by_flat_key(flat: &str) -> Option<&'static PermifyKey> {
     KEYS.iter().find(|k| flatten_key(k.key) == flat)
 }
 
+/// The table entry of Permify's key `key` (dotted, as the table writes it).
+pub fn by_key(key: &str) -> Option<&'static PermifyKey> {
+    KEYS.iter().find(|k| k.key == key)
+}
+
 /// The table entry of the environment variable `name`.
 pub fn by_env(name: &str) -> Option<&'static PermifyKey> {
     KEYS.iter().find(|k| k.env == Some(name))
@@ -615,7 +622,7 @@ pub fn is_quiet(value: &serde_norway::Value, quiet: Quiet) -> bool {
 pub fn reason(treatment: Treatment) -> Option<&'static str> {
     match treatment {
         Treatment::Refused { reason, .. } | Treatment::Ignored { reason, .. } => Some(reason),
-        Treatment::Setting(_) | Treatment::Tracer(_) => None,
+        Treatment::Setting(_) | Treatment::Tracer(_) | Treatment::Tls(..) => None,
     }
 }
 
@@ -628,7 +635,12 @@ mod tests {
     fn every_setting_names_a_lookout_key_and_names_are_unique() {
         let keys = crate::config::valid_keys();
         for (i, entry) in KEYS.iter().enumerate() {
-            if let Treatment::Setting(to) = entry.treatment {
+            let sets: &[&str] = match entry.treatment {
+                Treatment::Setting(to) => &[to],
+                Treatment::Tls(port, _) => &[port.cert_setting(), port.key_setting()],
+                _ => &[],
+            };
+            for to in sets {
                 assert!(
                     keys.iter().any(|k| k == to),
                     "{} sets unknown {to}",

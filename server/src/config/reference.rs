@@ -21,7 +21,7 @@ pub const PERMIFY_END: &str = "<!-- permify-keys:end -->";
 /// One row per key of Permify's configuration: the key, its `PERMIFY_*` variable, and the
 /// Lookout setting it sets or why it is refused or ignored.
 pub fn permify_table() -> String {
-    use super::permify::{KEYS, Quiet, Treatment};
+    use super::permify::{KEYS, Quiet, TlsField, Treatment, tls_key};
     let mut out =
         String::from("| Permify key | Environment variable | In Lookout |\n| --- | --- | --- |\n");
     for key in KEYS {
@@ -36,6 +36,21 @@ pub fn permify_table() -> String {
             Treatment::Tracer(_) => {
                 "with `tracer.enabled`, `exporter: otlp` and `endpoint` set `otel-endpoint` (OTLP/gRPC only; other exporters are refused)".to_owned()
             }
+            Treatment::Tls(port, TlsField::Enabled) => format!(
+                "`true` turns TLS on for the {} port with `{}` and `{}`, which it then requires; `false` leaves the port plaintext",
+                port.name(),
+                tls_key(port, TlsField::Cert),
+                tls_key(port, TlsField::Key),
+            ),
+            Treatment::Tls(port, field) => format!(
+                "with `{}: true`, sets `{}`; otherwise ignored, with a warning",
+                tls_key(port, TlsField::Enabled),
+                if field == TlsField::Cert {
+                    port.cert_setting()
+                } else {
+                    port.key_setting()
+                },
+            ),
             Treatment::Refused { quiet: q, reason } => {
                 format!("**refused**{}: not supported by Lookout: {reason}", quiet(q))
             }

@@ -1,7 +1,7 @@
 //! The HTTP/JSON transport: every route of Permify's gateway
 //! ([`lookout_proto::routes::ROUTES`]) as a thin adapter over [`Service`] (the table of
 //! [`routes`], each entry through one of the two generic handlers of [`handler`]), plus
-//! `GET /healthz`.
+//! `GET /healthz`; CORS when origins are configured (`cors.rs`).
 //!
 //! Errors are Permify's `{"code", "message", "details"}` with a fitting status: 400 for a body
 //! that is not JSON or does not fit the request, 413 for a body over the limit, 404 for an
@@ -15,6 +15,7 @@ macro_rules! call {
         }
     };
 }
+mod cors;
 mod handler;
 mod routes;
 
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{ApiError, ErrorCode};
 use crate::service::Service;
 
+pub use cors::{CorsSettings, DEFAULT_ALLOWED_HEADERS, PREFLIGHT_MAX_AGE, with_cors};
 pub use handler::PathFields;
 use handler::{error_response, json_response, method_filter};
 

@@ -140,7 +140,10 @@ fn the_serving_line_names_the_store_the_authentication_and_tls() {
     let served = serve(&[]);
     assert_eq!(served.serving["database"], "memory", "{}", served.serving);
     assert_eq!(served.serving["authn"], "none", "{}", served.serving);
-    assert_eq!(served.serving["tls"], false, "{}", served.serving);
+    // TLS per port (on in tests/tls.rs), and CORS.
+    assert_eq!(served.serving["grpc_tls"], false, "{}", served.serving);
+    assert_eq!(served.serving["http_tls"], false, "{}", served.serving);
+    assert_eq!(served.serving["cors"], false, "{}", served.serving);
 
     let served = serve(&[
         "--authn-method",

@@ -393,6 +393,33 @@ impl Snapshot {
     }
 }
 
+/// A state being loaded into a [`Store`] (see [`Store::load`]).
+///
+/// INVARIANT: `next` is shared with no published snapshot once its first batch is applied
+/// (applying takes the maps out of it by value), so later batches change its stores in place.
+#[derive(Debug)]
+pub struct Load {
+    next: Snapshot,
+}
+
+impl Load {
+    /// Applies a batch another process already validated and committed; the IDs of new
+    /// entities must have been numbered first ([`Interner::intern_as`]). A failed batch leaves
+    /// the load unusable (an empty state): give it up.
+    pub fn apply(&mut self, batch: &WriteBatch) -> Result<(), WriteError> {
+        let empty = Snapshot::empty(self.next.interner.clone());
+        let base = std::mem::replace(&mut self.next, empty);
+        let (next, _) = write::apply_unchecked(base, batch)?;
+        self.next = next;
+        Ok(())
+    }
+
+    /// Tuples loaded so far.
+    pub fn tuple_count(&self) -> u64 {
+        self.next.tuple_count()
+    }
+}
+
 /// Selects tuples, as Permify's `TupleFilter`: empty lists and `None` match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TupleFilter {
@@ -516,6 +543,35 @@ impl Store {
         })
     }
 
+    /// Starts loading a large committed state (a replica's cold start) into this store: the
+    /// batches go into a private snapshot, changed in place, and [`Store::finish_load`]
+    /// publishes it once. Applying the same batches with [`Store::apply_at`] one by one would
+    /// copy every store a batch touches, since the published head still shares it.
+    pub fn load(&self) -> Load {
+        Load {
+            next: (*self.head()).clone(),
+        }
+    }
+
+    /// Publishes a finished load at `revision`, which must not be below the head's.
+    pub fn finish_load(&self, load: Load, revision: u64) -> Result<Arc<Snapshot>, WriteError> {
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let head = self.head();
+        if revision < head.revision {
+            return Err(WriteError::Replica(format!(
+                "cannot load revision {revision}: the index is already at revision {}",
+                head.revision
+            )));
+        }
+        let mut next = load.next;
+        next.revision = revision;
+        next.contextual = false;
+        next.resolved = Arc::default();
+        let next = Arc::new(next);
+        *self.head.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+        Ok(next)
+    }
+
     /// Applies a batch another process already validated and committed (a replica following
     /// a database), publishing the result at exactly `revision`, which must not be below the
     /// head's (equal when a large state is loaded in several batches before anyone reads).
@@ -535,7 +591,7 @@ impl Store {
                 head.revision
             )));
         }
-        let (mut next, changes) = write::apply_unchecked(&head, batch)?;
+        let (mut next, changes) = write::apply_unchecked((*head).clone(), batch)?;
         next.revision = revision;
         next.contextual = false;
         before_publish(next.revision, &changes);

@@ -444,7 +444,7 @@ pub(super) fn apply(
     batch: &WriteBatch,
 ) -> Result<(Snapshot, ChangeList), WriteError> {
     validate(schema, batch)?;
-    apply_unchecked(base, batch)
+    apply_unchecked(base.clone(), batch)
 }
 
 /// Validates a whole batch against `schema`, as [`apply`] does before applying anything.
@@ -529,14 +529,17 @@ impl Snapshot {
 }
 
 /// Applies an already validated batch to a copy of `base`.
+///
+/// `base` is taken by value: where nothing else shares its maps and stores (a snapshot being
+/// loaded, see [`super::Load`]), they are changed in place instead of copied.
 pub(super) fn apply_unchecked(
-    base: &Snapshot,
+    base: Snapshot,
     batch: &WriteBatch,
 ) -> Result<(Snapshot, ChangeList), WriteError> {
     let interner = base.interner.clone();
     let capacity = |e: super::InternerFull| WriteError::Capacity(e.to_string());
-    let mut relations: FastMap<RelKey, Arc<RelStore>> = (*base.relations).clone();
-    let mut attributes: FastMap<AttrKey, Arc<AttrColumn>> = (*base.attributes).clone();
+    let mut relations: FastMap<RelKey, Arc<RelStore>> = Arc::unwrap_or_clone(base.relations);
+    let mut attributes: FastMap<AttrKey, Arc<AttrColumn>> = Arc::unwrap_or_clone(base.attributes);
     let mut changes = ChangeList::numbered(interner.clone());
 
     let key_of = |t: &Tuple| {
@@ -657,7 +660,7 @@ impl Snapshot {
     /// writes in one transaction plans each of them with [`Snapshot::plan`] against the
     /// snapshot the writes before it make.
     pub fn staged(&self, batch: &WriteBatch) -> Result<Snapshot, WriteError> {
-        let (snap, _) = apply_unchecked(&self.with_request_ids(), batch)?;
+        let (snap, _) = apply_unchecked(self.with_request_ids(), batch)?;
         Ok(snap)
     }
 
@@ -684,7 +687,7 @@ impl Snapshot {
             ..WriteBatch::default()
         };
         // The request's own IDs go into its overlay, never into the tenant's interner.
-        let (mut snap, _) = apply_unchecked(&self.with_request_ids(), &batch)?;
+        let (mut snap, _) = apply_unchecked(self.with_request_ids(), &batch)?;
         snap.contextual = true;
         Ok(snap)
     }
@@ -935,6 +938,51 @@ mod tests {
         );
         assert!(matches!(
             store.apply_at(4, &WriteBatch::default(), |_, _| {}),
+            Err(WriteError::Replica(_))
+        ));
+    }
+
+    /// A load applied batch by batch in place ends where the same batches written one by one
+    /// end, and nobody sees any of it before it is published.
+    #[test]
+    fn a_load_ends_where_the_writes_end_and_is_published_once() {
+        let schema = crate::schema::compile(SCHEMA).unwrap();
+        let batches: Vec<WriteBatch> = (0..20)
+            .map(|b| {
+                let tuples: Vec<String> = (0..50)
+                    .map(|i| format!("doc:{}#owner@user:u{}", (i * 7 + b) % 40, (i + b) % 13))
+                    .collect();
+                let refs: Vec<&str> = tuples.iter().map(String::as_str).collect();
+                let attribute = format!("doc:{b}$level|integer:{b}");
+                batch(&refs, &[], &[attribute.as_str()], &[])
+            })
+            .collect();
+        let written = Store::new();
+        for b in &batches {
+            written.write(&schema, b).unwrap();
+        }
+        let loaded = Store::new();
+        let mut load = loaded.load();
+        for b in &batches {
+            load.apply(b).unwrap();
+        }
+        assert_eq!(
+            loaded.head().tuple_count(),
+            0,
+            "published before finish_load"
+        );
+        assert_eq!(load.tuple_count(), written.head().tuple_count());
+        let head = loaded.finish_load(load, 7).unwrap();
+        assert_eq!(head.revision(), 7);
+        let all = crate::index::TupleFilter::default();
+        assert_eq!(head.read_tuples(&all), written.head().read_tuples(&all));
+        let attrs = crate::index::AttributeFilter::default();
+        assert_eq!(
+            head.read_attributes(&attrs),
+            written.head().read_attributes(&attrs)
+        );
+        assert!(matches!(
+            loaded.finish_load(loaded.load(), 6),
             Err(WriteError::Replica(_))
         ));
     }

@@ -188,11 +188,11 @@ impl Pg {
         }
         drop(entities);
 
-        let apply = |batch: &WriteBatch| {
-            tenant
-                .store()
-                .apply_at(revision, batch, |_, _| {})
-                .map(|_| ())
+        // Every batch goes into one private snapshot, published once at the end: applying
+        // them one by one to the published head would copy each store a batch touches.
+        let mut load = tenant.store().load();
+        let mut apply = |batch: &WriteBatch| {
+            load.apply(batch)
                 .map_err(|e| ApiError::internal(format!("tenant `{id}`: {e}")))
         };
         let mut tuples = sqlx::query_as::<_, (String, String, String, String, String, String)>(
@@ -247,6 +247,10 @@ impl Pg {
         drop(attributes);
         attribute_count += batch.attribute_writes.len() as u64;
         apply(&batch)?;
+        tenant
+            .store()
+            .finish_load(load, revision)
+            .map_err(|e| ApiError::internal(format!("tenant `{id}`: {e}")))?;
         tx.commit()
             .await
             .map_err(db_error("finish loading a tenant"))?;

@@ -649,53 +649,7 @@ pub fn http_failure(status: u16, body: &Value) -> Failure {
     }
 }
 
-/// Newline-delimited JSON from a streaming response.
-pub struct Lines {
-    body: Incoming,
-    pending: Vec<u8>,
-}
-
-impl Lines {
-    pub fn new(response: Response<Incoming>) -> Lines {
-        Lines {
-            body: response.into_body(),
-            pending: Vec::new(),
-        }
-    }
-
-    /// The next line, or None at the end of the stream.
-    pub async fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=end).collect();
-                return Some(serde_json::from_slice(&line[..end]).unwrap_or_else(|e| {
-                    panic!(
-                        "a line is not JSON ({e}): {}",
-                        String::from_utf8_lossy(&line)
-                    )
-                }));
-            }
-            let frame = tokio::time::timeout(CALL_TIMEOUT, self.body.frame())
-                .await
-                .expect("the stream makes progress");
-            match frame {
-                None => {
-                    assert!(
-                        self.pending.is_empty(),
-                        "an unterminated line: {}",
-                        String::from_utf8_lossy(&self.pending)
-                    );
-                    return None;
-                }
-                Some(frame) => {
-                    if let Ok(data) = frame.expect("a body frame").into_data() {
-                        self.pending.extend_from_slice(&data);
-                    }
-                }
-            }
-        }
-    }
-}
+pub use crate::lines::Lines;
 
 // ---------------------------------------------------------------------------------------------
 // JSON by hand

@@ -24,4 +24,7 @@ mod error_codes;
 mod hardening;
 mod harness;
 mod hostile;
+#[path = "../server/tests/lines.rs"]
+#[allow(dead_code, reason = "these tests read streams line by line, not whole")]
+mod lines;
 mod replay;

@@ -8,6 +8,7 @@ mod client_cli;
 mod cors;
 mod import_export;
 mod layering;
+mod lines;
 mod permify_config;
 mod postgres;
 mod spawn;

@@ -17,28 +17,8 @@ binaries=("$@")
 [ ${#binaries[@]} -gt 0 ] || binaries=(target/release/lookout)
 loadgen=${LOADGEN:-target/release/lookout-loadgen}
 duration=${DURATION:-10s}
-bindir=$(pg_config --bindir 2>/dev/null || true)
-if [ -z "$bindir" ] || [ ! -x "$bindir/initdb" ]; then
-  bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-fi
-dir=$(mktemp -d /tmp/lookout-pgwriters-XXXXXX)
-as_owner() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-as_owner "$bindir/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 >/dev/null
-port=$(free_port)
-as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c track_commit_timestamp=on -c max_connections=100" start >/dev/null
-server=
-cleanup() {
-  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
-  as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast stop >/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-psql() { "$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -X -q "$@"; }
+. bench/scripts/pg_cluster.sh
+pg_cluster_start pgwriters
 psql -d postgres -c "CREATE TABLE one (id bigserial PRIMARY KEY, v int)"
 echo "INSERT INTO one (v) VALUES (1);" > "$dir/insert.sql"
 n=0
@@ -52,18 +32,16 @@ for round in $(seq "$rounds"); do
     grpc=$(free_port)
     http=$(free_port)
     "$bin" serve --host 127.0.0.1 --grpc-port "$grpc" --http-port "$http" --log-level warn \
-      --database-engine postgres --database-uri "postgres://postgres@127.0.0.1:$port/w$n" &
+      --database-engine postgres --database-uri "$pg_uri_base/w$n" &
     server=$!
-    for _ in $(seq 100); do
-      curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && break
-      sleep 0.1
-    done
+    pg_cluster_pids=("$server")
+    wait_healthy "$http"
     "$loadgen" --target "127.0.0.1:$grpc" --call check --dataset docs:1000 --setup -n 1 --quiet >/dev/null
     rate=$("$loadgen" --target "127.0.0.1:$grpc" --call write --dataset docs:1000 -z "$duration" \
       -c 16 --quiet --output json | python3 -c 'import json, sys; r = json.load(sys.stdin); l = r["latency_ms"]; print("%.0f writes/s, errors %d, p50 %.1f ms, p99 %.1f ms" % (r["rps"], r["errors"], l["p50"], l["p99"]))')
     echo "round $round $bin 16 writers, 1 tuple each: $rate"
     kill "$server"
     wait "$server" 2>/dev/null || true
-    server=
+    pg_cluster_pids=()
   done
 done

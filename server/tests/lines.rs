@@ -2,11 +2,7 @@
 //! by the server crate's transport tests and the workspace's end-to-end tests (which include
 //! this file by path).
 
-#![allow(
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests fail by panicking"
-)]
+#![allow(clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The server's integration tests, in one binary: the transports end to end (in-process servers
-//! and the real binary), import and export, `lookout validate`, and the PostgreSQL store against
-//! throwaway clusters.
+//! and the real binary), import and export, `lookout validate`, the README's examples, and the
+//! PostgreSQL store against throwaway clusters.
 
 mod cache;
 mod certs;
@@ -11,6 +11,7 @@ mod layering;
 mod lines;
 mod permify_config;
 mod postgres;
+mod readme;
 mod spawn;
 mod tls;
 mod transport;

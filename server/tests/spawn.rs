@@ -71,13 +71,19 @@ impl Drop for Served {
 
 /// Starts `lookout serve` on loopback with JSON logs and `extra`, and waits (up to 30 s) until
 /// it serves.
+pub fn serve(extra: &[&str]) -> Served {
+    serve_with_env(extra, &[])
+}
+
+/// [`serve`] with the environment variables `env` (such as `LOOKOUT_*` settings) set.
 #[allow(
     clippy::zombie_processes,
     reason = "the child is killed and reaped when `Served` drops; only a failed start leaks it"
 )]
-pub fn serve(extra: &[&str]) -> Served {
+pub fn serve_with_env(extra: &[&str], env: &[(&str, &str)]) -> Served {
     let mut child = serve_on_loopback(&["--log-format", "json"])
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,8 +1,10 @@
 //! Check: does one subject have one permission on one entity?
 //!
-//! Walks the compiled expression from the entity towards the subject, with Permify's depth
-//! accounting: every step to another entity (through a subject set or an arrow) costs one level;
-//! running out of levels is an error unless another branch already decided the answer.
+//! Walks the compiled expression from the entity towards the subject. Depth is counted more
+//! coarsely than Permify counts it: every step to another entity (through a subject set or an
+//! arrow) costs one level, and a reference to a member of the same entity costs none (Permify
+//! spends a level on each); running out of levels is an error unless another branch already
+//! decided the answer.
 //!
 //! INVARIANT: a cycle in the data (a group inside itself) is cut where it closes: the repeated
 //! node grants nothing on that path. For everything but recursion under `not`, that is the least

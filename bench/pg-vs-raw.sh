@@ -6,7 +6,8 @@
 #   bench/pg-vs-raw.sh [DOCUMENTS] [COLD_DOCUMENTS]
 #
 # 1. Single-row writes: pgbench's one-row INSERT at 16 clients, then 16 Lookout writers of one
-#    tuple each (`lookout-loadgen --call write -c 16`) on a fresh database, while a Watch
+#    tuple each (`lookout-loadgen --call write -c 16`; random documents of a million, so
+#    nearly every tuple and many entities are new) on a fresh database, while a Watch
 #    subscriber (bench/examples/watch_latency.rs) records when each revision arrives; commit →
 #    Watch latency is that arrival minus PostgreSQL's commit timestamp of the revision's
 #    transaction (`pg_xact_commit_timestamp`), on the machine's one clock.
@@ -83,7 +84,7 @@ wait_healthy "$http"
 "$watch_latency" "127.0.0.1:$grpc" t1 $((${duration%s} + 3)) > "$dir/arrivals" &
 watcher=$!
 sleep 1
-read -r rps p50 p99 errors < <(load --target "127.0.0.1:$grpc" --call write --dataset docs:1000 -z "$duration" -c 16)
+read -r rps p50 p99 errors < <(load --target "127.0.0.1:$grpc" --call write --dataset docs:1000000 -z "$duration" -c 16)
 wait "$watcher"
 echo "Lookout, 16 writers of one tuple: $rps writes/s (p50 $p50 ms, p99 $p99 ms, $errors errors) = $(python3 -c "print('%.1f' % (100 * $rps / $tps))")% of pgbench"
 psql -d writes -At -F ' ' -c "SELECT revision, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint FROM lookout_revisions WHERE tenant_id = 't1'" > "$dir/commits"
@@ -99,7 +100,7 @@ PY
 echo
 echo "## 2. Writes of 1,000 tuples"
 for writers in 2 4; do
-  read -r rps p50 p99 errors < <(load --target "127.0.0.1:$grpc" --call write --dataset docs:1000 --write-tuples 1000 -z "$duration" -c "$writers")
+  read -r rps p50 p99 errors < <(load --target "127.0.0.1:$grpc" --call write --dataset docs:1000000 --write-tuples 1000 -z "$duration" -c "$writers")
   echo "$writers writers: $(python3 -c "print('%.0f' % ($rps * 1000))") tuples/s (p50 $p50 ms, p99 $p99 ms, $errors errors)"
 done
 stop "$server"

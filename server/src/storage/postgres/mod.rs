@@ -63,6 +63,7 @@
 //! notifications too, and read through to the database when a request names one the replica
 //! has not heard of yet.
 
+pub mod bulk;
 mod codec;
 mod group;
 mod load;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use lookout_proto::v1;
 use lookout_server::auth::AuthnMethod;
-use lookout_server::data_file::{self, ConnectArgs, Format, Secret};
+use lookout_server::data_file::{self, ConnectArgs, DatabaseArgs, Format, Secret};
 use lookout_server::export_cmd::{self, ExportArgs};
 use lookout_server::import_cmd::{self, ImportArgs};
 use lookout_server::serve::Handle;
@@ -128,12 +128,20 @@ fn import_args(handle: &Handle, file: &Path, batch_size: u64) -> ImportArgs {
         restart: false,
         quiet: true,
         stop_after_batches: None,
+        database: DatabaseArgs::default(),
+        progress: false,
+        create_tenant: false,
+        revision_size: 100_000,
+        stop_before_commit: false,
     }
 }
 
 /// Exports the tenant in `format` and returns the lines, checking there are no repeats.
 async fn export(handle: &Handle, format: Format) -> Vec<String> {
     let args = ExportArgs {
+        file: None,
+        database: DatabaseArgs::default(),
+        progress: false,
         connect: connect_args(handle),
         format,
         output: None,
@@ -205,6 +213,9 @@ async fn an_imported_file_exports_back_as_the_same_set() {
     // Export into a file.
     let out = dir.join("out.txt");
     let args = ExportArgs {
+        file: None,
+        database: DatabaseArgs::default(),
+        progress: false,
         connect: connect_args(&handle),
         format: Format::Text,
         output: Some(out.clone()),
@@ -351,6 +362,9 @@ async fn a_failed_export_leaves_no_partial_file() {
     let handle = start().await;
     let output = dir.join("backup.txt");
     let args = ExportArgs {
+        file: None,
+        database: DatabaseArgs::default(),
+        progress: false,
         connect: ConnectArgs {
             tenant: "no-such-tenant".into(),
             ..connect_args(&handle)
@@ -403,6 +417,9 @@ async fn import_and_export_send_the_bearer_key() {
     args.connect.token = Some(Secret("sekret".into()));
     import_cmd::import(&args, false).await.unwrap();
     let export_args = ExportArgs {
+        file: None,
+        database: DatabaseArgs::default(),
+        progress: false,
         connect: args.connect.clone(),
         format: Format::Json,
         output: None,

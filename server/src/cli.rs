@@ -235,11 +235,66 @@ mod tests {
         assert!(Cli::try_parse_from(["lookout", "import", "f", "--batch-size", "0"]).is_err());
         assert!(Cli::try_parse_from(["lookout", "import"]).is_err());
 
+        let cli = Cli::try_parse_from([
+            "lookout",
+            "import",
+            "data.txt",
+            "--database-uri",
+            "postgres://db/x",
+            "--tenant",
+            "t2",
+            "--create-tenant",
+            "--revision-size",
+            "5000",
+            "--progress",
+        ])
+        .unwrap();
+        let Command::Import(args) = cli.command else {
+            panic!("not import");
+        };
+        assert!(args.database.direct());
+        assert_eq!(
+            args.database.database_uri.as_deref(),
+            Some("postgres://db/x")
+        );
+        assert!(args.create_tenant && args.progress);
+        assert_eq!(args.revision_size, 5000);
+        assert!(
+            Cli::try_parse_from([
+                "lookout",
+                "import",
+                "f",
+                "--database-uri",
+                "postgres://db/x",
+                "--target",
+                "h:1"
+            ])
+            .is_err(),
+            "--database-uri and --target exclude each other"
+        );
+        assert!(Cli::try_parse_from(["lookout", "import", "f", "--revision-size", "0"]).is_err());
+
+        let cli = Cli::try_parse_from([
+            "lookout",
+            "export",
+            "--database-uri",
+            "postgres://db/x",
+            "b.txt",
+        ])
+        .unwrap();
+        let Command::Export(args) = cli.command else {
+            panic!("not export");
+        };
+        assert!(args.database.direct());
+        assert_eq!(args.path(), Some(std::path::Path::new("b.txt")));
+        assert!(Cli::try_parse_from(["lookout", "export", "a.txt", "-o", "b.txt"]).is_err());
+
         let cli = Cli::try_parse_from(["lookout", "export", "-o", "out.txt"]).unwrap();
         let Command::Export(args) = cli.command else {
             panic!("not export");
         };
         assert_eq!(args.output, Some(PathBuf::from("out.txt")));
+        assert!(!args.database.direct());
         assert_eq!(args.format, crate::data_file::Format::Text);
         assert_eq!(args.connect.target, "127.0.0.1:3478");
     }

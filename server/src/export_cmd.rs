@@ -62,7 +62,7 @@ pub struct ExportArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Show the progress line on stderr even when it is not a terminal (direct mode: one
+    /// Direct mode: show the progress line on stderr even when it is not a terminal (then one
     /// line a second).
     #[arg(long)]
     pub progress: bool,
@@ -144,7 +144,7 @@ pub fn run(args: &ExportArgs) -> ExitCode {
     if args.database.direct() {
         return direct::run(args, &runtime);
     }
-    let show = !args.quiet && (args.progress || io::stderr().is_terminal());
+    let show = !args.quiet && io::stderr().is_terminal();
     let result = match args.path() {
         Some(path) => runtime.block_on(export_to_file(args, path, show)),
         None => {

@@ -71,7 +71,7 @@ pub struct ImportArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Show the progress line on stderr even when it is not a terminal (direct mode: one
+    /// Direct mode: show the progress line on stderr even when it is not a terminal (then one
     /// line a second).
     #[arg(long)]
     pub progress: bool,
@@ -253,7 +253,7 @@ pub fn run(args: &ImportArgs) -> ExitCode {
     if args.database.direct() {
         return run_direct(args, &runtime);
     }
-    let show = !args.quiet && (args.progress || io::stderr().is_terminal());
+    let show = !args.quiet && io::stderr().is_terminal();
     match runtime.block_on(import(args, show)) {
         Ok(summary) => {
             if summary.stopped {

@@ -82,10 +82,7 @@ impl Progress {
         } else {
             Duration::from_secs(1)
         };
-        match self.drawn {
-            Some(at) if at.elapsed() < every => false,
-            _ => true,
-        }
+        !matches!(self.drawn, Some(at) if at.elapsed() < every)
     }
 
     fn draw(&mut self, text: &str) {

@@ -357,6 +357,44 @@ async fn a_bad_line_is_named_and_everything_before_it_is_committed() {
 /// An export the server refuses part-way (here, from the first page: the tenant does not
 /// exist) leaves neither the output file nor its `FILE.tmp` behind.
 #[tokio::test]
+async fn a_file_with_a_schema_writes_it_into_a_tenant_without_one() {
+    let dir = scratch("schema-section");
+    // No schema written.
+    let handle = common::start_with(common::test_config()).await;
+    let file = dir.join("backup.txt");
+    let mut text = data_file::schema_section(SCHEMA);
+    text.push_str("doc:1#owner@user:1\ndoc:1$level|integer:3\n");
+    fs::write(&file, &text).unwrap();
+    let summary = import_cmd::import(&import_args(&handle, &file, 10), false)
+        .await
+        .unwrap();
+    assert_eq!((summary.tuples, summary.attributes), (1, 1));
+    let listed = handle
+        .service
+        .schema_list(v1::SchemaListRequest {
+            tenant_id: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.schemas.len(), 1);
+
+    // A tenant with a schema keeps it: importing again writes no new version.
+    import_cmd::import(&import_args(&handle, &file, 10), false)
+        .await
+        .unwrap();
+    let listed = handle
+        .service
+        .schema_list(v1::SchemaListRequest {
+            tenant_id: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.schemas.len(), 1);
+}
+
+#[tokio::test]
 async fn a_failed_export_leaves_no_partial_file() {
     let dir = scratch("failed-export");
     let handle = start().await;

@@ -127,7 +127,7 @@ pub async fn export(
             .and_then(|()| out.write_all(b"\n"))
             .map_err(ExportError::Write)?;
         count += 1;
-        if count % 4096 == 0 {
+        if count.is_multiple_of(4096) {
             progress.items("items", count, None);
         }
         Ok(())

@@ -155,7 +155,7 @@ fn read(args: &ImportArgs, name: &str, progress: &mut Progress) -> Result<Items,
                 });
             }
         }
-        if line_no % 4096 == 0 {
+        if line_no.is_multiple_of(4096) {
             progress.items("lines", line_no, Some((bytes, total)));
         }
     }

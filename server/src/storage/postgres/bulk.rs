@@ -755,10 +755,12 @@ impl Import {
 
         step("writing entity numbers");
         let mut rows = CopyRows::new();
-        for ((ty, id), (n, new)) in &numbers.0 {
-            if *new {
-                rows.row(4).text(&self.tenant).text(ty).text(id).int4(*n);
-            }
+        // In key order, which is also number order within a type: both indexes grow at
+        // their ends.
+        let mut new_ids: Vec<(&str, &str, i32)> = numbers.new_ones().collect();
+        new_ids.sort_unstable();
+        for (ty, id, n) in new_ids {
+            rows.row(4).text(&self.tenant).text(ty).text(id).int4(n);
         }
         let entities = rows
             .send(
@@ -1059,7 +1061,7 @@ impl Import {
                     uri: redact(uri),
                     reason: format!("entity number `{n}` is not a number"),
                 })?;
-                numbers.0.insert((ty, id), (n, false));
+                numbers.insert(&ty, id, (n, false));
             }
             let types: Vec<&str> = {
                 let mut types: Vec<&str> = wanted.iter().map(|(ty, _)| *ty).collect();
@@ -1084,7 +1086,7 @@ impl Import {
         }
         let mut missing: Vec<(&str, &str)> = wanted
             .into_iter()
-            .filter(|(ty, id)| !numbers.0.contains_key(&(ty.to_string(), id.to_string())))
+            .filter(|(ty, id)| !numbers.contains(ty, id))
             .collect();
         missing.sort_unstable();
         for (ty, id) in missing {
@@ -1094,7 +1096,7 @@ impl Import {
                 entity_type: ty.to_owned(),
             })?;
             *slot += 1;
-            numbers.0.insert((ty.to_owned(), id.to_owned()), (n, true));
+            numbers.insert(ty, id.to_owned(), (n, true));
         }
         Ok(numbers)
     }
@@ -1142,19 +1144,45 @@ fn last_values(attributes: Vec<Attribute>) -> Vec<Attribute> {
     out
 }
 
-/// Entity numbers by (type, ID), each with whether it is new.
+/// Entity numbers by type and ID, each with whether it is new (by type first, so that a
+/// lookup borrows the names instead of building a key).
 #[derive(Debug, Default)]
-struct Numbers(HashMap<(String, String), (i32, bool)>);
+struct Numbers(HashMap<String, HashMap<String, (i32, bool)>>);
 
 impl Numbers {
+    fn insert(&mut self, ty: &str, id: String, number: (i32, bool)) {
+        match self.0.get_mut(ty) {
+            Some(ids) => {
+                ids.insert(id, number);
+            }
+            None => {
+                self.0.insert(ty.to_owned(), HashMap::from([(id, number)]));
+            }
+        }
+    }
+
+    fn contains(&self, ty: &str, id: &str) -> bool {
+        self.0.get(ty).is_some_and(|ids| ids.contains_key(id))
+    }
+
     fn get(&self, ty: &str, id: &str) -> Result<i32, BulkError> {
         self.0
-            .get(&(ty.to_owned(), id.to_owned()))
+            .get(ty)
+            .and_then(|ids| ids.get(id))
             .map(|(n, _)| *n)
             .ok_or_else(|| BulkError::Decode {
                 uri: String::new(),
                 reason: format!("no entity number for `{ty}:{id}`"),
             })
+    }
+
+    /// The new ones: (type, ID, number).
+    fn new_ones(&self) -> impl Iterator<Item = (&str, &str, i32)> {
+        self.0.iter().flat_map(|(ty, ids)| {
+            ids.iter()
+                .filter(|(_, (_, new))| *new)
+                .map(move |(id, (n, _))| (ty.as_str(), id.as_str(), *n))
+        })
     }
 }
 

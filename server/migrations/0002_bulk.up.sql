@@ -5,11 +5,14 @@
 --    strcoll, which made inserting a million tuples several times slower. Equality is
 --    unchanged (a deterministic collation is equal only when the bytes are), and nothing
 --    reads these tables in text order. Only the indexes are rebuilt, not the tables.
--- 2. The change log no longer references lookout_revisions: the foreign key cost one
---    lookup per change row, most of the time of a bulk import. The two deletions it cascaded
---    are made explicitly instead: the collector deletes the collected revisions' change rows
---    in the transaction that deletes the revisions, and deleting a tenant deletes its change
---    rows in the same transaction as the tenant.
+-- 2. The tables that take a row per tuple, attribute, entity ID or change no longer have
+--    foreign keys: each cost one lookup per row inserted (PostgreSQL checks a foreign key row
+--    by row), most of the time of a bulk import. What their cascades deleted is deleted
+--    explicitly instead: deleting a tenant deletes its tuples, attributes, entity numbers and
+--    change rows in the transaction that deletes the tenant (after the tenant's row, so a
+--    write in progress has committed and a later one finds no tenant), and the collector
+--    deletes the collected revisions' change rows with the revisions. The low-volume tables
+--    (schemas, bundles, revisions) keep theirs.
 ALTER TABLE lookout_tuples
     ALTER COLUMN entity_type TYPE TEXT COLLATE "C",
     ALTER COLUMN entity_id TYPE TEXT COLLATE "C",
@@ -27,9 +30,7 @@ ALTER TABLE lookout_entities
     ALTER COLUMN entity_type TYPE TEXT COLLATE "C",
     ALTER COLUMN entity_id TYPE TEXT COLLATE "C";
 
+ALTER TABLE lookout_tuples DROP CONSTRAINT lookout_tuples_tenant_id_fkey;
+ALTER TABLE lookout_attributes DROP CONSTRAINT lookout_attributes_tenant_id_fkey;
+ALTER TABLE lookout_entities DROP CONSTRAINT lookout_entities_tenant_id_fkey;
 ALTER TABLE lookout_changes DROP CONSTRAINT lookout_changes_tenant_id_revision_fkey;
--- Change rows of tenants deleted before this migration, which the foreign key's cascade
--- would have removed already, so nothing is left behind.
-DELETE FROM lookout_changes c
-WHERE NOT EXISTS (SELECT 1 FROM lookout_revisions r
-                  WHERE r.tenant_id = c.tenant_id AND r.revision = c.revision);

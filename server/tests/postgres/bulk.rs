@@ -304,6 +304,46 @@ async fn a_running_server_sees_an_import_and_watch_reports_it_once() {
     );
     assert_eq!(read_all(&other.service, &third.snap_token).await.len(), 13);
     assert_eq!(read_attributes(&other.service).await.len(), 2);
+
+    // Deleting the tenant deletes its rows (no foreign key cascades them since migration
+    // 0002), so the tenant created again under the same ID starts empty.
+    drop(rx);
+    server
+        .service
+        .tenant_delete(v1::TenantDeleteRequest { id: "t1".into() })
+        .await
+        .unwrap();
+    let mut db = sqlx::PgConnection::connect(&uri).await.unwrap();
+    for table in [
+        "lookout_tuples",
+        "lookout_attributes",
+        "lookout_entities",
+        "lookout_changes",
+        "lookout_revisions",
+    ] {
+        let left: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {table} WHERE tenant_id = 't1'"
+        ))
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "{table}");
+    }
+    server
+        .service
+        .tenant_create(v1::TenantCreateRequest {
+            id: "t1".into(),
+            name: "again".into(),
+        })
+        .await
+        .unwrap();
+    let file = docs_file(&dir, 3, &[]);
+    let fresh = import_cmd::direct::import(&import_args(&uri, &file), &uri, &mut quiet())
+        .await
+        .unwrap();
+    assert_eq!(fresh.written.revisions, Some((1, 1)));
+    assert!(fresh.schema_written);
+    assert_eq!(read_all(&server.service, &fresh.snap_token).await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,8 +133,8 @@ impl Pg {
         // of the group, and queue one notification (delivered at COMMIT, and only if it
         // commits; the tailer reads every revision up to the counter).
         // No row when the tenant was deleted meanwhile (its DELETE held the row until it
-        // committed): then nothing may be written, the change rows least of all (they have no
-        // foreign key that would refuse them).
+        // committed): then nothing may be written (the data and change rows have no foreign
+        // keys that would refuse them).
         let recorded = sqlx::query(
             "WITH bumped AS (UPDATE lookout_tenants SET revision = $3
                              WHERE id = $1 AND incarnation = $6 RETURNING id),
@@ -288,12 +288,11 @@ impl Pg {
         tenants: &Tenants,
         id: &str,
     ) -> Result<Arc<Tenant>, ApiError> {
-        // The change rows have no foreign key to cascade through (migration 0002): they go in
-        // the same transaction as the tenant, so a tenant created again under this ID starts
-        // with an empty change log.
-        // The tenant's row first: deleting it waits for a write in progress (which updates
-        // the row), so the change rows deleted next include that write's, and a write that
-        // starts later finds no tenant to record its revision under and writes nothing.
+        // The data tables have no foreign keys to cascade through (migration 0002): their
+        // rows go in the same transaction as the tenant, so a tenant created again under this
+        // ID starts empty. The tenant's row first: deleting it waits for a write in progress
+        // (which updates the row), so the rows deleted next include that write's, and a write
+        // that starts later finds no tenant to record its revision under and writes nothing.
         let mut tx = self
             .pool
             .begin()
@@ -308,11 +307,18 @@ impl Pg {
         let Some(incarnation) = deleted else {
             return Err(ApiError::tenant_not_found(id));
         };
-        sqlx::query("DELETE FROM lookout_changes WHERE tenant_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error("delete the tenant's changes"))?;
+        for table in [
+            "lookout_changes",
+            "lookout_tuples",
+            "lookout_attributes",
+            "lookout_entities",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error("delete the tenant's data"))?;
+        }
         tx.commit()
             .await
             .map_err(db_error("commit deleting the tenant"))?;

@@ -14,10 +14,13 @@
 //!    attributes (the last value the file gives each) that are not stored with that value.
 //!    When the tenant holds data, what the file names is copied into temporary tables and
 //!    joined with the stored rows; an empty tenant skips that.
-//! 3. New entity IDs numbered densely per type after the highest stored number.
-//! 4. The changes split into revisions of at most `revision_size` changes, `R + 1 ..= R + k`:
-//!    the counter bumped, each revision recorded, one `NOTIFY` queued (as a group commit does),
-//!    then the entity numbers, tuples, attributes and change rows copied in, and COMMIT.
+//! 3. The changes split into revisions of at most `revision_size` changes, `R + 1 ..= R + k`:
+//!    the counter bumped, each revision recorded and one `NOTIFY` queued, as a group commit
+//!    does (this first write also makes the import wait for, or fail on, a concurrent
+//!    deletion of the tenant).
+//! 4. The tuples and attributes copied in, in primary-key order, while another thread numbers
+//!    the new entity IDs (densely per type after the highest stored number) and encodes the
+//!    change rows; then the entity numbers and the change log copied in, and COMMIT.
 //!
 //! Revisions stay dense and in commit order because they are assigned under the tenant's lock
 //! like any write's; the change feed is exactly once because only effective changes are
@@ -32,6 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use lookout_engine::eval::Model;
 use lookout_engine::model::{Attribute, EntityRef, SubjectRef, Tuple};
+use rayon::slice::ParallelSliceMut;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 
@@ -82,6 +86,8 @@ pub enum BulkError {
     Decode { uri: String, reason: String },
     #[error("tenant `{tenant}`: too many distinct IDs of type `{entity_type}`")]
     TooManyIds { tenant: String, entity_type: String },
+    #[error("encoding the rows to copy failed: {reason}")]
+    Encode { reason: String },
     #[error("tenant `{tenant}` was deleted during the import; nothing was written")]
     TenantGone { tenant: String },
     /// The test hook `stop_before_commit`: everything was written but not committed.
@@ -688,7 +694,7 @@ impl Import {
         // Distinct tuples in the primary key's order (the key columns compare bytewise, as
         // Rust's strings do), which keeps the index inserts local.
         step("sorting");
-        tuples.sort_unstable();
+        tuples.par_sort_unstable();
         tuples.dedup();
         let mut attributes = last_values(attributes);
 
@@ -724,8 +730,12 @@ impl Import {
             return self.commit(ImportSummary::default()).await;
         }
 
-        step("numbering entities");
-        let numbers = self.numbers(&tuples, &attributes, has_entities).await?;
+        let (stored, next) = if has_entities {
+            step("reading entity numbers");
+            self.stored_numbers(&tuples, &attributes).await?
+        } else {
+            (Numbers::default(), HashMap::new())
+        };
         let size = self.options.revision_size.max(1);
         let count = total.div_ceil(size) as u64;
         let (first, last) = (self.revision + 1, self.revision + count);
@@ -753,27 +763,25 @@ impl Import {
             });
         }
 
-        step("writing entity numbers");
-        let mut rows = CopyRows::new();
-        // In key order, which is also number order within a type: both indexes grow at
-        // their ends.
-        let mut new_ids: Vec<(&str, &str, i32)> = numbers.new_ones().collect();
-        new_ids.sort_unstable();
-        for (ty, id, n) in new_ids {
-            rows.row(4).text(&self.tenant).text(ty).text(id).int4(n);
-        }
-        let entities = rows
-            .send(
-                &mut self.tx,
-                "COPY lookout_entities (tenant_id, entity_type, entity_id, number) FROM STDIN (FORMAT binary)",
-                uri,
-                "copy entity numbers",
-            )
-            .await?;
+        // Numbering the new IDs and encoding the entity and change rows is CPU work that
+        // needs neither the connection nor the tuples' COPY: it runs on another thread while
+        // the database takes the tuples and attributes.
+        let tuples = Arc::new(tuples);
+        let attributes = Arc::new(attributes);
+        let encoding = {
+            let (tuples, attributes) = (tuples.clone(), attributes.clone());
+            let tenant = self.tenant.clone();
+            tokio::task::spawn_blocking(move || {
+                let numbers = assign_numbers(&tenant, &tuples, &attributes, stored, next)?;
+                let entities = entity_rows(&tenant, &numbers);
+                let changes = change_rows(&tenant, &tuples, &attributes, &numbers, first, size)?;
+                Ok::<_, BulkError>((entities, changes))
+            })
+        };
 
         step("writing tuples");
         let mut rows = CopyRows::new();
-        for t in &tuples {
+        for t in tuples.iter() {
             rows.row(7)
                 .text(&self.tenant)
                 .text(&t.entity.ty)
@@ -814,7 +822,7 @@ impl Import {
             .map_err(query_error(uri, "replace attributes"))?;
         }
         let mut rows = CopyRows::new();
-        for a in &attributes {
+        for a in attributes.iter() {
             rows.row(5)
                 .text(&self.tenant)
                 .text(&a.entity.ty)
@@ -830,51 +838,28 @@ impl Import {
         )
         .await?;
 
+        step("writing entity numbers");
+        let (entity_rows, change_rows) = encoding.await.map_err(|e| BulkError::Encode {
+            reason: e.to_string(),
+        })??;
+        let entities = entity_rows
+            .send(
+                &mut self.tx,
+                "COPY lookout_entities (tenant_id, entity_type, entity_id, number) FROM STDIN (FORMAT binary)",
+                uri,
+                "copy entity numbers",
+            )
+            .await?;
+
         step("writing the change log");
-        let mut rows = CopyRows::new();
-        let number = |ty: &str, id: &str| numbers.get(ty, id);
-        for (i, t) in tuples.iter().enumerate() {
-            rows.row(14)
-                .text(&self.tenant)
-                .int8(db(first + (i / size) as u64))
-                .int4((i % size) as i32)
-                .text("c")
-                .text("t")
-                .text(&t.entity.ty)
-                .text(&t.entity.id)
-                .int4(number(&t.entity.ty, &t.entity.id)?)
-                .text(&t.relation)
-                .text(&t.subject.ty)
-                .text(&t.subject.id)
-                .int4(number(&t.subject.ty, &t.subject.id)?)
-                .opt_text(t.subject.relation.as_deref())
-                .null();
-        }
-        for (j, a) in attributes.iter().enumerate() {
-            let i = tuples.len() + j;
-            rows.row(14)
-                .text(&self.tenant)
-                .int8(db(first + (i / size) as u64))
-                .int4((i % size) as i32)
-                .text("c")
-                .text("a")
-                .text(&a.entity.ty)
-                .text(&a.entity.id)
-                .int4(number(&a.entity.ty, &a.entity.id)?)
-                .text(&a.name)
-                .null()
-                .null()
-                .null()
-                .null()
-                .text(&codec::encode_value(&a.value));
-        }
-        rows.send(
-            &mut self.tx,
-            "COPY lookout_changes (tenant_id, revision, seq, op, kind, entity_type, entity_id, entity_number, relation, subject_type, subject_id, subject_number, subject_relation, value) FROM STDIN (FORMAT binary)",
-            uri,
-            "copy the change log",
-        )
-        .await?;
+        change_rows
+            .send(
+                &mut self.tx,
+                "COPY lookout_changes (tenant_id, revision, seq, op, kind, entity_type, entity_id, entity_number, relation, subject_type, subject_id, subject_number, subject_relation, value) FROM STDIN (FORMAT binary)",
+                uri,
+                "copy the change log",
+            )
+            .await?;
 
         let summary = ImportSummary {
             tuples: tuples.len() as u64,
@@ -1002,103 +987,75 @@ impl Import {
         Ok(stored)
     }
 
-    /// The durable number of every ID the changes mention: stored ones read, new ones
-    /// numbered densely per type after the highest stored number.
-    async fn numbers(
+    /// The stored numbers of the IDs the changes mention, and the next free number of each of
+    /// their types.
+    async fn stored_numbers(
         &mut self,
         tuples: &[Tuple],
         attributes: &[Attribute],
-        has_entities: bool,
-    ) -> Result<Numbers, BulkError> {
+    ) -> Result<(Numbers, HashMap<String, i64>), BulkError> {
         let uri = self.uri.clone();
         let uri = uri.as_str();
-        let mut wanted: HashSet<(&str, &str)> = HashSet::new();
-        for t in tuples {
-            wanted.insert((&t.entity.ty, &t.entity.id));
-            wanted.insert((&t.subject.ty, &t.subject.id));
+        let wanted = mentioned(tuples, attributes);
+        sqlx::query(
+            "CREATE TEMP TABLE lookout_import_ids (
+                 entity_type TEXT COLLATE \"C\", entity_id TEXT COLLATE \"C\"
+             ) ON COMMIT DROP",
+        )
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query_error(uri, "create a temporary table"))?;
+        let mut rows = CopyRows::new();
+        for (ty, id) in &wanted {
+            rows.row(2).text(ty).text(id);
         }
-        for a in attributes {
-            wanted.insert((&a.entity.ty, &a.entity.id));
-        }
+        rows.send(
+            &mut self.tx,
+            "COPY lookout_import_ids FROM STDIN (FORMAT binary)",
+            uri,
+            "copy the file's IDs",
+        )
+        .await?;
+        let mut stored: Vec<(String, String, String)> = Vec::new();
+        self.copy_out(
+            "COPY (SELECT e.entity_type, e.entity_id, e.number::text
+                   FROM lookout_import_ids s JOIN lookout_entities e
+                     ON e.tenant_id = current_setting('lookout.bulk_tenant')
+                    AND e.entity_type = s.entity_type AND e.entity_id = s.entity_id)
+             TO STDOUT (FORMAT binary)",
+            3,
+            |mut f| {
+                stored.push((f.take(0)?, f.take(1)?, f.take(2)?));
+                Ok(())
+            },
+        )
+        .await?;
         let mut numbers = Numbers::default();
-        let mut next: HashMap<String, i64> = HashMap::new();
-        if has_entities {
-            sqlx::query(
-                "CREATE TEMP TABLE lookout_import_ids (
-                     entity_type TEXT COLLATE \"C\", entity_id TEXT COLLATE \"C\"
-                 ) ON COMMIT DROP",
-            )
-            .execute(&mut *self.tx)
-            .await
-            .map_err(query_error(uri, "create a temporary table"))?;
-            let mut rows = CopyRows::new();
-            for (ty, id) in &wanted {
-                rows.row(2).text(ty).text(id);
-            }
-            rows.send(
-                &mut self.tx,
-                "COPY lookout_import_ids FROM STDIN (FORMAT binary)",
-                uri,
-                "copy the file's IDs",
-            )
-            .await?;
-            let mut stored: Vec<(String, String, String)> = Vec::new();
-            self.copy_out(
-                "COPY (SELECT e.entity_type, e.entity_id, e.number::text
-                       FROM lookout_import_ids s JOIN lookout_entities e
-                         ON e.tenant_id = current_setting('lookout.bulk_tenant')
-                        AND e.entity_type = s.entity_type AND e.entity_id = s.entity_id)
-                 TO STDOUT (FORMAT binary)",
-                3,
-                |mut f| {
-                    stored.push((f.take(0)?, f.take(1)?, f.take(2)?));
-                    Ok(())
-                },
-            )
-            .await?;
-            for (ty, id, n) in stored {
-                let n: i32 = n.parse().map_err(|_| BulkError::Decode {
-                    uri: redact(uri),
-                    reason: format!("entity number `{n}` is not a number"),
-                })?;
-                numbers.insert(&ty, id, (n, false));
-            }
-            let types: Vec<&str> = {
-                let mut types: Vec<&str> = wanted.iter().map(|(ty, _)| *ty).collect();
-                types.sort_unstable();
-                types.dedup();
-                types
-            };
-            // Each subquery reads one end of the (tenant, type, number) index.
-            next = sqlx::query_as::<_, (String, i64)>(
-                "SELECT t.entity_type,
-                        COALESCE((SELECT MAX(e.number) + 1 FROM lookout_entities e
-                                  WHERE e.tenant_id = $1 AND e.entity_type = t.entity_type), 0)::bigint
-                 FROM UNNEST($2::text[]) AS t(entity_type)",
-            )
-            .bind(&self.tenant)
-            .bind(&types)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(query_error(uri, "number new entities"))?
-            .into_iter()
-            .collect();
-        }
-        let mut missing: Vec<(&str, &str)> = wanted
-            .into_iter()
-            .filter(|(ty, id)| !numbers.contains(ty, id))
-            .collect();
-        missing.sort_unstable();
-        for (ty, id) in missing {
-            let slot = next.entry(ty.to_owned()).or_insert(0);
-            let n = i32::try_from(*slot).map_err(|_| BulkError::TooManyIds {
-                tenant: self.tenant.clone(),
-                entity_type: ty.to_owned(),
+        for (ty, id, n) in stored {
+            let n: i32 = n.parse().map_err(|_| BulkError::Decode {
+                uri: redact(uri),
+                reason: format!("entity number `{n}` is not a number"),
             })?;
-            *slot += 1;
-            numbers.insert(ty, id.to_owned(), (n, true));
+            numbers.insert(&ty, id, (n, false));
         }
-        Ok(numbers)
+        let mut types: Vec<&str> = wanted.iter().map(|(ty, _)| *ty).collect();
+        types.sort_unstable();
+        types.dedup();
+        // Each subquery reads one end of the (tenant, type, number) index.
+        let next = sqlx::query_as::<_, (String, i64)>(
+            "SELECT t.entity_type,
+                    COALESCE((SELECT MAX(e.number) + 1 FROM lookout_entities e
+                              WHERE e.tenant_id = $1 AND e.entity_type = t.entity_type), 0)::bigint
+             FROM UNNEST($2::text[]) AS t(entity_type)",
+        )
+        .bind(&self.tenant)
+        .bind(&types)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(query_error(uri, "number new entities"))?
+        .into_iter()
+        .collect();
+        Ok((numbers, next))
     }
 
     /// Streams the rows of a `COPY ... TO STDOUT (FORMAT binary)` into `each`.
@@ -1128,6 +1085,112 @@ impl Import {
         }
         decoder.finish().map_err(decode)
     }
+}
+
+/// Every (type, ID) that `tuples` and `attributes` mention, once.
+fn mentioned<'a>(tuples: &'a [Tuple], attributes: &'a [Attribute]) -> HashSet<(&'a str, &'a str)> {
+    let mut wanted: HashSet<(&str, &str)> = HashSet::with_capacity(tuples.len() + attributes.len());
+    for t in tuples {
+        wanted.insert((&t.entity.ty, &t.entity.id));
+        wanted.insert((&t.subject.ty, &t.subject.id));
+    }
+    for a in attributes {
+        wanted.insert((&a.entity.ty, &a.entity.id));
+    }
+    wanted
+}
+
+/// The numbers of every ID the changes mention: `stored`, and new ones numbered densely per
+/// type from `next` (0 for a type without one), in ID order.
+fn assign_numbers(
+    tenant: &str,
+    tuples: &[Tuple],
+    attributes: &[Attribute],
+    mut numbers: Numbers,
+    mut next: HashMap<String, i64>,
+) -> Result<Numbers, BulkError> {
+    let mut missing: Vec<(&str, &str)> = mentioned(tuples, attributes)
+        .into_iter()
+        .filter(|(ty, id)| !numbers.contains(ty, id))
+        .collect();
+    missing.sort_unstable();
+    for (ty, id) in missing {
+        let slot = match next.get_mut(ty) {
+            Some(slot) => slot,
+            None => next.entry(ty.to_owned()).or_insert(0),
+        };
+        let n = i32::try_from(*slot).map_err(|_| BulkError::TooManyIds {
+            tenant: tenant.to_owned(),
+            entity_type: ty.to_owned(),
+        })?;
+        *slot += 1;
+        numbers.insert(ty, id.to_owned(), (n, true));
+    }
+    Ok(numbers)
+}
+
+/// The `lookout_entities` rows of the new numbers, in key order, which is also number order
+/// within a type: both indexes grow at their ends.
+fn entity_rows(tenant: &str, numbers: &Numbers) -> CopyRows {
+    let mut new_ids: Vec<(&str, &str, i32)> = numbers.new_ones().collect();
+    new_ids.sort_unstable();
+    let mut rows = CopyRows::new();
+    for (ty, id, n) in new_ids {
+        rows.row(4).text(tenant).text(ty).text(id).int4(n);
+    }
+    rows
+}
+
+/// The `lookout_changes` rows: the tuples' creations, then the attributes', `size` to a
+/// revision from `first` on.
+fn change_rows(
+    tenant: &str,
+    tuples: &[Tuple],
+    attributes: &[Attribute],
+    numbers: &Numbers,
+    first: u64,
+    size: usize,
+) -> Result<CopyRows, BulkError> {
+    let db = |r: u64| i64::try_from(r).unwrap_or(i64::MAX);
+    let at = |i: usize| (db(first + (i / size) as u64), (i % size) as i32);
+    let mut rows = CopyRows::new();
+    for (i, t) in tuples.iter().enumerate() {
+        let (revision, seq) = at(i);
+        rows.row(14)
+            .text(tenant)
+            .int8(revision)
+            .int4(seq)
+            .text("c")
+            .text("t")
+            .text(&t.entity.ty)
+            .text(&t.entity.id)
+            .int4(numbers.get(&t.entity.ty, &t.entity.id)?)
+            .text(&t.relation)
+            .text(&t.subject.ty)
+            .text(&t.subject.id)
+            .int4(numbers.get(&t.subject.ty, &t.subject.id)?)
+            .opt_text(t.subject.relation.as_deref())
+            .null();
+    }
+    for (j, a) in attributes.iter().enumerate() {
+        let (revision, seq) = at(tuples.len() + j);
+        rows.row(14)
+            .text(tenant)
+            .int8(revision)
+            .int4(seq)
+            .text("c")
+            .text("a")
+            .text(&a.entity.ty)
+            .text(&a.entity.id)
+            .int4(numbers.get(&a.entity.ty, &a.entity.id)?)
+            .text(&a.name)
+            .null()
+            .null()
+            .null()
+            .null()
+            .text(&codec::encode_value(&a.value));
+    }
+    Ok(rows)
 }
 
 /// Each attribute key's last value, in key order.
@@ -1170,8 +1233,7 @@ impl Numbers {
             .get(ty)
             .and_then(|ids| ids.get(id))
             .map(|(n, _)| *n)
-            .ok_or_else(|| BulkError::Decode {
-                uri: String::new(),
+            .ok_or_else(|| BulkError::Encode {
                 reason: format!("no entity number for `{ty}:{id}`"),
             })
     }

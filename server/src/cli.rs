@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ServeArgs};
+use crate::config::ServeArgs;
+use crate::data_file;
 use crate::export_cmd::ExportArgs;
 use crate::import_cmd::ImportArgs;
 use crate::schema_cmd::SchemaArgs;
@@ -39,13 +40,19 @@ pub enum Command {
     ///
     /// Exits with status 1 if an assertion fails or a file cannot be read or run.
     Validate(ValidateArgs),
-    /// Write the tuples and attributes of a file (text or JSON lines) to a running server.
+    /// Write the tuples and attributes of a file (text or JSON lines) to a running server, or
+    /// straight into the PostgreSQL database with `--database-uri`.
     ///
-    /// Batches of `--batch-size` lines; the progress after every acknowledged batch is kept in
-    /// `FILE.lookout-import-state`, so running the same command again after an interruption
-    /// goes on after the last committed line. Prints the snap token of the last write.
+    /// Through a server: batches of `--batch-size` lines; the progress after every acknowledged
+    /// batch is kept in `FILE.lookout-import-state`, so running the same command again after an
+    /// interruption goes on after the last committed line. Directly (`--database-uri` or
+    /// `--config`): one transaction with COPY, validated against the tenant's schema, as
+    /// revisions the servers on the database see; interrupted, it wrote nothing. A file that
+    /// carries a schema writes it first into a tenant that has none. Prints the snap token of
+    /// the last write.
     Import(ImportArgs),
-    /// Write every tuple and attribute of a tenant of a running server, one per line.
+    /// Write every tuple and attribute of a tenant, one per line: from a running server, or
+    /// straight from the PostgreSQL database (with the schema source) with `--database-uri`.
     Export(ExportArgs),
     /// Write a tenant's schema to a running server, or read it back.
     Schema(SchemaArgs),
@@ -92,28 +99,14 @@ impl MigrateCommand {
         &self,
         env: &[(String, String)],
     ) -> Result<(String, Vec<String>), crate::config::ConfigError> {
-        let args = ServeArgs {
-            config: self.config.clone(),
-            database_uri: self.database_uri.clone(),
-            ..ServeArgs::default()
-        };
-        let config = Config::resolve_with_env(&args, env)?;
-        match config.database_uri {
-            Some(uri) => Ok((uri, config.warnings)),
-            None => Err(crate::config::ConfigError(
-                "a database URI is required: --database-uri, LOOKOUT_DATABASE_URI, `database-uri` (or Permify's `database.uri`) in --config, or PERMIFY_DATABASE_URI".to_owned(),
-            )),
-        }
+        data_file::database_uri(self.config.clone(), self.database_uri.clone(), env)
     }
 }
 
 /// Runs `lookout migrate` on the database its configuration names; exit status 2 for bad
 /// settings.
 fn run_migrate(args: &MigrateCommand) -> ExitCode {
-    let env: Vec<(String, String)> = std::env::vars_os()
-        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
-        .collect();
-    match args.database_uri(&env) {
+    match args.database_uri(&data_file::environment()) {
         Ok((uri, warnings)) => {
             for warning in warnings {
                 eprintln!("lookout migrate: warning: {warning}");
@@ -242,11 +235,66 @@ mod tests {
         assert!(Cli::try_parse_from(["lookout", "import", "f", "--batch-size", "0"]).is_err());
         assert!(Cli::try_parse_from(["lookout", "import"]).is_err());
 
+        let cli = Cli::try_parse_from([
+            "lookout",
+            "import",
+            "data.txt",
+            "--database-uri",
+            "postgres://db/x",
+            "--tenant",
+            "t2",
+            "--create-tenant",
+            "--revision-size",
+            "5000",
+            "--progress",
+        ])
+        .unwrap();
+        let Command::Import(args) = cli.command else {
+            panic!("not import");
+        };
+        assert!(args.database.direct());
+        assert_eq!(
+            args.database.database_uri.as_deref(),
+            Some("postgres://db/x")
+        );
+        assert!(args.create_tenant && args.progress);
+        assert_eq!(args.revision_size, 5000);
+        assert!(
+            Cli::try_parse_from([
+                "lookout",
+                "import",
+                "f",
+                "--database-uri",
+                "postgres://db/x",
+                "--target",
+                "h:1"
+            ])
+            .is_err(),
+            "--database-uri and --target exclude each other"
+        );
+        assert!(Cli::try_parse_from(["lookout", "import", "f", "--revision-size", "0"]).is_err());
+
+        let cli = Cli::try_parse_from([
+            "lookout",
+            "export",
+            "--database-uri",
+            "postgres://db/x",
+            "b.txt",
+        ])
+        .unwrap();
+        let Command::Export(args) = cli.command else {
+            panic!("not export");
+        };
+        assert!(args.database.direct());
+        assert_eq!(args.path(), Some(std::path::Path::new("b.txt")));
+        assert!(Cli::try_parse_from(["lookout", "export", "a.txt", "-o", "b.txt"]).is_err());
+
         let cli = Cli::try_parse_from(["lookout", "export", "-o", "out.txt"]).unwrap();
         let Command::Export(args) = cli.command else {
             panic!("not export");
         };
         assert_eq!(args.output, Some(PathBuf::from("out.txt")));
+        assert!(!args.database.direct());
         assert_eq!(args.format, crate::data_file::Format::Text);
         assert_eq!(args.connect.target, "127.0.0.1:3478");
     }

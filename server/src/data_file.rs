@@ -1,5 +1,6 @@
 //! What `lookout import` and `lookout export` share: the two line formats of tuples and
-//! attributes, and the gRPC connection to a running server.
+//! attributes, the schema section, the gRPC connection to a running server, and the
+//! database settings of the direct (`--database-uri`) mode.
 //!
 //! **Text** lines are those of validation files: `doc:1#viewer@user:2` (a tuple) and
 //! `doc:1$public|boolean:true` (an attribute; arrays are comma-separated). **JSON** lines are
@@ -8,8 +9,27 @@
 //! `{"@type": "type.googleapis.com/base.v1.BooleanValue", "data": true}`). Text cannot carry
 //! every value (a string with a comma or surrounding spaces, an entity ID with `@`); JSON can.
 //! Blank lines and lines starting with `//` are skipped in both.
+//!
+//! **The schema section.** A file may carry its tenant's schema source before its first tuple
+//! or attribute, as comment lines, so that importers that do not know it skip it:
+//!
+//! ```text
+//! // lookout-schema-begin
+//! //| entity user {}
+//! //|
+//! //| entity doc {
+//! //|     relation owner @user
+//! //| }
+//! // lookout-schema-end
+//! ```
+//!
+//! Each source line is `//|`, a space and the line (an empty line is `//|` alone), so the
+//! source reads back exactly. A file without the section is read as before.
 
 use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -22,6 +42,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::config::{Config, ConfigError, ServeArgs};
 use crate::service::convert;
 
 /// A line format.
@@ -148,6 +169,182 @@ pub fn format_line(item: &Item, format: Format) -> Result<String, String> {
             String::from_utf8(bytes).map_err(|e| e.to_string())
         }
     }
+}
+
+/// The first line of a file's schema section.
+pub const SCHEMA_BEGIN: &str = "// lookout-schema-begin";
+/// The last line of a file's schema section.
+pub const SCHEMA_END: &str = "// lookout-schema-end";
+/// How each line of schema source starts inside the section.
+const SCHEMA_LINE: &str = "//|";
+
+/// The schema section carrying `source`, ending with a newline.
+pub fn schema_section(source: &str) -> String {
+    let mut out = String::with_capacity(source.len() + 64);
+    out.push_str(SCHEMA_BEGIN);
+    out.push('\n');
+    for line in source.split('\n') {
+        out.push_str(SCHEMA_LINE);
+        if !line.is_empty() {
+            out.push(' ');
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out.push_str(SCHEMA_END);
+    out.push('\n');
+    out
+}
+
+/// The schema source a file carries, and the file line of its first source line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSchema {
+    pub source: String,
+    pub first_line: u64,
+}
+
+/// Why a file's schema section could not be read. Each names the file and line.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaSectionError {
+    #[error("{name}: {source}")]
+    Open { name: String, source: io::Error },
+    #[error("{name}:{line}: {source}")]
+    Read {
+        name: String,
+        line: u64,
+        source: io::Error,
+    },
+    #[error("{name}:{line}: the schema section begun here has no `{SCHEMA_END}` line")]
+    Unterminated { name: String, line: u64 },
+    #[error(
+        "{name}:{line}: inside the schema section (begun on line {begun}) every line starts with `{SCHEMA_LINE}`"
+    )]
+    BadLine { name: String, line: u64, begun: u64 },
+}
+
+/// Reads the schema section of the file at `path`, if it has one before its first tuple or
+/// attribute. (A section after the data is a comment like any other.)
+pub fn read_schema(path: &Path) -> Result<Option<FileSchema>, SchemaSectionError> {
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|source| SchemaSectionError::Open {
+        name: name.clone(),
+        source,
+    })?;
+    let mut reader = BufReader::new(file);
+    let mut line = String::new();
+    let mut line_no = 0u64;
+    let mut begun: Option<u64> = None;
+    let mut source = String::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|source| SchemaSectionError::Read {
+                name: name.clone(),
+                line: line_no + 1,
+                source,
+            })?;
+        if n == 0 {
+            return match begun {
+                Some(begun) => Err(SchemaSectionError::Unterminated { name, line: begun }),
+                None => Ok(None),
+            };
+        }
+        line_no += 1;
+        let text = line.strip_suffix('\n').unwrap_or(&line);
+        match begun {
+            None if text.trim_end() == SCHEMA_BEGIN => begun = Some(line_no),
+            None if is_skipped(text) => {}
+            None => return Ok(None),
+            Some(_) if text.trim_end() == SCHEMA_END => {
+                // The last `\n` joined nothing after it.
+                source.pop();
+                return Ok(Some(FileSchema {
+                    source,
+                    first_line: begun.map_or(0, |b| b + 1),
+                }));
+            }
+            Some(begun) => {
+                let Some(rest) = text.strip_prefix(SCHEMA_LINE) else {
+                    return Err(SchemaSectionError::BadLine {
+                        name,
+                        line: line_no,
+                        begun,
+                    });
+                };
+                source.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+                source.push('\n');
+            }
+        }
+    }
+}
+
+/// Where the database is, for the direct mode of `import` and `export` (the same settings as
+/// `lookout migrate` reads).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DatabaseArgs {
+    /// Work on the PostgreSQL database directly instead of through a running server, e.g.
+    /// `postgres://user:password@host:5432/lookout` (then `--target` and `--token` are not used).
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "LOOKOUT_DATABASE_URI",
+        hide_env_values = true,
+        conflicts_with = "target"
+    )]
+    pub database_uri: Option<String>,
+
+    /// YAML file of `serve`'s settings (Lookout's keys or Permify's): work on the database it
+    /// names directly, as with `--database-uri`.
+    #[arg(
+        short = 'c',
+        long,
+        value_name = "FILE",
+        env = "LOOKOUT_CONFIG",
+        conflicts_with = "target"
+    )]
+    pub config: Option<PathBuf>,
+}
+
+impl DatabaseArgs {
+    /// Whether the command works on the database directly.
+    pub fn direct(&self) -> bool {
+        self.database_uri.is_some() || self.config.is_some()
+    }
+
+    /// The database URI, resolved as `serve` resolves it (see [`database_uri`]).
+    pub fn uri(&self, env: &[(String, String)]) -> Result<(String, Vec<String>), ConfigError> {
+        database_uri(self.config.clone(), self.database_uri.clone(), env)
+    }
+}
+
+/// The database URI from `--database-uri` or the `--config` file, resolved as `serve` resolves
+/// it with `env` as the environment of Permify's variables (`PERMIFY_DATABASE_URI`), with the
+/// warnings about ignored settings.
+pub fn database_uri(
+    config: Option<PathBuf>,
+    database_uri: Option<String>,
+    env: &[(String, String)],
+) -> Result<(String, Vec<String>), ConfigError> {
+    let args = ServeArgs {
+        config,
+        database_uri,
+        ..ServeArgs::default()
+    };
+    let config = Config::resolve_with_env(&args, env)?;
+    match config.database_uri.filter(|u| !u.is_empty()) {
+        Some(uri) => Ok((uri, config.warnings)),
+        None => Err(ConfigError(
+            "a database URI is required: --database-uri, LOOKOUT_DATABASE_URI, `database-uri` (or Permify's `database.uri`) in --config, or PERMIFY_DATABASE_URI".to_owned(),
+        )),
+    }
+}
+
+/// The process environment as (name, value) pairs, for [`database_uri`].
+pub fn environment() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect()
 }
 
 /// Where and as whom to connect.
@@ -397,6 +594,43 @@ mod tests {
         });
         assert!(format_line(&odd, Format::Text).is_err());
         assert!(format_line(&odd, Format::Json).is_ok());
+    }
+
+    #[test]
+    fn schema_sections_read_back_exactly() {
+        let dir =
+            std::env::temp_dir().join(format!("lookout-schema-section-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.txt");
+        for source in [
+            "entity user {}\n\nentity doc {\n    relation owner @user\n}\n",
+            "entity user {}",
+            "  // a comment with trailing spaces   \n\n\n",
+        ] {
+            let text = format!(
+                "// header\n\n{}doc:1#owner@user:1\n",
+                schema_section(source)
+            );
+            std::fs::write(&path, text).unwrap();
+            let read = read_schema(&path).unwrap().unwrap();
+            assert_eq!(read.source, source);
+            assert_eq!(read.first_line, 4);
+        }
+        std::fs::write(&path, "doc:1#owner@user:1\n// lookout-schema-begin\n").unwrap();
+        assert_eq!(read_schema(&path).unwrap(), None);
+        std::fs::write(&path, "// lookout-schema-begin\n//| entity user {}\n").unwrap();
+        let e = read_schema(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with(":1: the schema section begun here has no `// lookout-schema-end` line"),
+            "{e}"
+        );
+        std::fs::write(&path, "// lookout-schema-begin\nentity user {}\n").unwrap();
+        let e = read_schema(&path).unwrap_err().to_string();
+        assert!(
+            e.contains(":2: inside the schema section (begun on line 1)"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

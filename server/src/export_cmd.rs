@@ -6,25 +6,41 @@
 //! revision: the first page of each is read at `--snap-token` (or the latest revision) and the
 //! continuous tokens of the next pages pin it. The API cannot pin a fresh query to an exact
 //! earlier revision, so the attributes' revision is the tuples' one only if nothing was written
-//! between the two first pages (stop writers for an exact point-in-time copy). A file written with `--output` is written to `FILE.tmp` and renamed when complete,
-//! so an interrupted export never leaves a partial file under the final name.
+//! between the two first pages (stop writers for an exact point-in-time copy). A file written
+//! with `--output` (or as `FILE`) is written to `FILE.tmp` and renamed when complete, so an
+//! interrupted export never leaves a partial file under the final name.
+//!
+//! **The schema.** The API returns a tenant's schema compiled (`Schema.Read` answers Permify's
+//! `SchemaDefinition`, without the source text or the bodies of rules), so an export through a
+//! server carries no schema section. The direct mode ([`direct`], `--database-uri`) reads the
+//! source the database keeps and writes it at the top of the file (see [`crate::data_file`]).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lookout_proto::v1;
 
-use crate::data_file::{self, ConnectArgs, Format, Item};
+use crate::data_file::{self, ConnectArgs, DatabaseArgs, Format, Item};
 use crate::service::convert;
+use crate::storage::postgres::bulk::BulkError;
+
+pub mod direct;
 
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
+    /// Write to this file (through `FILE.tmp`) instead of stdout; the same as `--output`.
+    #[arg(value_name = "FILE", conflicts_with = "output")]
+    pub file: Option<PathBuf>,
+
     #[command(flatten)]
     pub connect: ConnectArgs,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 
     /// Line format: text lines as in validation files, or JSON lines (exact for every value).
     #[arg(long, value_enum, default_value = "text")]
@@ -45,6 +61,18 @@ pub struct ExportArgs {
     /// No progress display and no summary (errors are still printed).
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Direct mode: show the progress line on stderr even when it is not a terminal (then one
+    /// line a second).
+    #[arg(long)]
+    pub progress: bool,
+}
+
+impl ExportArgs {
+    /// The file to write, if not stdout.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_deref().or(self.output.as_deref())
+    }
 }
 
 /// What an export wrote.
@@ -72,6 +100,11 @@ pub enum ExportError {
     Format(String),
     #[error("cannot write: {0}")]
     Write(io::Error),
+    #[error(transparent)]
+    Database(#[from] BulkError),
+    /// The database settings (`--database-uri`, `--config`) do not resolve.
+    #[error("{0}")]
+    Settings(String),
     /// Creating, syncing or renaming the output file, or flushing stdout.
     #[error("{}: {source}", .path.display())]
     Output { path: PathBuf, source: io::Error },
@@ -108,8 +141,11 @@ pub fn run(args: &ExportArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
+    if args.database.direct() {
+        return direct::run(args, &runtime);
+    }
     let show = !args.quiet && io::stderr().is_terminal();
-    let result = match &args.output {
+    let result = match args.path() {
         Some(path) => runtime.block_on(export_to_file(args, path, show)),
         None => {
             let mut out = BufWriter::new(io::stdout().lock());
@@ -146,9 +182,21 @@ pub fn run(args: &ExportArgs) -> ExitCode {
 /// is interrupted with Ctrl-C removes its `path.tmp`; only a killed process can leave one.
 pub async fn export_to_file(
     args: &ExportArgs,
-    path: &std::path::Path,
+    path: &Path,
     progress: bool,
 ) -> Result<Summary, ExportError> {
+    write_file(path, async |out: &mut BufWriter<File>| {
+        export(args, out, progress).await
+    })
+    .await
+}
+
+/// Runs `write` on `path.tmp` and renames it to `path` when `write` succeeded. A `write` that
+/// fails or is interrupted with Ctrl-C removes `path.tmp`; only a killed process can leave one.
+pub async fn write_file<T>(
+    path: &Path,
+    write: impl AsyncFnOnce(&mut BufWriter<File>) -> Result<T, ExportError>,
+) -> Result<T, ExportError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -159,9 +207,9 @@ pub async fn export_to_file(
     let partial = Partial {
         path: Some(tmp.clone()),
     };
-    let mut out = BufWriter::new(file);
+    let mut out = BufWriter::with_capacity(1 << 20, file);
     let summary = tokio::select! {
-        summary = export(args, &mut out, progress) => summary?,
+        summary = write(&mut out) => summary?,
         _ = tokio::signal::ctrl_c() => return Err(ExportError::Interrupted(path.to_owned())),
     };
     out.flush()

@@ -15,6 +15,13 @@
 //! committing the good lines before it, so that fixing the line and running again goes on from
 //! exactly that line. A batch the server refuses (say, a relation the schema lacks) stops it with
 //! the batch's line range and the line the server names.
+//!
+//! **The schema.** A file that carries a schema section (see [`crate::data_file`]) and goes to
+//! a tenant without a schema has its schema written first, so a backup restores on its own.
+//! A tenant that has a schema keeps it, and the data must fit it.
+//!
+//! **Directly into PostgreSQL.** With `--database-uri` (or `--config`) the file goes straight
+//! into the database in one transaction instead, with `COPY`: see [`direct`].
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
@@ -28,8 +35,12 @@ use lookout_proto::v1;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::data_file::{self, ConnectArgs, Format, Item};
+use crate::data_file::{self, ConnectArgs, DatabaseArgs, Format, Item, SchemaSectionError};
+use crate::progress::Progress;
 use crate::service::convert;
+use crate::storage::postgres::bulk::BulkError;
+
+pub mod direct;
 
 #[derive(Debug, Clone, Args)]
 pub struct ImportArgs {
@@ -40,6 +51,9 @@ pub struct ImportArgs {
 
     #[command(flatten)]
     pub connect: ConnectArgs,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 
     /// Line format; by default each line's own (JSON if it starts with `{`, text otherwise).
     #[arg(long, value_enum)]
@@ -57,9 +71,27 @@ pub struct ImportArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Direct mode: show the progress line on stderr even when it is not a terminal (then one
+    /// line a second).
+    #[arg(long)]
+    pub progress: bool,
+
+    /// Direct mode: create the tenant if the database does not have it.
+    #[arg(long)]
+    pub create_tenant: bool,
+
+    /// Direct mode: most changes per revision; the file's changes become consecutive
+    /// revisions of at most this many each, committed together.
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub revision_size: u32,
+
     /// Stop after this many batches, as if interrupted (for tests).
     #[arg(long, hide = true)]
     pub stop_after_batches: Option<u64>,
+
+    /// Direct mode: write everything but roll back instead of committing (for tests).
+    #[arg(long, hide = true)]
+    pub stop_before_commit: bool,
 }
 
 /// What an import did.
@@ -158,6 +190,31 @@ pub enum ImportError {
         line: u64,
         path: PathBuf,
     },
+    #[error(transparent)]
+    Section(#[from] SchemaSectionError),
+    /// The file's schema does not compile; `line` and `column` are the file's.
+    #[error("{name}:{line}:{column}: the file's schema: {message}")]
+    Schema {
+        name: String,
+        line: u64,
+        column: u32,
+        message: String,
+    },
+    /// A line that does not fit the schema (direct mode; nothing was written).
+    #[error("{name}:{line}: {reason} (schema version {schema_version}); nothing was written")]
+    Invalid {
+        name: String,
+        line: u64,
+        schema_version: String,
+        reason: String,
+    },
+    #[error("{name}: writing the file's schema: {status}")]
+    SchemaWrite { name: String, status: String },
+    #[error(transparent)]
+    Database(#[from] BulkError),
+    /// The database settings (`--database-uri`, `--config`) do not resolve.
+    #[error("{0}")]
+    Settings(String),
 }
 
 /// Reads the state file, if any.
@@ -193,6 +250,9 @@ pub fn run(args: &ImportArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
+    if args.database.direct() {
+        return run_direct(args, &runtime);
+    }
     let show = !args.quiet && io::stderr().is_terminal();
     match runtime.block_on(import(args, show)) {
         Ok(summary) => {
@@ -229,6 +289,117 @@ pub fn run(args: &ImportArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the direct mode (`--database-uri` or `--config`).
+fn run_direct(args: &ImportArgs, runtime: &tokio::runtime::Runtime) -> ExitCode {
+    let mut progress = Progress::new("import", args.progress, args.quiet);
+    let result = match args.database.uri(&data_file::environment()) {
+        Ok((uri, warnings)) => {
+            for warning in warnings {
+                eprintln!("lookout import: warning: {warning}");
+            }
+            runtime.block_on(async {
+                tokio::select! {
+                    result = direct::import(args, &uri, &mut progress) => result,
+                    _ = tokio::signal::ctrl_c() => Err(ImportError::Settings(
+                        "interrupted; nothing was written (the transaction was not committed)".to_owned(),
+                    )),
+                }
+            })
+        }
+        Err(e) => {
+            eprintln!("lookout import: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    progress.finish();
+    match result {
+        Ok(summary) => {
+            if !args.quiet {
+                let w = &summary.written;
+                let mut said = format!(
+                    "imported into tenant `{}`: {} tuples and {} attributes written",
+                    args.connect.tenant, w.tuples, w.attributes
+                );
+                match w.revisions {
+                    Some((first, last)) if first == last => {
+                        said.push_str(&format!(" as revision {first}"))
+                    }
+                    Some((first, last)) => said.push_str(&format!(" as revisions {first}-{last}")),
+                    None => {
+                        said.push_str(" (everything in the file was stored already; no revision)")
+                    }
+                }
+                let repeats = (summary.tuple_lines + summary.attribute_lines)
+                    .saturating_sub(w.tuples + w.attributes);
+                if repeats > 0 {
+                    said.push_str(&format!(", {repeats} lines stored already or repeated"));
+                }
+                said.push_str(&format!(
+                    ", {} new entity IDs, schema version {}{}{}, in {:.2} s",
+                    w.entities,
+                    summary.schema_version,
+                    if summary.schema_written {
+                        " (the file's, written first)"
+                    } else {
+                        ""
+                    },
+                    if summary.tenant_created {
+                        ", tenant created"
+                    } else {
+                        ""
+                    },
+                    progress.elapsed().as_secs_f64()
+                ));
+                eprintln!("{said}");
+            }
+            println!("{}", summary.snap_token);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes the file's schema (if it has one) to a tenant that has none, through the API.
+async fn write_schema_if_missing(
+    args: &ImportArgs,
+    channel: tonic::transport::Channel,
+    bearer: data_file::Bearer,
+) -> Result<(), ImportError> {
+    let name = args.file.display().to_string();
+    let Some(schema) = data_file::read_schema(&args.file)? else {
+        return Ok(());
+    };
+    let mut client =
+        lookout_proto::v1::schema_client::SchemaClient::with_interceptor(channel, bearer);
+    let refused = |status: tonic::Status| ImportError::SchemaWrite {
+        name: name.clone(),
+        status: data_file::status_text(&status),
+    };
+    let head = client
+        .list(v1::SchemaListRequest {
+            tenant_id: args.connect.tenant.clone(),
+            page_size: 1,
+            continuous_token: String::new(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner()
+        .head;
+    if head.is_empty() {
+        client
+            .write(v1::SchemaWriteRequest {
+                tenant_id: args.connect.tenant.clone(),
+                schema: schema.source,
+            })
+            .await
+            .map_err(refused)?;
+    }
+    Ok(())
 }
 
 /// A batch being filled: its items and the line each came from.
@@ -283,7 +454,9 @@ pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, Import
         });
     }
 
-    let client = data_file::connect(&args.connect).await?;
+    let (channel, bearer) = data_file::channel(&args.connect).await?;
+    write_schema_if_missing(args, channel.clone(), bearer.clone()).await?;
+    let client = v1::data_client::DataClient::with_interceptor(channel, bearer);
 
     let bar = if progress {
         let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
@@ -402,7 +575,7 @@ pub async fn import(args: &ImportArgs, progress: bool) -> Result<Summary, Import
 }
 
 /// Reads the line after line `line_no` into `line`: its length in bytes, or `None` at the end.
-fn next_line(
+pub(crate) fn next_line(
     reader: &mut impl BufRead,
     line: &mut String,
     name: &str,

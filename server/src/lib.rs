@@ -14,6 +14,7 @@ pub mod http;
 pub mod import_cmd;
 pub mod limits;
 pub mod metrics;
+pub mod progress;
 pub mod schema_cmd;
 pub mod serve;
 pub mod service;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use lookout_proto::v1;
 use lookout_server::auth::AuthnMethod;
-use lookout_server::data_file::{self, ConnectArgs, Format, Secret};
+use lookout_server::data_file::{self, ConnectArgs, DatabaseArgs, Format, Secret};
 use lookout_server::export_cmd::{self, ExportArgs};
 use lookout_server::import_cmd::{self, ImportArgs};
 use lookout_server::serve::Handle;
@@ -128,12 +128,20 @@ fn import_args(handle: &Handle, file: &Path, batch_size: u64) -> ImportArgs {
         restart: false,
         quiet: true,
         stop_after_batches: None,
+        database: DatabaseArgs::default(),
+        progress: false,
+        create_tenant: false,
+        revision_size: 100_000,
+        stop_before_commit: false,
     }
 }
 
 /// Exports the tenant in `format` and returns the lines, checking there are no repeats.
 async fn export(handle: &Handle, format: Format) -> Vec<String> {
     let args = ExportArgs {
+        file: None,
+        database: DatabaseArgs::default(),
+        progress: false,
         connect: connect_args(handle),
         format,
         output: None,
@@ -205,6 +213,9 @@ async fn an_imported_file_exports_back_as_the_same_set() {
     // Export into a file.
     let out = dir.join("out.txt");
     let args = ExportArgs {
+        file: None,
+        database: DatabaseArgs::default(),
+        progress: false,
         connect: connect_args(&handle),
         format: Format::Text,
         output: Some(out.clone()),
@@ -346,11 +357,52 @@ async fn a_bad_line_is_named_and_everything_before_it_is_committed() {
 /// An export the server refuses part-way (here, from the first page: the tenant does not
 /// exist) leaves neither the output file nor its `FILE.tmp` behind.
 #[tokio::test]
+async fn a_file_with_a_schema_writes_it_into_a_tenant_without_one() {
+    let dir = scratch("schema-section");
+    // No schema written.
+    let handle = common::start_with(common::test_config()).await;
+    let file = dir.join("backup.txt");
+    let mut text = data_file::schema_section(SCHEMA);
+    text.push_str("doc:1#owner@user:1\ndoc:1$level|integer:3\n");
+    fs::write(&file, &text).unwrap();
+    let summary = import_cmd::import(&import_args(&handle, &file, 10), false)
+        .await
+        .unwrap();
+    assert_eq!((summary.tuples, summary.attributes), (1, 1));
+    let listed = handle
+        .service
+        .schema_list(v1::SchemaListRequest {
+            tenant_id: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.schemas.len(), 1);
+
+    // A tenant with a schema keeps it: importing again writes no new version.
+    import_cmd::import(&import_args(&handle, &file, 10), false)
+        .await
+        .unwrap();
+    let listed = handle
+        .service
+        .schema_list(v1::SchemaListRequest {
+            tenant_id: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.schemas.len(), 1);
+}
+
+#[tokio::test]
 async fn a_failed_export_leaves_no_partial_file() {
     let dir = scratch("failed-export");
     let handle = start().await;
     let output = dir.join("backup.txt");
     let args = ExportArgs {
+        file: None,
+        database: DatabaseArgs::default(),
+        progress: false,
         connect: ConnectArgs {
             tenant: "no-such-tenant".into(),
             ..connect_args(&handle)
@@ -403,6 +455,9 @@ async fn import_and_export_send_the_bearer_key() {
     args.connect.token = Some(Secret("sekret".into()));
     import_cmd::import(&args, false).await.unwrap();
     let export_args = ExportArgs {
+        file: None,
+        database: DatabaseArgs::default(),
+        progress: false,
         connect: args.connect.clone(),
         format: Format::Json,
         output: None,

@@ -39,7 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("transports", &["grpc", "http"]),
     ("telemetry", &["telemetry"]),
     ("config", &["config"]),
-    ("command parts", &["data_file"]),
+    ("command parts", &["data_file", "progress"]),
     (
         "commands",
         &[

@@ -25,7 +25,10 @@ pub use cow::{CowVec, SparseVec};
 pub use idset::{IdSet, SetIter, SetRef, union_all};
 pub use interner::{InternConflict, Interner, InternerFull, LOCAL_BASE, OVERLAY_BASE};
 pub use listing::{ListPosition, Page};
-pub use write::{Change, ChangeList, ChangeOp, WriteBatch, WriteError, WriteOutcome};
+pub use write::{
+    Change, ChangeList, ChangeOp, WriteBatch, WriteError, WriteOutcome, validate_attribute,
+    validate_tuple,
+};
 
 /// A hash map with a fast hasher (foldhash, through hashbrown) for the lookups every
 /// evaluation step makes: relation keys are four strings, which SipHash made visible in

@@ -708,9 +708,19 @@ async fn migrate_commands_apply_revert_and_list() {
         stdout
     };
     assert!(migrate(&["status"]).contains("0001 pending"));
-    assert!(migrate(&["up"]).contains("applied 1 migration(s)"));
-    assert!(migrate(&["status"]).contains("0001 applied"));
+    assert!(migrate(&["up"]).contains("applied 2 migration(s)"));
+    let status = migrate(&["status"]);
+    assert!(
+        status.contains("0001 applied") && status.contains("0002 applied"),
+        "{status}"
+    );
     assert!(migrate(&["up"]).contains("applied 0 migration(s)"));
+    migrate(&["down"]);
+    let status = migrate(&["status"]);
+    assert!(
+        status.contains("0001 applied") && status.contains("0002 pending"),
+        "{status}"
+    );
     migrate(&["down"]);
     assert!(migrate(&["status"]).contains("0001 pending"));
     // Without the tables and with --auto-migrate=false, serve says what to do.

@@ -28,6 +28,12 @@
 //!    never waits. A database error fails the whole group; its writes were not committed
 //!    unless COMMIT itself was interrupted, as with any single transaction.
 //!
+//! `lookout import --database-uri` ([`bulk`]) is one more writer under the same protocol, from
+//! outside any server: it takes the tenant's advisory lock, lists only effective changes, numbers
+//! new entities densely, records revisions `R + 1 ..= R + k` with one notification, and commits
+//! the change rows with the data in one transaction, so replicas and Watch cannot tell it from
+//! a group of writes.
+//!
 //! # Why Watch is exactly-once and in commit order
 //!
 //! Revisions are assigned under the tenant's advisory lock and the lock is released only after
@@ -63,6 +69,7 @@
 //! notifications too, and read through to the database when a request names one the replica
 //! has not heard of yet.
 
+pub mod bulk;
 mod codec;
 mod group;
 mod load;

@@ -292,6 +292,13 @@ impl Pg {
             .execute(&mut *tx)
             .await
             .map_err(db_error("record collected revisions"))?;
+            // The change rows have no foreign key to their revisions (migration 0002): both go.
+            sqlx::query("DELETE FROM lookout_changes WHERE tenant_id = $1 AND revision <= $2")
+                .bind(&id)
+                .bind(cut)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error("delete old changes"))?;
             sqlx::query("DELETE FROM lookout_revisions WHERE tenant_id = $1 AND revision <= $2")
                 .bind(&id)
                 .bind(cut)

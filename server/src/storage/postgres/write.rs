@@ -132,8 +132,12 @@ impl Pg {
         // One round trip: bump the counter to the group's last revision, record every revision
         // of the group, and queue one notification (delivered at COMMIT, and only if it
         // commits; the tailer reads every revision up to the counter).
-        sqlx::query(
-            "WITH bumped AS (UPDATE lookout_tenants SET revision = $3 WHERE id = $1 RETURNING id),
+        // No row when the tenant was deleted meanwhile (its DELETE held the row until it
+        // committed): then nothing may be written (the data and change rows have no foreign
+        // keys that would refuse them).
+        let recorded = sqlx::query(
+            "WITH bumped AS (UPDATE lookout_tenants SET revision = $3
+                             WHERE id = $1 AND incarnation = $6 RETURNING id),
                   recorded AS (INSERT INTO lookout_revisions (tenant_id, revision)
                                SELECT id, r FROM bumped, generate_series($2::bigint, $3::bigint) AS r
                                RETURNING 1)
@@ -144,9 +148,13 @@ impl Pg {
         .bind(last_db)
         .bind(super::CHANNEL)
         .bind(format!("c:{}:{last}", tenant.id))
-        .execute(&mut *tx)
+        .bind(tenant.incarnation as i64)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error("record the revisions"))?;
+        if recorded.is_none() {
+            return Err(ApiError::tenant_not_found(&tenant.id));
+        }
         let all = || committed.iter().flat_map(|(_, changes, _)| changes.iter());
         let mut numbers = HashMap::new();
         if all().next().is_some() {
@@ -280,15 +288,40 @@ impl Pg {
         tenants: &Tenants,
         id: &str,
     ) -> Result<Arc<Tenant>, ApiError> {
+        // The data tables have no foreign keys to cascade through (migration 0002): their
+        // rows go in the same transaction as the tenant, so a tenant created again under this
+        // ID starts empty. The tenant's row first: deleting it waits for a write in progress
+        // (which updates the row), so the rows deleted next include that write's, and a write
+        // that starts later finds no tenant to record its revision under and writes nothing.
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db_error("begin deleting the tenant"))?;
         let deleted: Option<i64> =
             sqlx::query_scalar("DELETE FROM lookout_tenants WHERE id = $1 RETURNING incarnation")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_error("delete the tenant"))?;
         let Some(incarnation) = deleted else {
             return Err(ApiError::tenant_not_found(id));
         };
+        for table in [
+            "lookout_changes",
+            "lookout_tuples",
+            "lookout_attributes",
+            "lookout_entities",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error("delete the tenant's data"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(db_error("commit deleting the tenant"))?;
         self.notify(format!("t:{id}")).await?;
         match tenants.remove_local(id) {
             Some(t) => Ok(t),

@@ -102,9 +102,6 @@ pub enum ExportError {
     Write(io::Error),
     #[error(transparent)]
     Database(#[from] BulkError),
-    /// The database settings (`--database-uri`, `--config`) do not resolve.
-    #[error("{0}")]
-    Settings(String),
     /// Creating, syncing or renaming the output file, or flushing stdout.
     #[error("{}: {source}", .path.display())]
     Output { path: PathBuf, source: io::Error },

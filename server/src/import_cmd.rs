@@ -212,9 +212,9 @@ pub enum ImportError {
     SchemaWrite { name: String, status: String },
     #[error(transparent)]
     Database(#[from] BulkError),
-    /// The database settings (`--database-uri`, `--config`) do not resolve.
-    #[error("{0}")]
-    Settings(String),
+    /// Ctrl-C before the direct mode's COMMIT.
+    #[error("{name}: interrupted; nothing was written (the transaction was not committed)")]
+    Interrupted { name: String },
 }
 
 /// Reads the state file, if any.
@@ -302,9 +302,9 @@ fn run_direct(args: &ImportArgs, runtime: &tokio::runtime::Runtime) -> ExitCode 
             runtime.block_on(async {
                 tokio::select! {
                     result = direct::import(args, &uri, &mut progress) => result,
-                    _ = tokio::signal::ctrl_c() => Err(ImportError::Settings(
-                        "interrupted; nothing was written (the transaction was not committed)".to_owned(),
-                    )),
+                    _ = tokio::signal::ctrl_c() => Err(ImportError::Interrupted {
+                        name: args.file.display().to_string(),
+                    }),
                 }
             })
         }

@@ -6,12 +6,13 @@
 #   bench/pg-vs-raw.sh [DOCUMENTS] [COLD_DOCUMENTS]
 #
 # 1. Single-row writes: pgbench's one-row INSERT at 16 clients, then 16 Lookout writers of one
-#    tuple each (`lookout-loadgen --call write -c 16`; random documents of a million, so
-#    nearly every tuple and many entities are new) on a fresh database, while a Watch
+#    tuple each (`lookout-loadgen --call write -c 16`: random tuples of the docs:1000 data set,
+#    whose entities are mostly known) on a fresh database, while a Watch
 #    subscriber (bench/examples/watch_latency.rs) records when each revision arrives; commit →
 #    Watch latency is that arrival minus PostgreSQL's commit timestamp of the revision's
 #    transaction (`pg_xact_commit_timestamp`), on the machine's one clock.
-# 2. Writes of 1,000 tuples: 2 and 4 writers (`--write-tuples 1000`).
+# 2. Writes of 1,000 tuples: 2 and 4 writers (`--write-tuples 1000`, random documents of a
+#    million, so nearly every tuple and many entities are new).
 # 3. Import and export: the document data set of DOCUMENTS documents (default 300000, about
 #    1.07M tuples) imported straight into PostgreSQL (`lookout import --database-uri`) and
 #    exported back out (`lookout export --database-uri`).
@@ -51,23 +52,17 @@ serve() {
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 # load ARGS...: one loadgen run; prints "RPS P50 P99 ERRORS".
 load() {
-  "$loadgen" --quiet --output json "$@" | python3 -c '
+  if ! "$loadgen" --quiet --output json "$@" > "$dir/load.json" 2> "$dir/load.err"; then
+    echo "lookout-loadgen $* failed:" >&2
+    cat "$dir/load.err" >&2
+    return 1
+  fi
+  python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 l = r["latency_ms"]
-print("%.0f %.1f %.1f %d" % (r["rps"], l["p50"], l["p99"], r["errors"]))'
+print("%.0f %.1f %.1f %d" % (r["rps"], l["p50"], l["p99"], r["errors"]))' < "$dir/load.json"
 }
-# data_file DOCUMENTS FILE: the document data set under its schema section.
-data_file() {
-  {
-    echo "// lookout-datagen --documents $1"
-    echo "// lookout-schema-begin"
-    "$datagen" --schema | sed -e 's/^\(.\)/\/\/| \1/' -e 's/^$/\/\/|/'
-    echo "// lookout-schema-end"
-    "$datagen" --documents "$1" 2>/dev/null
-  } > "$2"
-}
-
 echo
 echo "## 1. One-row writes at 16 clients"
 psql -d postgres -c "CREATE TABLE one (id bigserial PRIMARY KEY, v int)"
@@ -84,7 +79,7 @@ wait_healthy "$http"
 "$watch_latency" "127.0.0.1:$grpc" t1 $((${duration%s} + 3)) > "$dir/arrivals" &
 watcher=$!
 sleep 1
-read -r rps p50 p99 errors < <(load --target "127.0.0.1:$grpc" --call write --dataset docs:1000000 -z "$duration" -c 16)
+read -r rps p50 p99 errors < <(load --target "127.0.0.1:$grpc" --call write --dataset docs:1000 -z "$duration" -c 16)
 wait "$watcher"
 echo "Lookout, 16 writers of one tuple: $rps writes/s (p50 $p50 ms, p99 $p99 ms, $errors errors) = $(python3 -c "print('%.1f' % (100 * $rps / $tps))")% of pgbench"
 psql -d writes -At -F ' ' -c "SELECT revision, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint FROM lookout_revisions WHERE tenant_id = 't1'" > "$dir/commits"
@@ -107,12 +102,12 @@ stop "$server"
 
 echo
 echo "## 3. Import and export of $documents documents"
-data_file "$documents" "$dir/docs.txt"
+docs_file "$datagen" "$documents" "$dir/docs.txt"
 echo "file: $(grep -vc '^//' "$dir/docs.txt") tuple lines, $(du -h "$dir/docs.txt" | cut -f1)"
 psql -d postgres -c "CREATE DATABASE bulk"
 "$lookout" migrate up --database-uri "$pg_uri_base/bulk" >/dev/null
 start=$(now)
-"$lookout" import --database-uri "$pg_uri_base/bulk" --tenant bulk --create-tenant --quiet "$dir/docs.txt"
+"$lookout" import --database-uri "$pg_uri_base/bulk" --tenant bulk --create-tenant --quiet "$dir/docs.txt" >/dev/null
 import_s=$(seconds_since "$start")
 stored=$(psql -d bulk -At -c "SELECT count(*) FROM lookout_tuples WHERE tenant_id = 'bulk'")
 start=$(now)
@@ -124,11 +119,11 @@ rm -f "$dir/export.txt"
 
 echo
 echo "## 4. Cold start on $cold_documents documents"
-data_file "$cold_documents" "$dir/cold.txt"
+docs_file "$datagen" "$cold_documents" "$dir/cold.txt"
 psql -d postgres -c "CREATE DATABASE cold"
 "$lookout" migrate up --database-uri "$pg_uri_base/cold" >/dev/null
 start=$(now)
-"$lookout" import --database-uri "$pg_uri_base/cold" --tenant t1 --quiet "$dir/cold.txt"
+"$lookout" import --database-uri "$pg_uri_base/cold" --tenant t1 --quiet "$dir/cold.txt" >/dev/null
 echo "import: $(seconds_since "$start") s"
 start=$(now)
 serve cold "$grpc" "$http"
@@ -143,7 +138,7 @@ server=$!
 pg_cluster_pids+=("$server")
 wait_healthy "$http"
 start=$(now)
-"$lookout" import --target "127.0.0.1:$grpc" --tenant t1 --quiet "$dir/cold.txt"
+"$lookout" import --target "127.0.0.1:$grpc" --tenant t1 --quiet "$dir/cold.txt" >/dev/null
 memory_load_s=$(seconds_since "$start")
 sleep 2
 memory_kib=$(rss_kib "$server")

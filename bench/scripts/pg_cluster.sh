@@ -63,3 +63,15 @@ wait_healthy() {
 now() { python3 -c 'import time; print(time.time())'; }
 seconds_since() { python3 -c 'import sys, time; print("%.2f" % (time.time() - float(sys.argv[1])))' "$1"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# docs_file DATAGEN DOCUMENTS FILE: the document data set of `lookout-datagen` under its schema
+# section (`//| LINE` each, see server/src/data_file.rs), as `lookout import` reads it.
+docs_file() {
+  {
+    echo "// lookout-datagen --documents $2"
+    echo "// lookout-schema-begin"
+    "$1" --schema | sed -e 's/^\(.\)/\/\/| \1/' -e 's/^$/\/\/|/'
+    echo "// lookout-schema-end"
+    "$1" --documents "$2" 2>/dev/null
+  } > "$3"
+}

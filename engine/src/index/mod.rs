@@ -403,13 +403,65 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct Load {
     next: Snapshot,
+    /// The relation keys [`Load::insert_tuple`] has seen, with their stores taken out of
+    /// `next` until [`Store::finish_load`] puts them back (a few keys: found by a scan that
+    /// compares names, with no allocation per tuple).
+    taken: Vec<(RelKey, RelStore)>,
+}
+
+/// A tuple [`Load::insert_tuple`] refused: it names an ID the interner has not numbered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{ty}:{id}` has no entity number")]
+pub struct Unnumbered {
+    pub ty: String,
+    pub id: String,
 }
 
 impl Load {
+    /// Inserts one stored tuple, given by its parts, whose entity and subject IDs were
+    /// numbered first ([`Interner::intern_as`]); allocates nothing per tuple but the stores'
+    /// own growth. Returns whether the tuple was new.
+    pub fn insert_tuple(
+        &mut self,
+        entity: (&str, &str),
+        relation: &str,
+        subject: (&str, &str),
+        subject_relation: Option<&str>,
+    ) -> Result<bool, Unnumbered> {
+        let number = |(ty, id): (&str, &str)| {
+            self.next.interner.get(ty, id).ok_or_else(|| Unnumbered {
+                ty: ty.to_string(),
+                id: id.to_string(),
+            })
+        };
+        let (e, s) = (number(entity)?, number(subject)?);
+        let same = |k: &RelKey| {
+            &*k.entity_type == entity.0
+                && &*k.relation == relation
+                && &*k.subject_type == subject.0
+                && k.subject_relation.as_deref() == subject_relation
+        };
+        let slot = match self.taken.iter().position(|(k, _)| same(k)) {
+            Some(slot) => slot,
+            None => {
+                let key = RelKey::new(entity.0, relation, subject.0, subject_relation);
+                let relations = Arc::make_mut(&mut self.next.relations);
+                let store = relations
+                    .remove(&key)
+                    .map(Arc::unwrap_or_clone)
+                    .unwrap_or_default();
+                self.taken.push((key, store));
+                self.taken.len() - 1
+            }
+        };
+        Ok(self.taken[slot].1.insert(e, s))
+    }
+
     /// Applies a batch another process already validated and committed; the IDs of new
     /// entities must have been numbered first ([`Interner::intern_as`]). A failed batch leaves
     /// the load unusable (an empty state): give it up.
     pub fn apply(&mut self, batch: &WriteBatch) -> Result<(), WriteError> {
+        self.put_back();
         let empty = Snapshot::empty(self.next.interner.clone());
         let base = std::mem::replace(&mut self.next, empty);
         let (next, _) = write::apply_unchecked(base, batch)?;
@@ -419,7 +471,18 @@ impl Load {
 
     /// Tuples loaded so far.
     pub fn tuple_count(&self) -> u64 {
-        self.next.tuple_count()
+        self.next.tuple_count() + self.taken.iter().map(|(_, s)| s.len()).sum::<u64>()
+    }
+
+    /// Returns the stores [`Load::insert_tuple`] took out to `next`.
+    fn put_back(&mut self) {
+        if self.taken.is_empty() {
+            return;
+        }
+        let relations = Arc::make_mut(&mut self.next.relations);
+        for (key, store) in self.taken.drain(..) {
+            relations.insert(key, Arc::new(store));
+        }
     }
 }
 
@@ -553,6 +616,7 @@ impl Store {
     pub fn load(&self) -> Load {
         Load {
             next: (*self.head()).clone(),
+            taken: Vec::new(),
         }
     }
 
@@ -566,6 +630,8 @@ impl Store {
                 head.revision
             )));
         }
+        let mut load = load;
+        load.put_back();
         let mut next = load.next;
         next.revision = revision;
         next.contextual = false;

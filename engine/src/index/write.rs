@@ -986,4 +986,61 @@ mod tests {
             Err(WriteError::Replica(_))
         ));
     }
+
+    /// Tuples a load inserts by their parts end as the same tuples written in a batch, mixed
+    /// with batches applied to the same load; an ID without a number is refused.
+    #[test]
+    fn tuples_inserted_by_their_parts_load_as_a_write_would() {
+        let schema = crate::schema::compile(SCHEMA).unwrap();
+        let tuples = [
+            "doc:1#owner@user:a",
+            "doc:2#owner@user:a",
+            "doc:1#owner@user:b",
+            "doc:1#owner@user:a",
+        ];
+        let written = Store::new();
+        written
+            .write(
+                &schema,
+                &batch(&tuples, &[], &["doc:1$level|integer:1"], &[]),
+            )
+            .unwrap();
+        let loaded = Store::with_interner(Interner::durable());
+        for (ty, id, n) in [
+            ("doc", "1", 0),
+            ("user", "a", 0),
+            ("doc", "2", 1),
+            ("user", "b", 1),
+        ] {
+            loaded.interner().intern_as(ty, id, n).unwrap();
+        }
+        let mut load = loaded.load();
+        let mut new = Vec::new();
+        for t in tuples {
+            let t = Tuple::parse(t).unwrap();
+            let entity = (t.entity.ty.as_str(), t.entity.id.as_str());
+            let subject = (t.subject.ty.as_str(), t.subject.id.as_str());
+            let relation = t.subject.relation.as_deref();
+            new.push(
+                load.insert_tuple(entity, &t.relation, subject, relation)
+                    .unwrap(),
+            );
+        }
+        assert_eq!(new, [true, true, true, false]);
+        assert!(
+            load.insert_tuple(("doc", "9"), "owner", ("user", "a"), None)
+                .is_err()
+        );
+        load.apply(&batch(&[], &[], &["doc:1$level|integer:1"], &[]))
+            .unwrap();
+        assert_eq!(load.tuple_count(), 3);
+        let head = loaded.finish_load(load, 3).unwrap();
+        let all = crate::index::TupleFilter::default();
+        assert_eq!(head.read_tuples(&all), written.head().read_tuples(&all));
+        let attrs = crate::index::AttributeFilter::default();
+        assert_eq!(
+            head.read_attributes(&attrs),
+            written.head().read_attributes(&attrs)
+        );
+    }
 }

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use futures_util::TryStreamExt;
 use lookout_engine::eval::Model;
-use lookout_engine::index::WriteBatch;
+use lookout_engine::index::{Load, WriteBatch};
 use lookout_engine::model::{Attribute, EntityRef, SubjectRef, Tuple};
+use sqlx::Row;
 
 use super::write::from_millis;
 use super::{Pg, StartError, codec, db_error, read_only_tx};
@@ -168,21 +169,27 @@ impl Pg {
         }
 
         let interner = tenant.store().interner().clone();
-        let mut entities = sqlx::query_as::<_, (String, String, i32)>(
+        let mut entities = sqlx::query(
             "SELECT entity_type, entity_id, number FROM lookout_entities WHERE tenant_id = $1",
         )
         .bind(id)
         .fetch(&mut *tx);
         let mut entity_count = 0u64;
-        while let Some((ty, eid, n)) = entities
+        while let Some(row) = entities
             .try_next()
             .await
             .map_err(db_error("read entity numbers"))?
         {
+            let text = |i: usize| -> Result<&str, ApiError> {
+                row.try_get::<&str, _>(i)
+                    .map_err(db_error("read an entity number"))
+            };
+            let (ty, eid) = (text(0)?, text(1)?);
+            let n: i32 = row.try_get(2).map_err(db_error("read an entity number"))?;
             let n = u32::try_from(n)
                 .map_err(|_| ApiError::internal(format!("stored number {n} is negative")))?;
             interner
-                .intern_as(&ty, &eid, n)
+                .intern_as(ty, eid, n)
                 .map_err(|e| ApiError::internal(format!("tenant `{id}`: {e}")))?;
             entity_count += 1;
         }
@@ -191,35 +198,49 @@ impl Pg {
         // Every batch goes into one private snapshot, published once at the end: applying
         // them one by one to the published head would copy each store a batch touches.
         let mut load = tenant.store().load();
-        let mut apply = |batch: &WriteBatch| {
+        let apply = |load: &mut Load, batch: &WriteBatch| {
             load.apply(batch)
                 .map_err(|e| ApiError::internal(format!("tenant `{id}`: {e}")))
         };
-        let mut tuples = sqlx::query_as::<_, (String, String, String, String, String, String)>(
+        // Tuples straight from the rows' buffers into the stores: no string per tuple.
+        let mut tuples = sqlx::query(
             "SELECT entity_type, entity_id, relation, subject_type, subject_id, subject_relation
              FROM lookout_tuples WHERE tenant_id = $1",
         )
         .bind(id)
         .fetch(&mut *tx);
         let mut batch = WriteBatch::default();
-        let mut tuple_count = 0u64;
-        while let Some((et, ei, rel, st, si, sr)) =
-            tuples.try_next().await.map_err(db_error("read tuples"))?
-        {
-            batch.tuple_writes.push(Tuple {
-                entity: EntityRef::new(et, ei),
-                relation: rel,
-                subject: SubjectRef::new(st, si, (!sr.is_empty()).then_some(sr)),
-            });
-            if batch.tuple_writes.len() >= LOAD_CHUNK {
-                apply(&batch)?;
-                tuple_count += batch.tuple_writes.len() as u64;
-                batch.tuple_writes.clear();
-                tracing::info!(tenant = id, tuples = tuple_count, "loading tenant");
+        let mut rows = 0u64;
+        while let Some(row) = tuples.try_next().await.map_err(db_error("read tuples"))? {
+            let text = |i: usize| -> Result<&str, ApiError> {
+                row.try_get::<&str, _>(i).map_err(db_error("read a tuple"))
+            };
+            let (entity, subject) = ((text(0)?, text(1)?), (text(3)?, text(4)?));
+            let (relation, subject_relation) = (text(2)?, text(5)?);
+            let subject_relation = (!subject_relation.is_empty()).then_some(subject_relation);
+            if load
+                .insert_tuple(entity, relation, subject, subject_relation)
+                .is_err()
+            {
+                // An ID without a stored number (not written by Lookout): numbered when the
+                // batch is applied, as a write would.
+                batch.tuple_writes.push(Tuple {
+                    entity: EntityRef::new(entity.0, entity.1),
+                    relation: relation.to_string(),
+                    subject: SubjectRef::new(
+                        subject.0,
+                        subject.1,
+                        subject_relation.map(String::from),
+                    ),
+                });
+            }
+            rows += 1;
+            if rows.is_multiple_of(LOAD_CHUNK as u64) {
+                tracing::info!(tenant = id, tuples = rows, "loading tenant");
             }
         }
         drop(tuples);
-        tuple_count += batch.tuple_writes.len() as u64;
+        let tuple_count = rows;
         let mut attributes = sqlx::query_as::<_, (String, String, String, String)>(
             "SELECT entity_type, entity_id, name, value FROM lookout_attributes WHERE tenant_id = $1",
         )
@@ -238,7 +259,7 @@ impl Pg {
                 value,
             });
             if batch.attribute_writes.len() >= LOAD_CHUNK {
-                apply(&batch)?;
+                apply(&mut load, &batch)?;
                 attribute_count += batch.attribute_writes.len() as u64;
                 batch = WriteBatch::default();
                 tracing::info!(tenant = id, attributes = attribute_count, "loading tenant");
@@ -246,7 +267,7 @@ impl Pg {
         }
         drop(attributes);
         attribute_count += batch.attribute_writes.len() as u64;
-        apply(&batch)?;
+        apply(&mut load, &batch)?;
         tenant
             .store()
             .finish_load(load, revision)

@@ -398,8 +398,10 @@ impl Snapshot {
 
 /// A state being loaded into a [`Store`] (see [`Store::load`]).
 ///
-/// INVARIANT: `next` is shared with no published snapshot once its first batch is applied
-/// (applying takes the maps out of it by value), so later batches change its stores in place.
+/// INVARIANT: `next` is shared with no published snapshot once its first batch is applied or
+/// tuple inserted (both take the maps and stores out of it, copying what the head still
+/// shares), so later batches and tuples change its stores in place and the head never sees
+/// them before [`Store::finish_load`].
 #[derive(Debug)]
 pub struct Load {
     next: Snapshot,

@@ -458,6 +458,16 @@ impl CopyRows {
         self
     }
 
+    /// A tuple's six columns, from the entity type to the subject relation (`''` for none).
+    fn tuple(&mut self, t: &Tuple) -> &mut Self {
+        self.text(&t.entity.ty)
+            .text(&t.entity.id)
+            .text(&t.relation)
+            .text(&t.subject.ty)
+            .text(&t.subject.id)
+            .text(t.subject.relation.as_deref().unwrap_or_default())
+    }
+
     fn opt_text(&mut self, s: Option<&str>) -> &mut Self {
         match s {
             Some(s) => self.text(s),
@@ -740,24 +750,16 @@ impl Import {
         let count = total.div_ceil(size) as u64;
         let (first, last) = (self.revision + 1, self.revision + count);
         let db = |r: u64| i64::try_from(r).unwrap_or(i64::MAX);
-        let recorded = sqlx::query(
-            "WITH bumped AS (UPDATE lookout_tenants SET revision = $3
-                             WHERE id = $1 AND incarnation = $6 RETURNING id),
-                  recorded AS (INSERT INTO lookout_revisions (tenant_id, revision)
-                               SELECT id, r FROM bumped, generate_series($2::bigint, $3::bigint) AS r
-                               RETURNING 1)
-             SELECT pg_notify($4, $5) FROM (SELECT 1 FROM recorded LIMIT 1) AS once",
+        let recorded = super::write::record_revisions(
+            &mut self.tx,
+            &self.tenant,
+            self.incarnation,
+            db(first),
+            db(last),
         )
-        .bind(&self.tenant)
-        .bind(db(first))
-        .bind(db(last))
-        .bind(CHANNEL)
-        .bind(format!("c:{}:{last}", self.tenant))
-        .bind(self.incarnation)
-        .fetch_optional(&mut *self.tx)
         .await
         .map_err(query_error(uri, "record the revisions"))?;
-        if recorded.is_none() {
+        if !recorded {
             return Err(BulkError::TenantGone {
                 tenant: self.tenant.clone(),
             });
@@ -782,14 +784,7 @@ impl Import {
         step("writing tuples");
         let mut rows = CopyRows::new();
         for t in tuples.iter() {
-            rows.row(7)
-                .text(&self.tenant)
-                .text(&t.entity.ty)
-                .text(&t.entity.id)
-                .text(&t.relation)
-                .text(&t.subject.ty)
-                .text(&t.subject.id)
-                .text(t.subject.relation.as_deref().unwrap_or_default());
+            rows.row(7).text(&self.tenant).tuple(t);
         }
         rows.send(
             &mut self.tx,
@@ -801,25 +796,9 @@ impl Import {
 
         step("writing attributes");
         if !replaced.is_empty() {
-            let (mut et, mut ei, mut name) = (Vec::new(), Vec::new(), Vec::new());
-            for (t, i, n) in replaced {
-                et.push(t);
-                ei.push(i);
-                name.push(n);
-            }
-            sqlx::query(
-                "DELETE FROM lookout_attributes a
-                 USING UNNEST($2::text[], $3::text[], $4::text[]) AS d(entity_type, entity_id, name)
-                 WHERE a.tenant_id = $1 AND a.entity_type = d.entity_type
-                   AND a.entity_id = d.entity_id AND a.name = d.name",
-            )
-            .bind(&self.tenant)
-            .bind(&et)
-            .bind(&ei)
-            .bind(&name)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(query_error(uri, "replace attributes"))?;
+            super::write::delete_attributes(&mut self.tx, &self.tenant, replaced)
+                .await
+                .map_err(query_error(uri, "replace attributes"))?;
         }
         let mut rows = CopyRows::new();
         for a in attributes.iter() {
@@ -898,13 +877,7 @@ impl Import {
         .map_err(query_error(uri, "create a temporary table"))?;
         let mut rows = CopyRows::new();
         for t in tuples {
-            rows.row(6)
-                .text(&t.entity.ty)
-                .text(&t.entity.id)
-                .text(&t.relation)
-                .text(&t.subject.ty)
-                .text(&t.subject.id)
-                .text(t.subject.relation.as_deref().unwrap_or_default());
+            rows.row(6).tuple(t);
         }
         rows.send(
             &mut self.tx,

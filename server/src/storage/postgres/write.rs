@@ -129,30 +129,17 @@ impl Pg {
         let db_revision =
             |r: u64| i64::try_from(r).map_err(|_| ApiError::internal("revision counter overflow"));
         let (first_db, last_db) = (db_revision(current + 1)?, db_revision(last)?);
-        // One round trip: bump the counter to the group's last revision, record every revision
-        // of the group, and queue one notification (delivered at COMMIT, and only if it
-        // commits; the tailer reads every revision up to the counter).
-        // No row when the tenant was deleted meanwhile (its DELETE held the row until it
-        // committed): then nothing may be written (the data and change rows have no foreign
-        // keys that would refuse them).
-        let recorded = sqlx::query(
-            "WITH bumped AS (UPDATE lookout_tenants SET revision = $3
-                             WHERE id = $1 AND incarnation = $6 RETURNING id),
-                  recorded AS (INSERT INTO lookout_revisions (tenant_id, revision)
-                               SELECT id, r FROM bumped, generate_series($2::bigint, $3::bigint) AS r
-                               RETURNING 1)
-             SELECT pg_notify($4, $5) FROM (SELECT 1 FROM recorded LIMIT 1) AS once",
+        // Every revision of the group, in one round trip.
+        let recorded = record_revisions(
+            &mut tx,
+            &tenant.id,
+            tenant.incarnation as i64,
+            first_db,
+            last_db,
         )
-        .bind(&tenant.id)
-        .bind(first_db)
-        .bind(last_db)
-        .bind(super::CHANNEL)
-        .bind(format!("c:{}:{last}", tenant.id))
-        .bind(tenant.incarnation as i64)
-        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error("record the revisions"))?;
-        if recorded.is_none() {
+        if !recorded {
             return Err(ApiError::tenant_not_found(&tenant.id));
         }
         let all = || committed.iter().flat_map(|(_, changes, _)| changes.iter());
@@ -633,25 +620,9 @@ async fn apply_changes<'c>(
         .map_err(db_error("write tuples"))?;
     }
     if !attr_deleted.is_empty() {
-        let (mut et, mut ei, mut name) = (Vec::new(), Vec::new(), Vec::new());
-        for (t, i, n) in attr_deleted {
-            et.push(t);
-            ei.push(i);
-            name.push(n);
-        }
-        sqlx::query(
-            "DELETE FROM lookout_attributes a
-             USING UNNEST($2::text[], $3::text[], $4::text[]) AS d(entity_type, entity_id, name)
-             WHERE a.tenant_id = $1 AND a.entity_type = d.entity_type
-               AND a.entity_id = d.entity_id AND a.name = d.name",
-        )
-        .bind(tenant)
-        .bind(&et)
-        .bind(&ei)
-        .bind(&name)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error("delete attributes"))?;
+        delete_attributes(tx, tenant, attr_deleted)
+            .await
+            .map_err(db_error("delete attributes"))?;
     }
     if !attr_written.is_empty() {
         let (mut et, mut ei, mut name, mut value) =
@@ -677,4 +648,62 @@ async fn apply_changes<'c>(
         .map_err(db_error("write attributes"))?;
     }
     Ok(())
+}
+
+/// Deletes the attributes `keys` (entity type, entity ID, name) of `tenant`, in one statement.
+pub(super) async fn delete_attributes(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &str,
+    keys: Vec<(String, String, String)>,
+) -> Result<(), sqlx::Error> {
+    let (mut et, mut ei, mut name) = (Vec::new(), Vec::new(), Vec::new());
+    for (t, i, n) in keys {
+        et.push(t);
+        ei.push(i);
+        name.push(n);
+    }
+    sqlx::query(
+        "DELETE FROM lookout_attributes a
+         USING UNNEST($2::text[], $3::text[], $4::text[]) AS d(entity_type, entity_id, name)
+         WHERE a.tenant_id = $1 AND a.entity_type = d.entity_type
+           AND a.entity_id = d.entity_id AND a.name = d.name",
+    )
+    .bind(tenant)
+    .bind(&et)
+    .bind(&ei)
+    .bind(&name)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+/// Bumps `tenant`'s counter to `last`, records revisions `first..=last` and queues one
+/// notification (delivered at COMMIT, and only if it commits; the tailer reads every revision
+/// up to the counter), in one round trip. False when the tenant (this incarnation) is gone: a
+/// DELETE of it held its row until it committed, and then nothing may be written (the data
+/// and change rows have no foreign keys that would refuse them).
+pub(super) async fn record_revisions(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &str,
+    incarnation: i64,
+    first: i64,
+    last: i64,
+) -> Result<bool, sqlx::Error> {
+    let recorded = sqlx::query(
+        "WITH bumped AS (UPDATE lookout_tenants SET revision = $3
+                         WHERE id = $1 AND incarnation = $6 RETURNING id),
+              recorded AS (INSERT INTO lookout_revisions (tenant_id, revision)
+                           SELECT id, r FROM bumped, generate_series($2::bigint, $3::bigint) AS r
+                           RETURNING 1)
+         SELECT pg_notify($4, $5) FROM (SELECT 1 FROM recorded LIMIT 1) AS once",
+    )
+    .bind(tenant)
+    .bind(first)
+    .bind(last)
+    .bind(super::CHANNEL)
+    .bind(format!("c:{tenant}:{last}"))
+    .bind(incarnation)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(recorded.is_some())
 }

@@ -60,8 +60,7 @@ fn schema_write_and_read_against_a_running_server() {
         }))
         .unwrap();
     let target = handle.grpc_addr.to_string();
-    let dir = std::env::temp_dir().join(format!("lookout-client-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch::scratch("client-cli");
     let file = dir.join("schema.perm");
     std::fs::write(&file, SCHEMA).unwrap();
 

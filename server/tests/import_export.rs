@@ -38,15 +38,9 @@ entity doc {
 }
 ";
 
-/// A fresh directory for one test's files.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "lookout-import-export-{}-{test}",
-        std::process::id()
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for one test's files, removed when the test ends.
+fn scratch(test: &str) -> crate::scratch::Scratch {
+    crate::scratch::scratch(&format!("import-export-{test}"))
 }
 
 /// `n` lines mixing text and JSON tuples and attributes, with a comment and blank lines.

@@ -12,6 +12,7 @@ mod lines;
 mod permify_config;
 mod postgres;
 mod readme;
+mod scratch;
 mod spawn;
 mod tls;
 mod transport;

@@ -7,6 +7,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use crate::scratch::Scratch;
 use std::time::Duration;
 
 use lookout_proto::v1;
@@ -42,11 +44,8 @@ entity doc {
 }
 ";
 
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lookout-bulk-{}-{test}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(test: &str) -> Scratch {
+    crate::scratch::scratch(&format!("bulk-{test}"))
 }
 
 fn connect() -> ConnectArgs {

@@ -219,6 +219,23 @@ async fn a_group_plans_each_write_after_the_ones_before_it() {
 
 /// Two servers on one database: a write through A is visible on B at A's snap token, B's
 /// Watch delivers it, and a lookup paged on A continues on B with A's continuous token.
+/// Every pooled connection plans each statement for its own parameters, so no generic plan
+/// made while a tenant was small outlives the tenant's growth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_plan_every_statement_for_its_parameters() {
+    let uri = Cluster::get().database().await;
+    let pool = lookout_server::storage::postgres::connect(&uri, 2)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "force_custom_plan");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_one_database() {
     let uri = Cluster::get().database().await;

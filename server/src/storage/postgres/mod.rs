@@ -263,11 +263,6 @@ pub async fn connect(uri: &str, max_connections: u32) -> Result<PgPool, StartErr
         uri: redact(uri),
         source,
     })?;
-    // Every statement planned for its own parameters and the table's present size. A prepared
-    // statement's generic plan, made while a tenant's tables were small, kept scanning whole
-    // tables after a fast growth (one write's entity-number lookup took 15 s) until the next
-    // ANALYZE; planning the data statements costs well under a millisecond.
-    let options = options.options([("plan_cache_mode", "force_custom_plan")]);
     // One connection first, for the real reason when the database cannot be reached (the
     // pool would only report that it timed out).
     let probe = sqlx::ConnectOptions::connect(&options)
@@ -280,6 +275,20 @@ pub async fn connect(uri: &str, max_connections: u32) -> Result<PgPool, StartErr
     PgPoolOptions::new()
         .max_connections(max_connections.max(2))
         .acquire_timeout(Duration::from_secs(10))
+        // Every statement planned for its own parameters and the tables' present size. A
+        // prepared statement's generic plan, made while a tenant's tables were small, kept
+        // scanning whole tables after fast growth (one write's entity-number lookup took 15 s)
+        // until the next ANALYZE; planning these statements costs well under a millisecond.
+        // A `SET` after connecting rather than a startup option, which poolers such as
+        // PgBouncer refuse by default.
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET plan_cache_mode = force_custom_plan")
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
         .connect_with(options)
         .await
         .map_err(|source| StartError::Connect {

@@ -77,7 +77,7 @@ impl Generator {
         }
     }
 
-    /// Permission.Check of a random entity (see [`Generator::pick`]) for a random user.
+    /// Permission.Check of a random entity (see `Generator::pick`) for a random user.
     pub fn check(&self, i: u64) -> PermissionCheckRequest {
         let mut rng = self.rng(i);
         let (entity, subject) = self.pair(&mut rng);

@@ -19,7 +19,7 @@ pub fn print(schema: &Schema) -> String {
     print_edited(schema, &HashMap::new())
 }
 
-/// As [`print`], with the members of the entities in `edited` replaced by the given
+/// As [`print()`], with the members of the entities in `edited` replaced by the given
 /// statements (for partial schema writes).
 pub fn print_edited(schema: &Schema, edited: &HashMap<TypeId, Vec<String>>) -> String {
     enum Decl<'s> {

@@ -17,7 +17,7 @@
 //! 6. **Metrics**: the outcome and latency (see [`crate::metrics`]).
 //! 7. **Streams that are not read**: a response stream whose client has not come back for
 //!    its next message within `--request-timeout` gives back its place and has its connection
-//!    closed (see [`StallWatch`]).
+//!    closed (see `StallWatch`).
 //!
 //! Every call also marks its connection busy while it is handled (a stream: until it ends),
 //! which keeps the connection from its idle timeout (see [`crate::connections`]).
@@ -210,7 +210,7 @@ impl Drop for StreamPermit {
 
 /// A response body that holds the stream's permit, and marks its connection busy (see
 /// [`crate::connections`]), while it is being sent; a stream's body is watched for a client
-/// that stopped reading (see [`StallWatch`]).
+/// that stopped reading (see `StallWatch`).
 pub struct Guarded<B> {
     inner: B,
     _permit: Option<StreamPermit>,

@@ -1,6 +1,6 @@
 //! The HTTP/JSON transport: every route of Permify's gateway
 //! ([`lookout_proto::routes::ROUTES`]) as a thin adapter over [`Service`] (the table of
-//! [`routes`], each entry through one of the two generic handlers of [`handler`]), plus
+//! `routes`, each entry through one of the two generic handlers of `handler`), plus
 //! `GET /healthz`; CORS when origins are configured (`cors.rs`).
 //!
 //! Errors are Permify's `{"code", "message", "details"}` with a fitting status: 400 for a body

@@ -21,8 +21,8 @@ pub type RejectBatch = Box<dyn FnOnce(WriteError) -> ApiError + Send>;
 ///
 /// Declared here and implemented below, by the storage layer (`storage::postgres::Pg`), so
 /// that tenants depend on no storage code: the tenant calls out through this trait, the store
-/// calls back into the tenant's replica hooks ([`Tenant::apply_committed`],
-/// [`Tenant::insert_schema`], [`Tenants::install`], ...). Every method is one round trip (or
+/// calls back into the tenant's replica hooks (`Tenant::apply_committed`,
+/// `Tenant::insert_schema`, `Tenants::install`, ...). Every method is one round trip (or
 /// a few) to the database; their futures are boxed, so a request's future does not carry them
 /// for a path that memory and warm replicas never take.
 pub trait Database: Send + Sync + fmt::Debug {

@@ -7,7 +7,7 @@
 //! database is the source of truth and a tenant is its replica: a commit is a database
 //! transaction in a [`Database`] (the storage layer's PostgreSQL store implements it), and the
 //! server's tailer applies every committed
-//! revision here with [`Tenant::apply_committed`], each as its own snapshot at exactly that
+//! revision here with `Tenant::apply_committed`, each as its own snapshot at exactly that
 //! revision. Both paths end in the same publish step: the cache-invalidation clock first, then
 //! the snapshot, then the change feed.
 //!

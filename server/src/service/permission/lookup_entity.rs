@@ -237,8 +237,8 @@ impl Service {
 
     /// Streams the entities one message each, every message with the continuous token that
     /// resumes after it. Messages go through the channel in batches that start small (the first
-    /// IDs go out at once) and grow to [`STREAM_BATCH`]. A fresh stream whose plan allows it
-    /// sends the entities numbered below [`STREAM_PREFIX`] while the rest is still being
+    /// IDs go out at once) and grow to `STREAM_BATCH`. A fresh stream whose plan allows it
+    /// sends the entities numbered below `STREAM_PREFIX` while the rest is still being
     /// computed. The stream ends early (and the work stops) when the receiver is dropped.
     pub async fn lookup_entity_stream(
         &self,

@@ -5,7 +5,7 @@
 //!
 //! Every write, delete and bundle run becomes its own revision. The writes of one tenant that
 //! arrive while an earlier group is committing queue, and are committed together, as a group,
-//! in one transaction ([`Pg::commit`], [`group`]; the transaction is `Pg::commit_group`):
+//! in one transaction (`Pg::commit`, `group`; the transaction is `Pg::commit_group`):
 //!
 //! 1. `pg_advisory_xact_lock` on the tenant. The lock is held until COMMIT, so the tenant's
 //!    groups run one after another.

@@ -416,6 +416,35 @@ async fn connect(addr: &str) -> tonic::transport::Channel {
 /// `kill -9` of a server in the middle of writing: after a restart every acknowledged write
 /// is there, and Watch resumed from a mid-stream snap token replays exactly the later changes
 /// in the order they were acknowledged.
+/// Every stored `doc` tuple, read page by page over gRPC at least as fresh as `snap`.
+async fn stored_docs(
+    data: &mut v1::data_client::DataClient<tonic::transport::Channel>,
+    snap: &str,
+) -> HashSet<String> {
+    let mut stored = HashSet::new();
+    let mut token = String::new();
+    loop {
+        let page = data
+            .read_relationships(v1::RelationshipReadRequest {
+                tenant_id: "t1".into(),
+                metadata: Some(v1::RelationshipReadRequestMetadata {
+                    snap_token: snap.to_string(),
+                }),
+                filter: Some(doc_filter(&[])),
+                page_size: 100,
+                continuous_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        stored.extend(page.tuples.iter().map(text));
+        if page.continuous_token.is_empty() {
+            return stored;
+        }
+        token = page.continuous_token;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let uri = Cluster::get().database().await;
@@ -478,34 +507,7 @@ async fn acknowledged_writes_survive_kill_9() {
     let channel = connect(&addr).await;
     let mut data = v1::data_client::DataClient::new(channel.clone());
     let last = acked.last().map(|(_, token)| token.clone()).unwrap();
-    let mut stored = HashSet::new();
-    let mut token = String::new();
-    loop {
-        let page = data
-            .read_relationships(v1::RelationshipReadRequest {
-                tenant_id: "t1".into(),
-                metadata: Some(v1::RelationshipReadRequestMetadata {
-                    snap_token: last.clone(),
-                }),
-                filter: Some(v1::TupleFilter {
-                    entity: Some(v1::EntityFilter {
-                        r#type: "doc".into(),
-                        ids: vec![],
-                    }),
-                    ..Default::default()
-                }),
-                page_size: 100,
-                continuous_token: token,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        stored.extend(page.tuples.iter().map(text));
-        if page.continuous_token.is_empty() {
-            break;
-        }
-        token = page.continuous_token;
-    }
+    let stored = stored_docs(&mut data, &last).await;
     for (tuple, _) in &acked {
         assert!(stored.contains(tuple), "acknowledged {tuple} was lost");
     }
@@ -608,28 +610,7 @@ async fn acknowledged_group_commits_survive_kill_9() {
     let channel = connect(&addr).await;
     let mut data = v1::data_client::DataClient::new(channel.clone());
     let last = acked.last().map(|(_, token)| token.clone()).unwrap();
-    let mut stored = HashSet::new();
-    let mut token = String::new();
-    loop {
-        let page = data
-            .read_relationships(v1::RelationshipReadRequest {
-                tenant_id: "t1".into(),
-                metadata: Some(v1::RelationshipReadRequestMetadata {
-                    snap_token: last.clone(),
-                }),
-                filter: Some(doc_filter(&[])),
-                page_size: 100,
-                continuous_token: token,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        stored.extend(page.tuples.iter().map(text));
-        if page.continuous_token.is_empty() {
-            break;
-        }
-        token = page.continuous_token;
-    }
+    let stored = stored_docs(&mut data, &last).await;
     for (tuple, _) in &acked {
         assert!(stored.contains(tuple), "acknowledged {tuple} was lost");
     }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use crate::certs::TestCa;
 use crate::harness::{config, start, start_with};
 
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -139,15 +140,16 @@ async fn permify_node_client_over_tls() {
     };
     let certs = std::env::temp_dir().join(format!("lookout-node-tls-{}", std::process::id()));
     std::fs::create_dir_all(&certs).unwrap();
-    let (ca, cert, key) = test_certificates();
+    let ca = TestCa::new();
+    let leaf = ca.issue();
     let ca_file = certs.join("ca.pem");
     let paths = lookout_server::tls::CertPaths {
         cert: certs.join("cert.pem"),
         key: certs.join("key.pem"),
     };
-    std::fs::write(&ca_file, ca).unwrap();
-    std::fs::write(&paths.cert, cert).unwrap();
-    std::fs::write(&paths.key, key).unwrap();
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&paths.cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&paths.key, &leaf.key_pem).unwrap();
     let mut config = config();
     config.tls.grpc = Some(paths);
     let server = start_with(config).await;
@@ -162,32 +164,6 @@ async fn permify_node_client_over_tls() {
     .await;
     server.shutdown().await.expect("a clean shutdown");
     let _ = std::fs::remove_dir_all(&certs);
-}
-
-/// A CA's certificate, and a server certificate it issued for `localhost` and 127.0.0.1 with
-/// its key, all PEM.
-fn test_certificates() -> (String, String, String) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    // Distinct subjects: a certificate whose issuer is its subject reads as self-signed.
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "Lookout test CA");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "lookout test server");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &*ca).unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,12 @@
 )]
 
 mod bad_input;
+#[path = "../server/tests/certs.rs"]
+#[allow(
+    dead_code,
+    reason = "the client tests need the authority and its certificates only"
+)]
+mod certs;
 mod clients;
 mod connections;
 mod error_codes;

@@ -138,8 +138,7 @@ async fn permify_node_client_over_tls() {
     let Some(dir) = node_client("permify_node_client_over_tls").await else {
         return;
     };
-    let certs = std::env::temp_dir().join(format!("lookout-node-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&certs).unwrap();
+    let certs = crate::certs::temp_dir("node");
     let ca = TestCa::new();
     let leaf = ca.issue();
     let ca_file = certs.join("ca.pem");
@@ -163,7 +162,6 @@ async fn permify_node_client_over_tls() {
     )
     .await;
     server.shutdown().await.expect("a clean shutdown");
-    let _ = std::fs::remove_dir_all(&certs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,3 +34,5 @@ mod hostile;
 #[allow(dead_code, reason = "these tests read streams line by line, not whole")]
 mod lines;
 mod replay;
+#[path = "../server/tests/scratch.rs"]
+mod scratch;

@@ -105,12 +105,9 @@ impl TestCa {
     }
 }
 
-/// An empty directory of the test's own, named after `name`.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lookout-tls-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// An empty directory of the test's own, named after `name`, removed when the test ends.
+pub fn temp_dir(name: &str) -> crate::scratch::Scratch {
+    crate::scratch::scratch(&format!("tls-{name}"))
 }
 
 /// The files of a server certificate: `cert.pem` and `key.pem` in `dir`.

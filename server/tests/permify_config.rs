@@ -208,5 +208,4 @@ async fn permifys_tls_and_cors_keys_are_applied() {
         .await;
     assert!(health.is_ok(), "{health:?}");
     server.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -255,7 +255,6 @@ async fn both_ports_serve_tls_and_refuse_plaintext() {
         "plaintext gRPC was answered: {plain:?}"
     );
     drop(served);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +286,6 @@ async fn a_client_that_never_completes_the_handshake_is_dropped_at_the_header_re
         assert!(ca.presented(addr, &[b"h2"]).await.is_ok());
     }
     drop(served);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,7 +355,6 @@ async fn certificates_reload_on_sighup_and_on_change_and_a_bad_pair_keeps_the_ol
     // The same process all along.
     assert!(served.child.try_wait().unwrap().is_none());
     drop(served);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -437,5 +434,4 @@ fn unusable_certificates_stop_the_start_naming_the_setting_and_the_file() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -625,13 +625,7 @@ impl Store {
     /// Publishes a finished load at `revision`, which must not be below the head's.
     pub fn finish_load(&self, load: Load, revision: u64) -> Result<Arc<Snapshot>, WriteError> {
         let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let head = self.head();
-        if revision < head.revision {
-            return Err(WriteError::Replica(format!(
-                "cannot load revision {revision}: the index is already at revision {}",
-                head.revision
-            )));
-        }
+        self.head_not_after(revision, "load")?;
         let mut load = load;
         load.put_back();
         let mut next = load.next;
@@ -643,9 +637,22 @@ impl Store {
         Ok(next)
     }
 
+    /// The head, if it is not after `revision` (which a replica is about to `verb`); taken
+    /// under the writer lock.
+    fn head_not_after(&self, revision: u64, verb: &str) -> Result<Arc<Snapshot>, WriteError> {
+        let head = self.head();
+        if revision < head.revision {
+            return Err(WriteError::Replica(format!(
+                "cannot {verb} revision {revision}: the index is already at revision {}",
+                head.revision
+            )));
+        }
+        Ok(head)
+    }
+
     /// Applies a batch another process already validated and committed (a replica following
     /// a database), publishing the result at exactly `revision`, which must not be below the
-    /// head's (equal when a large state is loaded in several batches before anyone reads).
+    /// head's.
     /// The IDs of new entities must have been numbered first ([`Interner::intern_as`]).
     /// `before_publish` runs as in [`Store::write_then`].
     pub fn apply_at(
@@ -655,13 +662,7 @@ impl Store {
         before_publish: impl FnOnce(u64, &ChangeList),
     ) -> Result<WriteOutcome, WriteError> {
         let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let head = self.head();
-        if revision < head.revision {
-            return Err(WriteError::Replica(format!(
-                "cannot apply revision {revision}: the index is already at revision {}",
-                head.revision
-            )));
-        }
+        let head = self.head_not_after(revision, "apply")?;
         let (mut next, changes) = write::apply_unchecked((*head).clone(), batch)?;
         next.revision = revision;
         next.contextual = false;
